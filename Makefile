@@ -1,0 +1,47 @@
+# llmtally — `make run` starts the local stack, `make test` runs every test tier.
+# Everything installs into .venv from the package registries; nothing global is touched.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-unit test-integration lint fmt bench schema clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP) ## create .venv and install the library with every extra and the dev tools
+
+test: $(STAMP) lint ## lint, type-check, then run every test tier
+	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+test-unit: $(STAMP) ## the fast tier only
+	$(PY) -m pytest -q tests/unit
+
+test-integration: $(STAMP) ## the moto-server tier only
+	$(PY) -m pytest -q tests/integration
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared lambdas bench tests
+
+fmt: $(STAMP) ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP) ## print the benchmark figures (see docs/BENCHMARKS.md)
+	$(PY) -m bench
+
+schema: $(STAMP) ## regenerate docs/usage-event.schema.json from the pydantic model
+	$(PY) -m llmtally.schema > docs/usage-event.schema.json
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

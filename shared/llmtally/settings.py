@@ -1,0 +1,46 @@
+"""Settings, validated once from the environment (`LLMTALLY_*`); code never reads os.environ itself."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from llmtally.resources import ResourceNames
+
+NAME_PREFIX_PATTERN = r"^[a-z][a-z0-9-]{1,40}[a-z0-9]$"
+
+
+class Settings(BaseSettings):
+    """Where llmtally's resources are and how they behave. Same code on AWS, the local stack, tests."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMTALLY_", frozen=True, extra="ignore")
+
+    prefix: str = Field(default="mantissa-log", pattern=NAME_PREFIX_PATTERN)
+    region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("LLMTALLY_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+    #: An AWS endpoint override (the local emulator); None on AWS.
+    endpoint_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("LLMTALLY_ENDPOINT_URL", "AWS_ENDPOINT_URL")
+    )
+    #: Negotiated prices and private models (JSON, see docs/pricing.md).
+    price_overrides_file: Path | None = None
+    #: Raw usage entries expire after this many days (DynamoDB TTL).
+    raw_ttl_days: int = Field(default=90, ge=1, le=3650)
+    #: Rollups outlive raw entries (13 months by default).
+    rollup_ttl_days: int = Field(default=396, ge=1, le=3650)
+    #: KMS key for users' provider secrets (None: the account's default key).
+    secrets_kms_key_id: str | None = None
+
+    @property
+    def names(self) -> ResourceNames:
+        return ResourceNames(self.prefix)
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()
