@@ -68,3 +68,13 @@ def moto(_moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServe
     _moto_server.reset()
     monkeypatch.setenv("LLMTALLY_ENDPOINT_URL", _moto_server.endpoint_url)
     return _moto_server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_clients() -> Iterator[None]:
+    """Settings and cached clients are rebuilt for each test, from its environment."""
+    from llmtally.aws import reset_clients
+
+    reset_clients()
+    yield
+    reset_clients()
