@@ -1,0 +1,250 @@
+"""`llmtally local`: moto server on loopback, provisioned from the same specs as the CDK app, the three
+Lambda handlers behind their event-source runners, and the HTTP API + dashboard on loopback."""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmtally.local.http import LocalHttpServer
+from llmtally.local.runners import SqsRunner, StreamRunner
+from llmtally.resources import ResourceNames
+
+logger = logging.getLogger("llmtally.local")
+
+#: The Lambda handlers, as the CDK app deploys them (lambdas/<name>/handler.py).
+HANDLERS = {
+    "ingest": ("ingest.handler", "lambda_handler"),
+    "aggregate": ("aggregate.handler", "lambda_handler"),
+    "api": ("api.handler", "lambda_handler"),
+}
+LOCAL_REGION = "us-east-1"
+#: Locally a failed message comes back after seconds, not the deployed three minutes.
+LOCAL_VISIBILITY_TIMEOUT_SECONDS = 5
+
+
+class LocalStackError(Exception):
+    """A clear, user-facing reason the local stack cannot start."""
+
+
+def repo_root() -> Path:
+    """The checkout this library runs from (the local stack runs the checkout's handlers)."""
+    return Path(__file__).resolve().parents[3]
+
+
+def _check_port_free(host: str, port: int, what: str) -> None:
+    if port == 0:
+        return
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise LocalStackError(
+                    f"port {port} on {host} is busy ({what}); stop what uses it or choose another port"
+                ) from exc
+            raise LocalStackError(f"cannot listen on {host}:{port} ({what}): {exc.strerror}") from exc
+
+
+@dataclass
+class LocalStackConfig:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    aws_port: int = 4566
+    prefix: str = "mantissa-log"
+    user: str = "demo-user"
+    web_root: Path | None = None
+    require_web: bool = False
+    visibility_timeout_seconds: int = LOCAL_VISIBILITY_TIMEOUT_SECONDS
+    ingest_batch_size: int = 10
+    ingest_batch_window_seconds: float = 0.5
+    aggregate_batch_size: int = 100
+    aggregate_batch_window_seconds: float = 0.5
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LocalStack:
+    """Start with `start()`, stop with `stop()` (or a signal, in the CLI)."""
+
+    config: LocalStackConfig
+    aws_endpoint: str = ""
+    api_url: str = ""
+    _moto: Any = None
+    _http: LocalHttpServer | None = None
+    _http_thread: threading.Thread | None = None
+    _runners: list[SqsRunner | StreamRunner] = field(default_factory=list)
+    queue_url: str = ""
+    dlq_url: str = ""
+
+    def start(self) -> None:
+        cfg = self.config
+        if cfg.host not in {"127.0.0.1", "localhost", "::1"}:
+            logger.warning(
+                "listening on %s: the local identity is not authenticated; anyone who reaches it is %s",
+                cfg.host,
+                cfg.user,
+            )
+        web_root = self._web_root()
+        _check_port_free(cfg.host, cfg.port, "dashboard and API")
+        _check_port_free("127.0.0.1", cfg.aws_port, "AWS emulator")
+        self._start_emulator()
+        self._configure_environment()
+        handlers = self._load_handlers()
+        self._provision()
+        self._start_runners(handlers)
+        self._start_http(handlers["api"], web_root)
+
+    # -- pieces ---------------------------------------------------------------------------------
+
+    def _web_root(self) -> Path | None:
+        root = self.config.web_root or repo_root() / "web" / "dist"
+        if (root / "index.html").is_file():
+            return root.resolve()
+        if self.config.require_web:
+            raise LocalStackError(f"the dashboard is not built: {root / 'index.html'} is missing (run `make web`)")
+        return None
+
+    def _start_emulator(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.aws_port, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.aws_endpoint = f"http://{host}:{port}"
+
+    def _configure_environment(self) -> None:
+        """The handlers read settings from the environment exactly as on Lambda."""
+        from llmtally.aws import reset_clients
+
+        env = {
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": LOCAL_REGION,
+            "AWS_REGION": LOCAL_REGION,
+            "LLMTALLY_ENDPOINT_URL": self.aws_endpoint,
+            "LLMTALLY_PREFIX": self.config.prefix,
+            "POWERTOOLS_SERVICE_NAME": "llmtally-local",
+            "POWERTOOLS_METRICS_NAMESPACE": "llmtally",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            **self.config.extra_env,
+        }
+        os.environ.update(env)
+        os.environ.pop("AWS_PROFILE", None)
+        reset_clients()
+
+    def _load_handlers(self) -> dict[str, Callable[[dict[str, Any], Any], Any]]:
+        lambdas = repo_root() / "lambdas"
+        if not lambdas.is_dir():
+            raise LocalStackError(f"{lambdas} not found: `llmtally local` runs from a checkout of llmtally")
+        if str(lambdas) not in sys.path:
+            sys.path.insert(0, str(lambdas))
+        loaded = {}
+        for name, (module, attribute) in HANDLERS.items():
+            loaded[name] = getattr(importlib.import_module(module), attribute)
+        return loaded
+
+    def _provision(self) -> None:
+        from llmtally.aws import client
+        from llmtally.tables import create_tables
+        from llmtally.topology import provision_messaging, topology
+
+        names = ResourceNames(self.config.prefix)
+        create_tables(client("dynamodb"), names)
+        provisioned = provision_messaging(
+            client("events"),
+            client("sqs"),
+            topology(names, visibility_timeout_seconds=self.config.visibility_timeout_seconds),
+        )
+        self.queue_url, self.dlq_url = provisioned.queue_url, provisioned.dlq_url
+        self._queue_arn = provisioned.queue_arn
+        self._stream_arn = client("dynamodb").describe_table(TableName=names.usage_table)["Table"]["LatestStreamArn"]
+
+    def _start_runners(self, handlers: dict[str, Callable[[dict[str, Any], Any], Any]]) -> None:
+        from llmtally.aws import client
+
+        cfg = self.config
+        self._runners = [
+            SqsRunner(
+                client("sqs"),
+                self.queue_url,
+                self._queue_arn,
+                handlers["ingest"],
+                function_name="llmtally-ingest",
+                batch_size=cfg.ingest_batch_size,
+                batch_window_seconds=cfg.ingest_batch_window_seconds,
+            ),
+            StreamRunner(
+                client("dynamodbstreams"),
+                self._stream_arn,
+                handlers["aggregate"],
+                function_name="llmtally-aggregate",
+                batch_size=cfg.aggregate_batch_size,
+                batch_window_seconds=cfg.aggregate_batch_window_seconds,
+            ),
+        ]
+        for runner in self._runners:
+            runner.start()
+
+    def _start_http(self, api_handler: Callable[[dict[str, Any], Any], Any], web_root: Path | None) -> None:
+        cfg = self.config
+        claims = {"sub": cfg.user}
+        self._http = LocalHttpServer(
+            (cfg.host, cfg.port),
+            api_handler,
+            claims=claims,
+            web_root=web_root,
+            runtime_config={"apiBaseUrl": "", "userId": cfg.user, "mode": "local"},
+        )
+        port = self._http.server_address[1]
+        self.api_url = f"http://{cfg.host}:{port}"
+        self._http_thread = threading.Thread(target=self._http.serve_forever, name="llmtally-http", daemon=True)
+        self._http_thread.start()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Until both queues of work are empty and both runners idle (tests and the demo use it)."""
+        from llmtally.aws import client
+
+        deadline = time.monotonic() + timeout
+        sqs = client("sqs")
+        while time.monotonic() < deadline:
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=self.queue_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            backlog = int(attributes["ApproximateNumberOfMessages"]) + int(
+                attributes["ApproximateNumberOfMessagesNotVisible"]
+            )
+            if backlog == 0 and all(r.idle.is_set() for r in self._runners):
+                time.sleep(0.3)
+                if all(r.idle.is_set() for r in self._runners):
+                    return True
+            time.sleep(0.1)
+        return False
+
+    def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop taking requests, drain what is queued (bounded), stop the runners and the emulator."""
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        if self._runners and not self.wait_idle(timeout=drain_timeout):
+            logger.warning("shutdown: work still queued after %.0f s; it stays in the emulator", drain_timeout)
+        for runner in self._runners:
+            runner.stop(timeout=drain_timeout)
+        self._runners = []
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
