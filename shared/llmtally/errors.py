@@ -21,3 +21,14 @@ class InvalidEventError(LLMTallyError):
 
 class UnknownModelError(LLMTallyError, LookupError):
     """Neither the catalog nor an override has a price for this provider and model."""
+
+
+class InvalidCursorError(LLMTallyError, ValueError):
+    """A pagination cursor was tampered with, expired its query, or belongs to another tenant."""
+
+
+class StorageError(LLMTallyError):
+    """A storage call failed for a reason outside the caller's control (throttling, 5xx, network).
+
+    Retrying may succeed: batch consumers report the record as a failure so the source redelivers it.
+    """
