@@ -1,0 +1,216 @@
+"""Anthropic (Messages API) on the `anthropic` SDK.
+
+Usage mapping (the SDK's `Usage`; Anthropic's `input_tokens` EXCLUDES cache tokens):
+    input_tokens        = usage.input_tokens
+    cache_read_tokens   = usage.cache_read_input_tokens
+    cache_write_tokens  = usage.cache_creation_input_tokens
+        5m / 1h split   = usage.cache_creation.ephemeral_5m_input_tokens / ephemeral_1h_input_tokens
+    output_tokens       = usage.output_tokens - thinking
+    reasoning_tokens    = usage.output_tokens_details.thinking_tokens (0 when not reported)
+Anthropic's `output_tokens` includes thinking; the SDK now reports the thinking share apart
+(`output_tokens_details`), so it moves to the reasoning bucket; the sum is unchanged.
+`temperature` is not sent: the SDK's Messages API no longer takes sampling parameters.
+Streaming: `message_start` carries input and cache counts (and the split), `message_delta`
+cumulative counts; the last value of each field wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Final
+
+from llmtally.events import Provider, TokenCounts
+from llmtally.providers.base import ChatCall, LLMProvider, RawResult, StreamPiece
+from llmtally.providers.errors import (
+    ErrorType,
+    ProviderError,
+    error_type_for_status,
+    make_error,
+    parse_retry_after,
+)
+
+if TYPE_CHECKING:
+    import anthropic
+    import httpx2
+
+#: Stop reasons that mean the answer was withheld for safety.
+FILTERED_STOP_REASONS: Final = frozenset({"refusal"})
+
+
+class AnthropicProvider(LLMProvider):
+    provider = Provider.ANTHROPIC
+    default_model = "claude-sonnet-4-6"
+    sdk_module = "anthropic"
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        http_client: httpx2.Client | None = None,
+        base_url: str | None = None,
+        **options: Any,
+    ) -> None:
+        if not api_key:
+            raise ValueError("AnthropicProvider needs an api_key")
+        super().__init__(**options)
+        self._api_key = api_key
+        self._http_client = http_client
+        self._base_url = base_url
+        self._sdk_client: anthropic.Anthropic | None = None
+
+    def __repr__(self) -> str:
+        return f"AnthropicProvider(model={self.model!r})"
+
+    @property
+    def client(self) -> anthropic.Anthropic:
+        """The SDK client, built on first use (the SDK is imported here, not at module import)."""
+        if self._sdk_client is None:
+            import anthropic
+
+            self._sdk_client = anthropic.Anthropic(
+                api_key=self._api_key,
+                base_url=self._base_url,
+                http_client=self._http_client,
+                max_retries=0,  # llmtally retries; the SDK's would multiply them
+                timeout=self.timeout,
+            )
+        return self._sdk_client
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (self._api_key,)
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _params(self, call: ChatCall) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": call.model,
+            "max_tokens": call.max_tokens,
+            "messages": [{"role": m["role"], "content": m["content"]} for m in call.messages],
+        }
+        cache_control = {"type": "ephemeral", "ttl": call.cache} if call.cache else None
+        if call.system:
+            block: dict[str, Any] = {"type": "text", "text": call.system}
+            if cache_control:
+                # The usual cache breakpoint: the long, stable system prompt.
+                block["cache_control"] = cache_control
+            params["system"] = [block]
+        elif cache_control:
+            # No system prompt: let the API place the breakpoint on the last cacheable block.
+            params["cache_control"] = cache_control
+        # The Messages API of this SDK generation has no sampling parameters (temperature, top_p):
+        # a temperature preference is not sent to Anthropic (docs/providers.md).
+        params.update(call.extra)
+        return params
+
+    def _complete(self, call: ChatCall) -> RawResult:
+        message = self.client.messages.create(**self._params(call))
+        text = "".join(block.text for block in message.content if block.type == "text")
+        return RawResult(
+            text=text,
+            model=message.model,
+            tokens=ledger(message.usage),
+            request_id=message._request_id,
+            stop_reason=message.stop_reason,
+            filtered=message.stop_reason in FILTERED_STOP_REASONS,
+            raw=message.model_dump(mode="json", exclude_none=True),
+        )
+
+    def _stream(self, call: ChatCall) -> Iterator[StreamPiece]:
+        stream = self.client.messages.create(**self._params(call), stream=True)
+        usage: dict[str, Any] = {}
+        model, stop_reason = call.model, None
+        request_id = stream.response.headers.get("request-id")
+        try:
+            for event in stream:
+                if event.type == "content_block_delta":
+                    if event.delta.type == "text_delta":
+                        yield event.delta.text
+                elif event.type == "message_start":
+                    model = event.message.model
+                    usage = event.message.usage.model_dump(exclude_none=True)
+                    yield ledger_from_dict(usage)
+                elif event.type == "message_delta":
+                    usage.update(event.usage.model_dump(exclude_none=True))
+                    stop_reason = event.delta.stop_reason or stop_reason
+                    yield ledger_from_dict(usage)
+        finally:
+            stream.close()
+        yield RawResult(
+            text="",
+            model=model,
+            tokens=ledger_from_dict(usage),
+            request_id=request_id,
+            stop_reason=stop_reason,
+            filtered=stop_reason in FILTERED_STOP_REASONS,
+            raw={"usage": usage, "stop_reason": stop_reason},
+        )
+
+    def _check_model(self, model: str) -> None:
+        self.client.models.retrieve(model)
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def _map_error(self, exc: Exception, model: str) -> ProviderError | None:
+        import anthropic
+
+        common: dict[str, Any] = {"provider": self.name, "model": model, "secrets": self._secrets()}
+        if isinstance(exc, anthropic.APITimeoutError):
+            return make_error(ErrorType.TIMEOUT, **common)
+        if isinstance(exc, anthropic.APIConnectionError):
+            return make_error(ErrorType.UNAVAILABLE, network=True, **common)
+        if isinstance(exc, anthropic.APIStatusError):
+            status, kind = exc.status_code, exc.type
+            error_type = {
+                "authentication_error": ErrorType.AUTHENTICATION,
+                "permission_error": ErrorType.AUTHENTICATION,
+                "billing_error": ErrorType.AUTHENTICATION,
+                "rate_limit_error": ErrorType.RATE_LIMIT,
+                "overloaded_error": ErrorType.UNAVAILABLE,
+                "api_error": ErrorType.UNAVAILABLE,
+                "timeout_error": ErrorType.TIMEOUT,
+                "not_found_error": ErrorType.INVALID_REQUEST,
+                "invalid_request_error": ErrorType.INVALID_REQUEST,
+                "request_too_large": ErrorType.INVALID_REQUEST,
+            }.get(kind or "", error_type_for_status(status))
+            headers = exc.response.headers
+            return make_error(
+                error_type,
+                status_code=status,
+                code=exc.error_code or kind,
+                detail=exc.api_message,
+                request_id=exc.request_id,
+                retry_after=parse_retry_after(headers.get("retry-after")),
+                model_missing=status == 404 or kind == "not_found_error",
+                **common,
+            )
+        if isinstance(exc, anthropic.APIResponseValidationError):
+            return make_error(ErrorType.UNAVAILABLE, code="invalid_response", **common)
+        return None
+
+
+def ledger(usage: anthropic.types.Usage) -> TokenCounts:
+    return ledger_from_dict(usage.model_dump(exclude_none=True))
+
+
+def ledger_from_dict(usage: dict[str, Any]) -> TokenCounts:
+    """Map Anthropic's usage object (as a dict, also from a stream) onto the canonical ledger."""
+    cache_write = usage.get("cache_creation_input_tokens") or 0
+    split = usage.get("cache_creation") or None
+    five = hour = None
+    if split is not None and cache_write:
+        five = int(split.get("ephemeral_5m_input_tokens") or 0)
+        hour = int(split.get("ephemeral_1h_input_tokens") or 0)
+        if five + hour != cache_write:  # an inconsistent split: keep the total, drop the split
+            five = hour = None
+    output = usage.get("output_tokens") or 0
+    thinking = int((usage.get("output_tokens_details") or {}).get("thinking_tokens") or 0)
+    thinking = min(thinking, output)
+    return TokenCounts(
+        input_tokens=usage.get("input_tokens") or 0,
+        cache_read_tokens=usage.get("cache_read_input_tokens") or 0,
+        cache_write_tokens=cache_write,
+        cache_write_5m_tokens=five,
+        cache_write_1h_tokens=hour,
+        output_tokens=output - thinking,
+        reasoning_tokens=thinking,
+    )

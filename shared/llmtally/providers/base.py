@@ -1,0 +1,442 @@
+"""`LLMProvider`: one interface over four SDKs — generate, stream, test the connection — with usage priced.
+
+An adapter implements four small hooks (`_complete`, `_stream`, `_check_model`, `_map_error`) and
+its usage mapping; this class does the rest the same way for every provider: request shaping,
+bounded retries with backoff for retryable errors (the SDKs' own retries are switched off so
+these are the only ones), latency, pricing with the price book, and the content-filter check.
+No SDK is imported here: each adapter imports its SDK the first time its client is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypedDict
+
+from llmtally.events import Provider, TokenCounts
+from llmtally.pricing import PriceBook
+from llmtally.providers.errors import (
+    ContentFilteredError,
+    ErrorType,
+    ProviderError,
+    UnavailableError,
+    describe,
+)
+from llmtally.responses import LLMResponse, LLMUsage
+
+if TYPE_CHECKING:
+    from llmtally.providers.connection import ConnectionTestResult
+
+logger = logging.getLogger("llmtally.providers")
+
+CacheTTL = Literal["5m", "1h"]
+Role = Literal["user", "assistant", "system"]
+
+
+class Message(TypedDict):
+    """One chat turn. `system` turns are folded into the system prompt."""
+
+    role: Role
+    content: str
+
+
+DEFAULT_MAX_TOKENS: Final = 1024
+DEFAULT_TIMEOUT_S: Final = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff and full jitter; a server's retry-after wins (capped)."""
+
+    max_attempts: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_attempts <= 10:
+            raise ValueError("max_attempts must be between 1 and 10")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("delays must not be negative")
+
+    def delay(self, attempt: int, error: ProviderError) -> float:
+        """Seconds to wait before attempt `attempt + 1` (attempt counts from 1)."""
+        if error.retry_after is not None:
+            return min(error.retry_after, self.max_delay)
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+NO_RETRY: Final = RetryPolicy(max_attempts=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCall:
+    """A normalized request, as every adapter receives it."""
+
+    model: str
+    messages: tuple[Message, ...]
+    system: str | None
+    max_tokens: int
+    temperature: float | None
+    cache: CacheTTL | None
+    extra: Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class RawResult:
+    """What an adapter hands back: the answer, the provider's model name, and the mapped ledger."""
+
+    text: str
+    model: str
+    tokens: TokenCounts
+    request_id: str | None = None
+    stop_reason: str | None = None
+    #: The provider refused or filtered the answer (tokens are still billed).
+    filtered: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResponse(LLMResponse):
+    """`LLMResponse` plus the provider's request id and stop reason."""
+
+    request_id: str | None = None
+    stop_reason: str | None = None
+
+
+StreamPiece = str | TokenCounts | RawResult
+StreamItem = str | LLMUsage
+
+
+class LLMStream:
+    """Iterate for text chunks; the last item is the call's `LLMUsage`. `response` is set once done.
+
+    Closing the stream early (break, `close()`) closes the provider's connection too.
+    """
+
+    def __init__(self, items: Iterator[StreamItem], state: _StreamState) -> None:
+        self._items = items
+        self._state = state
+
+    def __iter__(self) -> LLMStream:
+        return self
+
+    def __next__(self) -> StreamItem:
+        return next(self._items)
+
+    def __enter__(self) -> LLMStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
+
+    def text_chunks(self) -> Iterator[str]:
+        """Only the text (the usage is still recorded on `response`)."""
+        for item in self:
+            if isinstance(item, str):
+                yield item
+
+    @property
+    def response(self) -> ProviderResponse | None:
+        return self._state.response
+
+    @property
+    def usage(self) -> LLMUsage | None:
+        return self._state.response.usage if self._state.response else None
+
+    @property
+    def partial_tokens(self) -> TokenCounts | None:
+        """The last usage the provider reported mid-stream (what an abandoned stream had consumed)."""
+        return self._state.partial
+
+
+@dataclass(slots=True)
+class _StreamState:
+    response: ProviderResponse | None = None
+    partial: TokenCounts | None = None
+    model: str = ""
+
+
+class LLMProvider(ABC):
+    """The seed's abstract provider. Build one with `LLMProviderFactory.create(...)`."""
+
+    provider: ClassVar[Provider]
+    default_model: ClassVar[str]
+    #: The SDK's top-level module (imported lazily; see tests/unit/providers/test_lazy_imports.py).
+    sdk_module: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        temperature: float | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy | None = None,
+        price_book: PriceBook | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        self.model = model or self.default_model
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._price_book = price_book
+        self._sleep = sleep
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.provider.value
+
+    @property
+    def price_book(self) -> PriceBook:
+        if self._price_book is None:
+            from llmtally.pricing import default_price_book
+
+            self._price_book = default_price_book()
+        return self._price_book
+
+    def generate(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        cache: bool | CacheTTL | None = None,
+        **extra: Any,
+    ) -> ProviderResponse:
+        """One completion. `cache=True|"5m"|"1h"` asks for prompt caching where the provider offers it.
+
+        `extra` goes to the provider's API as is (e.g. `thinking=` for Anthropic). Raises a
+        `ProviderError` subclass; a filtered answer raises `ContentFilteredError` carrying its usage.
+        """
+        call = self._call(prompt, messages, system, model, max_tokens, temperature, cache, extra)
+        started = time.perf_counter()
+        result = self._with_retries(call, lambda: self._complete(call))
+        return self._finish(call, result, started)
+
+    def stream(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        cache: bool | CacheTTL | None = None,
+        **extra: Any,
+    ) -> LLMStream:
+        """Text chunks as they arrive, then the final `LLMUsage` (retries only before the first chunk)."""
+        call = self._call(prompt, messages, system, model, max_tokens, temperature, cache, extra)
+        state = _StreamState(model=call.model)
+        return LLMStream(self._stream_items(call, state), state)
+
+    def test_connection(self, model: str | None = None, *, generate: bool = False) -> ConnectionTestResult:
+        """Check the key and that `model` is available, for free where the provider allows it.
+
+        With `generate=True` a 1-token generation is made as well (billed by the provider).
+        """
+        from llmtally.providers.connection import run_connection_test
+
+        return run_connection_test(self, model or self.model, generate=generate)
+
+    def check_model(self, model: str | None = None) -> None:
+        """Raise unless the key works and `model` is available (a free request)."""
+        model = model or self.model
+        try:
+            self._check_model(model)
+        except ProviderError:
+            raise
+        except Exception as exc:  # every SDK error is mapped, the rest re-raised
+            raise self._mapped(exc, model) from None
+
+    # -- adapter hooks ------------------------------------------------------------------------
+
+    @abstractmethod
+    def _complete(self, call: ChatCall) -> RawResult: ...
+
+    @abstractmethod
+    def _stream(self, call: ChatCall) -> Iterator[StreamPiece]:
+        """Yield text, optionally partial `TokenCounts`, and finally one `RawResult` (text may be empty)."""
+
+    @abstractmethod
+    def _check_model(self, model: str) -> None:
+        """A free request proving the credentials work and the model exists."""
+
+    @abstractmethod
+    def _map_error(self, exc: Exception, model: str) -> ProviderError | None:
+        """The taxonomy error for an SDK/transport exception, or None if it is not one."""
+
+    def _secrets(self) -> tuple[str, ...]:
+        """Strings that must never appear in a message (the key)."""
+        return ()
+
+    # -- machinery ----------------------------------------------------------------------------
+
+    def _call(
+        self,
+        prompt: str | None,
+        messages: Sequence[Message] | None,
+        system: str | None,
+        model: str | None,
+        max_tokens: int | None,
+        temperature: float | None,
+        cache: bool | CacheTTL | None,
+        extra: Mapping[str, Any],
+    ) -> ChatCall:
+        turns: list[Message] = []
+        system_parts = [system] if system else []
+        for message in messages or ():
+            role, content = message["role"], message["content"]
+            if role == "system":
+                system_parts.append(content)
+            elif role in ("user", "assistant"):
+                turns.append(Message(role=role, content=content))
+            else:
+                raise ValueError(f"unknown message role {role!r}: use user, assistant or system")
+        if prompt is not None:
+            turns.append(Message(role="user", content=prompt))
+        if not turns:
+            raise ValueError("generate() needs a prompt or messages")
+        ttl: CacheTTL | None = "5m" if cache is True else (cache or None)
+        if ttl not in (None, "5m", "1h"):
+            raise ValueError("cache must be True, '5m' or '1h'")
+        tokens = max_tokens if max_tokens is not None else self.max_tokens
+        if tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        return ChatCall(
+            model=model or self.model,
+            messages=tuple(turns),
+            system="\n\n".join(system_parts) or None,
+            max_tokens=tokens,
+            temperature=temperature if temperature is not None else self.temperature,
+            cache=ttl,
+            extra=dict(extra),
+        )
+
+    def _mapped(self, exc: Exception, model: str) -> ProviderError:
+        if isinstance(exc, ProviderError):
+            return exc
+        mapped = self._map_error(exc, model)
+        if mapped is None:
+            raise exc
+        return mapped
+
+    def _with_retries(self, call: ChatCall, attempt_once: Callable[[], RawResult]) -> RawResult:
+        attempt = 1
+        while True:
+            try:
+                return attempt_once()
+            except Exception as exc:  # mapped or re-raised below
+                error = self._mapped(exc, call.model)
+            if not error.retryable or attempt >= self.retry.max_attempts:
+                raise error from None
+            delay = self.retry.delay(attempt, error)
+            logger.info(
+                "retrying %s call",
+                self.name,
+                extra={"provider": self.name, "error_type": error.error_type.value, "attempt": attempt, "delay": delay},
+            )
+            self._sleep(delay)
+            attempt += 1
+
+    def _usage(self, result: RawResult, latency_ms: int) -> LLMUsage:
+        return LLMUsage.priced(
+            provider=self.name,
+            model=result.model,
+            tokens=result.tokens,
+            latency_ms=latency_ms,
+            price_book=self.price_book,
+        )
+
+    def _finish(self, call: ChatCall, result: RawResult, started: float) -> ProviderResponse:
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        if not result.model:
+            result.model = call.model
+        usage = self._usage(result, latency_ms)
+        if result.filtered:
+            raise ContentFilteredError(
+                describe(ErrorType.CONTENT_FILTERED, self.name, code=result.stop_reason),
+                provider=self.name,
+                model=result.model,
+                code=result.stop_reason,
+                request_id=result.request_id,
+                usage=usage,
+                content=result.text,
+            )
+        return ProviderResponse(
+            content=result.text,
+            usage=usage,
+            model=result.model,
+            provider=self.name,
+            raw_response=result.raw,
+            request_id=result.request_id,
+            stop_reason=result.stop_reason,
+        )
+
+    def _stream_items(self, call: ChatCall, state: _StreamState) -> Iterator[StreamItem]:
+        started = time.perf_counter()
+        pieces: Iterator[StreamPiece] | None = None
+        first: StreamPiece | None = None
+
+        def open_stream() -> RawResult:
+            nonlocal pieces, first
+            pieces = iter(self._stream(call))
+            first = next(pieces, None)
+            return RawResult(text="", model=call.model, tokens=TokenCounts())
+
+        self._with_retries(call, open_stream)
+        assert pieces is not None
+        text: list[str] = []
+        final: RawResult | None = None
+        try:
+            piece = first
+            while piece is not None:
+                if isinstance(piece, str):
+                    if piece:
+                        text.append(piece)
+                        yield piece
+                elif isinstance(piece, TokenCounts):
+                    state.partial = piece
+                else:
+                    final = piece
+                    state.partial = piece.tokens
+                try:
+                    piece = next(pieces)
+                except StopIteration:
+                    piece = None
+        except ProviderError:
+            raise
+        except Exception as exc:  # a failure mid-stream: map it, no retry
+            raise self._mapped(exc, call.model) from None
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+        if final is None:
+            raise UnavailableError(
+                f"{describe(ErrorType.UNAVAILABLE, self.name)}: the stream ended without usage",
+                provider=self.name,
+                model=call.model,
+            )
+        final.text = "".join(text)
+        response = self._finish(call, final, started)
+        state.response = response
+        yield response.usage

@@ -1,0 +1,262 @@
+"""Automatic tracking: every call through a `TrackedProvider` becomes one usage event — failed ones too.
+
+The event goes to a publisher's `publish(event) -> bool`, which only enqueues (llmtally's
+`UsagePublisher` batches and sends in the background), so tracking adds no network time to the
+call. Building or publishing an event never raises into the caller: a failure is logged
+(without the prompt or any key) and counted in `tracking_failures`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from llmtally.events import (
+    OPERATION_TYPE_PATTERN,
+    REQUEST_ID_PATTERN,
+    USER_ID_PATTERN,
+    MetadataValue,
+    Status,
+    TokenCounts,
+    UsageEvent,
+    _check_metadata,
+)
+from llmtally.pricing import CostSource
+from llmtally.providers.base import CacheTTL, LLMProvider, LLMStream, Message, ProviderResponse, StreamItem
+from llmtally.providers.errors import ProviderError
+
+if TYPE_CHECKING:
+    from llmtally.providers.connection import ConnectionTestResult
+    from llmtally.responses import LLMUsage
+
+logger = logging.getLogger("llmtally.providers.tracking")
+
+
+@runtime_checkable
+class UsageSink(Protocol):
+    """What tracking needs of a publisher (`llmtally.publisher.UsagePublisher` is one)."""
+
+    def publish(self, event: UsageEvent) -> bool: ...
+
+
+def _check(value: str, pattern: str, what: str) -> str:
+    if not re.match(pattern, value):
+        raise ValueError(f"invalid {what} {value[:70]!r}: must match {pattern}")
+    return value
+
+
+class TrackedProvider:
+    """Wraps an `LLMProvider`; same `generate` / `stream` / `test_connection`, plus a usage event per call.
+
+    `user_id` and `operation_type` are fixed per wrapper (override `operation_type` per call);
+    `request_id` and `metadata` are per call. Connection tests are not tracked.
+    """
+
+    def __init__(
+        self,
+        provider: LLMProvider,
+        publisher: UsageSink,
+        *,
+        user_id: str,
+        operation_type: str = "conversation",
+        metadata: Mapping[str, MetadataValue] | None = None,
+    ) -> None:
+        self.inner = provider
+        self.publisher = publisher
+        self.user_id = _check(user_id, USER_ID_PATTERN, "user_id")
+        self.operation_type = _check(operation_type, OPERATION_TYPE_PATTERN, "operation_type")
+        self.metadata: dict[str, MetadataValue] = _check_metadata(dict(metadata or {}))
+        self.tracking_failures = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"TrackedProvider({self.inner!r}, user_id={self.user_id!r})"
+
+    # The wrapped provider's identity, so a TrackedProvider can stand where an LLMProvider does.
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    @property
+    def timeout(self) -> float:
+        return self.inner.timeout
+
+    def generate(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        cache: bool | CacheTTL | None = None,
+        operation_type: str | None = None,
+        request_id: str | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        **extra: Any,
+    ) -> ProviderResponse:
+        context = self._context(operation_type, request_id, metadata)
+        model_name = model or self.inner.model
+        try:
+            response = self.inner.generate(
+                prompt,
+                messages=messages,
+                system=system,
+                model=model,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                cache=cache,
+                **extra,
+            )
+        except ProviderError as error:
+            self._track_error(context, model_name, error)
+            raise
+        self._track(context, response.usage, model=response.model, provider_request_id=response.request_id)
+        return response
+
+    def stream(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        cache: bool | CacheTTL | None = None,
+        operation_type: str | None = None,
+        request_id: str | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        **extra: Any,
+    ) -> LLMStream:
+        """Tracked when the stream ends: completed, failed, or closed early (`error_type=cancelled`)."""
+        context = self._context(operation_type, request_id, metadata)
+        inner = self.inner.stream(
+            prompt,
+            messages=messages,
+            system=system,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            cache=cache,
+            **extra,
+        )
+        return LLMStream(self._tracked_items(inner, context, model or self.inner.model), inner._state)
+
+    def test_connection(self, model: str | None = None, *, generate: bool = False) -> ConnectionTestResult:
+        return self.inner.test_connection(model, generate=generate)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _context(
+        self, operation_type: str | None, request_id: str | None, metadata: Mapping[str, MetadataValue] | None
+    ) -> dict[str, Any]:
+        # Checked before the call, so a caller's mistake never costs a provider request.
+        op = _check(operation_type, OPERATION_TYPE_PATTERN, "operation_type") if operation_type else self.operation_type
+        if request_id is not None:
+            _check(request_id, REQUEST_ID_PATTERN, "request_id")
+        merged = {**self.metadata, **(metadata or {})}
+        return {"operation_type": op, "request_id": request_id, "metadata": _check_metadata(merged)}
+
+    def _tracked_items(self, inner: LLMStream, context: dict[str, Any], model: str) -> Iterator[StreamItem]:
+        done = False
+        try:
+            yield from inner
+            done = True
+        except ProviderError as error:
+            done = True
+            self._track_error(context, model, error)
+            raise
+        finally:
+            if done and inner.response is not None:
+                response = inner.response
+                self._track(context, response.usage, model=response.model, provider_request_id=response.request_id)
+            elif not done:
+                inner.close()
+                partial = inner.partial_tokens or TokenCounts()
+                self._publish(context, model=model, tokens=partial, status=Status.ERROR, error_type="cancelled")
+
+    def _track(self, context: dict[str, Any], usage: LLMUsage, *, model: str, provider_request_id: str | None) -> None:
+        self._publish(
+            context,
+            model=model,
+            tokens=usage.tokens(),
+            latency_ms=usage.latency_ms,
+            reported_cost_usd=usage.cost_usd if usage.cost_source is not CostSource.UNPRICED else None,
+            provider_request_id=provider_request_id,
+        )
+
+    def _track_error(self, context: dict[str, Any], model: str, error: ProviderError) -> None:
+        usage = error.usage
+        self._publish(
+            context,
+            model=usage.model if usage else (error.model or model),
+            tokens=usage.tokens() if usage else TokenCounts(),
+            latency_ms=usage.latency_ms if usage else 0,
+            reported_cost_usd=usage.cost_usd if usage and usage.cost_source is not CostSource.UNPRICED else None,
+            status=Status.ERROR,
+            error_type=error.error_type.value,
+            provider_request_id=error.request_id,
+        )
+
+    def _publish(
+        self,
+        context: dict[str, Any],
+        *,
+        model: str,
+        tokens: TokenCounts,
+        latency_ms: int = 0,
+        reported_cost_usd: Any = None,
+        status: Status = Status.OK,
+        error_type: str | None = None,
+        provider_request_id: str | None = None,
+    ) -> None:
+        try:
+            metadata = dict(context["metadata"])
+            if provider_request_id and len(metadata) < 16:
+                metadata.setdefault("provider_request_id", provider_request_id[:128])
+            event = UsageEvent(
+                user_id=self.user_id,
+                request_id=context["request_id"],
+                timestamp=datetime.now(UTC),
+                provider=self.inner.provider,
+                model=model,
+                operation_type=context["operation_type"],
+                status=status,
+                error_type=error_type,
+                latency_ms=min(latency_ms, 3_600_000),
+                reported_cost_usd=reported_cost_usd,
+                metadata=metadata,
+                **tokens.ledger().model_dump(exclude={"total_tokens"}),
+            )
+            accepted = self.publisher.publish(event)
+        except Exception as exc:  # tracking must never break the caller's call
+            accepted = False
+            logger.warning(
+                "usage event not published",
+                extra={"provider": self.inner.name, "error_class": type(exc).__name__, "user_id": self.user_id},
+            )
+        if not accepted:
+            with self._lock:
+                self.tracking_failures += 1
+
+
+def track(
+    provider: LLMProvider,
+    publisher: UsageSink,
+    *,
+    user_id: str,
+    operation_type: str = "conversation",
+    metadata: Mapping[str, MetadataValue] | None = None,
+) -> TrackedProvider:
+    """Shorthand for `TrackedProvider(...)`."""
+    return TrackedProvider(provider, publisher, user_id=user_id, operation_type=operation_type, metadata=metadata)
