@@ -1,0 +1,1 @@
+"""The ingest function: SQS batches of usage events → raw entries (or rejects)."""

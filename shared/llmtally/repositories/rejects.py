@@ -1,0 +1,148 @@
+"""Refused usage events, kept for operators: the reason and the (bounded, redacted) original body.
+
+Keys: `pk` = the UTC day the message was refused (`2026-11-28`), `sk` = `{received_at}#{message_id}`,
+so one day reads newest first with one Query and a flood of bad input spreads over days, not one
+item collection per tenant. Items expire with the raw entries' TTL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict
+
+from llmtally import aws
+from llmtally.events import format_timestamp
+from llmtally.ingest import RejectReason
+from llmtally.repositories._dynamodb import deserialize, serialize, storage_errors
+from llmtally.settings import get_settings
+
+#: The most of an original body a reject keeps (its full size is recorded beside it).
+MAX_STORED_BODY_BYTES: Final = 16 * 1024
+MAX_LIST: Final = 1000
+
+
+class RejectRecord(BaseModel):
+    """One refused message, as an operator sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: RejectReason
+    message: str
+    body: str
+    body_bytes: int
+    body_truncated: bool
+    message_id: str
+    received_at: datetime
+    user_id: str | None = None
+    event_id: str | None = None
+
+
+def truncate_utf8(text: str, max_bytes: int) -> tuple[str, bool]:
+    """`text` cut to at most `max_bytes` of UTF-8 on a character boundary, and whether it was cut."""
+    raw = text.encode("utf-8", errors="replace")
+    if len(raw) <= max_bytes:
+        return text.encode("utf-8", errors="replace").decode("utf-8"), False
+    return raw[:max_bytes].decode("utf-8", errors="ignore"), True
+
+
+class RejectsRepository:
+    def __init__(
+        self, *, client: Any | None = None, table_name: str | None = None, ttl_days: int | None = None
+    ) -> None:
+        self._client = client
+        self._table_name = table_name
+        self._ttl_days = ttl_days
+
+    @property
+    def client(self) -> Any:
+        return self._client if self._client is not None else aws.client("dynamodb")
+
+    @property
+    def table_name(self) -> str:
+        return self._table_name or get_settings().names.rejects_table
+
+    def record(
+        self,
+        *,
+        reason: RejectReason,
+        message: str,
+        body: str,
+        body_bytes: int,
+        message_id: str,
+        received_at: datetime,
+        user_id: str | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        """Keep one refused message. Raises StorageError: the caller must not drop the message then."""
+        stored, truncated = truncate_utf8(body, MAX_STORED_BODY_BYTES)
+        received_at = received_at.astimezone(UTC)
+        ttl_days = self._ttl_days or get_settings().raw_ttl_days
+        item: dict[str, Any] = {
+            "pk": received_at.strftime("%Y-%m-%d"),
+            "sk": f"{format_timestamp(received_at)}#{message_id}",
+            "reason": reason.value,
+            "message": message,
+            "body": stored,
+            "body_bytes": body_bytes,
+            "body_truncated": truncated,
+            "message_id": message_id,
+            "received_at": format_timestamp(received_at),
+            "expires_at": int((received_at + timedelta(days=ttl_days)).timestamp()),
+        }
+        if user_id is not None:
+            item["user_id"] = user_id
+        if event_id is not None:
+            item["event_id"] = event_id
+        with storage_errors("PutItem on the rejects table"):
+            self.client.put_item(TableName=self.table_name, Item=serialize(item))
+
+    def list_recent(
+        self,
+        *,
+        limit: int = 50,
+        days: int = 7,
+        reason: RejectReason | None = None,
+        now: datetime | None = None,
+    ) -> list[RejectRecord]:
+        """The newest rejects of the last `days` UTC days (today included), newest first."""
+        if not 1 <= limit <= MAX_LIST:
+            raise ValueError(f"limit must be between 1 and {MAX_LIST}")
+        today = (now or datetime.now(UTC)).astimezone(UTC)
+        out: list[RejectRecord] = []
+        for back in range(days):
+            day = (today - timedelta(days=back)).strftime("%Y-%m-%d")
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "KeyConditionExpression": "pk = :day",
+                "ExpressionAttributeValues": serialize({":day": day}),
+                "ScanIndexForward": False,
+            }
+            if reason is not None:
+                kwargs["FilterExpression"] = "reason = :reason"
+                kwargs["ExpressionAttributeValues"] = serialize({":day": day, ":reason": reason.value})
+            while len(out) < limit:
+                with storage_errors("Query on the rejects table"):
+                    response = self.client.query(**kwargs)
+                out.extend(_record(deserialize(raw)) for raw in response.get("Items", []))
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            if len(out) >= limit:
+                break
+        return out[:limit]
+
+
+def _record(item: dict[str, Any]) -> RejectRecord:
+    return RejectRecord(
+        reason=RejectReason(item["reason"]),
+        message=str(item["message"]),
+        body=str(item["body"]),
+        body_bytes=int(item["body_bytes"]),
+        body_truncated=bool(item["body_truncated"]),
+        message_id=str(item["message_id"]),
+        received_at=datetime.fromisoformat(str(item["received_at"])),
+        user_id=item.get("user_id"),
+        event_id=item.get("event_id"),
+    )
