@@ -1,0 +1,1 @@
+"""The aggregate function: DynamoDB stream batches of raw-entry INSERTs → rollups, exactly once."""

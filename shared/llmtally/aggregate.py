@@ -1,0 +1,253 @@
+"""The aggregator: DynamoDB stream batches of raw-entry INSERTs → rollups, exactly once.
+
+For one batch (records in stream order):
+
+1. Parse. Only INSERTs count; MODIFY/REMOVE are ignored (the event-source filter lets only INSERTs
+   through on AWS; moto emits MODIFY for no-op writes and TTL would emit REMOVE).
+2. Read each tenant's checkpoint for this stream (one consistent BatchGetItem) and skip every
+   record at or below it: those were applied by an earlier attempt of this batch.
+3. Cut each tenant's remaining records into *consecutive* ranges whose coalesced deltas plus the
+   tenant's checkpoint fit one TransactWriteItems (≤ 100 items), pack whole ranges of several
+   tenants into transactions (`_transactions`), and commit them in order: the deltas (one per
+   rollup key, whatever the number of events) and each tenant's checkpoint advance, all or nothing.
+   A checkpoint's condition (still below the range's first record of that tenant) turns a
+   concurrent or repeated commit into a no-op.
+4. If a transaction fails, stop: the answer names the first record (in stream order) not yet
+   committed, so Lambda retries from there (ReportBatchItemFailures); every committed record at or
+   after it is skipped by its tenant's checkpoint. A retry of the whole batch is just as safe.
+
+Checkpoint scope: (tenant, stream ARN). Lambda's stream event carries no shard id. A tenant's
+raw entries share one partition key, hence one partition and one shard lineage, in which their
+sequence numbers increase and Lambda processes a parent shard before its children; so per tenant
+the records arrive in increasing sequence order and no two invocations hold the same tenant at once
+(ParallelizationFactor > 1 keeps per-partition-key order too). See docs/pipeline.md for the limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from llmtally.errors import LLMTallyError
+from llmtally.repositories.rollups import (
+    MAX_TRANSACTION_ITEMS,
+    CheckpointAdvance,
+    CheckpointConflictError,
+    RollupRepository,
+    pad_sequence,
+)
+from llmtally.rollups import GRANULARITIES, Granularity, RollupKey, RollupSource, coalesce, rollup_keys
+
+INSERT: Final = "INSERT"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """One record of a Lambda DynamoDB stream event, reduced to what the aggregator needs."""
+
+    sequence_number: str
+    event_name: str
+    stream_arn: str
+    new_image: Mapping[str, Any] | None
+
+    @classmethod
+    def from_lambda(cls, record: Mapping[str, Any]) -> StreamRecord:
+        ddb = record.get("dynamodb") or {}
+        return cls(
+            sequence_number=str(ddb["SequenceNumber"]),
+            event_name=str(record.get("eventName", "")),
+            stream_arn=str(record.get("eventSourceARN", "")),
+            new_image=ddb.get("NewImage"),
+        )
+
+
+@dataclass(slots=True)
+class AggregateResult:
+    """What one batch did. `failed_sequence_number` is the first record not committed, if any."""
+
+    records: int = 0
+    applied: int = 0
+    skipped: int = 0
+    ignored: int = 0
+    transactions: int = 0
+    items_written: int = 0
+    failed_sequence_number: str | None = None
+    error: str | None = None
+    #: Items per transaction (the bench prices them).
+    transaction_sizes: list[int] = field(default_factory=list)
+
+    def batch_response(self) -> dict[str, list[dict[str, str]]]:
+        """Lambda's partial-batch answer for streams: retry from the first uncommitted record."""
+        if self.failed_sequence_number is None:
+            return {"batchItemFailures": []}
+        return {"batchItemFailures": [{"itemIdentifier": self.failed_sequence_number}]}
+
+
+EntryParser = Callable[[Mapping[str, Any]], RollupSource]
+
+
+def parse_new_image(image: Mapping[str, Any]) -> RollupSource:
+    """A raw entry from a stream NEW_IMAGE (DynamoDB JSON)."""
+    from llmtally.ingest import RawEntry
+
+    return RawEntry.from_dynamodb(image)
+
+
+def aggregate_batch(
+    records: Sequence[StreamRecord],
+    *,
+    repository: RollupRepository | None = None,
+    parse: EntryParser = parse_new_image,
+    granularities: Sequence[Granularity] = GRANULARITIES,
+) -> AggregateResult:
+    """Apply one stream batch to the rollups (see the module doc). Never raises for a storage failure."""
+    result = AggregateResult(records=len(records))
+    if not records:
+        return result
+    repo = repository or RollupRepository()
+
+    # 1. parse, in order; a record that cannot be parsed ends the batch there (it is retried, then
+    # sent to the on-failure destination by the event source mapping) — never silently dropped.
+    parsed: list[tuple[StreamRecord, str, RollupSource]] = []
+    stop_at: StreamRecord | None = None
+    for record in records:
+        if record.event_name != INSERT or record.new_image is None:
+            result.ignored += 1
+            continue
+        try:
+            parsed.append((record, pad_sequence(record.sequence_number), parse(record.new_image)))
+        except (ValueError, KeyError, TypeError, LLMTallyError) as exc:
+            stop_at = record
+            result.error = f"unparseable stream record {record.sequence_number}: {type(exc).__name__}"
+            break
+
+    # 2. skip what an earlier attempt committed.
+    pending: list[tuple[StreamRecord, str, RollupSource]] = []
+    if parsed:
+        try:
+            marks = _checkpoints(repo, parsed)
+        except LLMTallyError as exc:
+            result.failed_sequence_number = records[0].sequence_number
+            result.error = f"checkpoint read failed: {exc}"
+            return result
+        for record, padded, entry in parsed:
+            if padded <= marks.get((record.stream_arn, entry.user_id), ""):
+                result.skipped += 1
+            else:
+                pending.append((record, padded, entry))
+
+    # 3. commit: per tenant, consecutive record ranges; several tenants' ranges share a transaction.
+    transactions = _transactions(pending, granularities)
+    for index, batch_range in enumerate(transactions):
+        advances = _advances(batch_range)
+        deltas = coalesce((entry for _, _, entry in batch_range), granularities)
+        try:
+            written = repo.commit(deltas, advances)
+        except LLMTallyError as exc:
+            # A conflict is typically our own earlier attempt whose answer was lost (a timeout,
+            # then a retry): if every checkpoint of the range already covers it, it is applied.
+            if isinstance(exc, CheckpointConflictError) and _already_applied(repo, advances):
+                result.skipped += len(batch_range)
+                continue
+            # Everything before the first uncommitted record (in stream order) is committed.
+            uncommitted = [item for later in transactions[index:] for item in later]
+            result.failed_sequence_number = min(uncommitted, key=lambda item: item[1])[0].sequence_number
+            result.error = f"{type(exc).__name__}: {exc}"
+            return result
+        result.transactions += 1
+        result.items_written += written
+        result.transaction_sizes.append(written)
+        result.applied += len(batch_range)
+
+    if stop_at is not None:
+        result.failed_sequence_number = stop_at.sequence_number
+    return result
+
+
+def handle_stream_event(
+    event: Mapping[str, Any], *, repository: RollupRepository | None = None
+) -> tuple[dict[str, list[dict[str, str]]], AggregateResult]:
+    """Lambda's DynamoDB stream event → (partial batch response, what was done)."""
+    records = [StreamRecord.from_lambda(r) for r in event.get("Records", [])]
+    result = aggregate_batch(records, repository=repository)
+    return result.batch_response(), result
+
+
+def _checkpoints(
+    repo: RollupRepository, parsed: Sequence[tuple[StreamRecord, str, RollupSource]]
+) -> dict[tuple[str, str], str]:
+    tenants_by_stream: dict[str, set[str]] = {}
+    for record, _, entry in parsed:
+        tenants_by_stream.setdefault(record.stream_arn, set()).add(entry.user_id)
+    marks: dict[tuple[str, str], str] = {}
+    for stream_arn, tenants in tenants_by_stream.items():
+        for user_id, seq in repo.checkpoints(stream_arn, tenants).items():
+            marks[(stream_arn, user_id)] = seq
+    return marks
+
+
+def _already_applied(repo: RollupRepository, advances: Sequence[CheckpointAdvance]) -> bool:
+    try:
+        for stream_arn in {a.stream_arn for a in advances}:
+            mine = [a for a in advances if a.stream_arn == stream_arn]
+            marks = repo.checkpoints(stream_arn, [a.user_id for a in mine])
+            if any(marks.get(a.user_id, "") < a.last for a in mine):
+                return False
+    except LLMTallyError:
+        return False
+    return True
+
+
+Pending = tuple[StreamRecord, str, RollupSource]
+
+
+def _transactions(pending: Sequence[Pending], granularities: Sequence[Granularity]) -> list[list[Pending]]:
+    """Pack the batch into transactions of ≤ 100 items (distinct rollup keys + one checkpoint per tenant).
+
+    Checkpoints are per tenant, so a range only has to be consecutive *per tenant*: each tenant's
+    records are cut into consecutive ranges that fit one transaction, and whole ranges of several
+    tenants are packed together, in stream order of their first record. A tenant's later range
+    always lands in a later transaction (two ranges never fit together, by construction), so each
+    tenant's checkpoint advances in order. Coalescing then works across the whole batch per tenant,
+    not just across a run of interleaved records.
+    """
+    by_tenant: dict[tuple[str, str], list[Pending]] = {}
+    for item in pending:
+        by_tenant.setdefault((item[0].stream_arn, item[2].user_id), []).append(item)
+    chunks: list[tuple[list[Pending], set[RollupKey]]] = []
+    for items in by_tenant.values():
+        current: list[Pending] = []
+        keys: set[RollupKey] = set()
+        for item in items:
+            own = set(rollup_keys(item[2], granularities))
+            if current and len(keys | own) + 1 > MAX_TRANSACTION_ITEMS:
+                chunks.append((current, keys))
+                current, keys = [], set()
+            current.append(item)
+            keys |= own
+        if current:
+            chunks.append((current, keys))
+    chunks.sort(key=lambda chunk: chunk[0][0][1])
+    transactions: list[list[Pending]] = []
+    batch: list[Pending] = []
+    size = 0
+    for items, keys in chunks:
+        if batch and size + len(keys) + 1 > MAX_TRANSACTION_ITEMS:
+            transactions.append(batch)
+            batch, size = [], 0
+        batch.extend(items)
+        size += len(keys) + 1
+    if batch:
+        transactions.append(batch)
+    return transactions
+
+
+def _advances(batch_range: Sequence[Pending]) -> list[CheckpointAdvance]:
+    first: dict[tuple[str, str], str] = {}
+    last: dict[tuple[str, str], str] = {}
+    for record, padded, entry in batch_range:
+        scope = (record.stream_arn, entry.user_id)
+        first.setdefault(scope, padded)
+        last[scope] = padded
+    return [CheckpointAdvance(user, arn, first[(arn, user)], last[(arn, user)]) for (arn, user) in first]

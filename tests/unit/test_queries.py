@@ -1,0 +1,214 @@
+"""Summaries and daily series from rollups equal brute force over the entries, in odd timezones too.
+
+The rollups live in memory here (the same keys and sort-key ranges DynamoDB would apply);
+tests/integration/test_aggregate.py and the invariant test run the same code on moto.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llmtally.money import nanos_to_usd
+from llmtally.queries import daily_usage, get_usage_summary, resolve_range, summarize, usage_summary
+from llmtally.repositories.rollups import RollupItem, RollupRepository
+from llmtally.rollups import BucketRun, Counters, Dimension, InvalidRangeError, RollupKey, coalesce, partition_key
+from tests.unit.test_rollups import Entry
+
+ZONES = ("UTC", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Eucla", "America/St_Johns", "America/New_York")
+TODAY = date(2025, 3, 12)  # the US changed to DST on 2025-03-09: one 23-hour day in range
+
+
+class MemoryRollups(RollupRepository):
+    """A rollups table in memory, read with DynamoDB's key-condition semantics."""
+
+    def __init__(self, entries: Sequence[Entry] = ()) -> None:
+        self.items: dict[RollupKey, Counters] = coalesce(entries)
+        self.reads: list[tuple[Dimension, BucketRun]] = []
+
+    def read_runs(
+        self, user_id: str, requests: Sequence[tuple[Dimension, BucketRun]], *, consistent: bool = False
+    ) -> list[RollupItem]:
+        self.reads.extend(requests)
+        out: list[RollupItem] = []
+        for dimension, run in requests:
+            pk = partition_key(user_id, run.granularity, dimension)
+            out.extend(
+                RollupItem(key, counters)
+                for key, counters in sorted(self.items.items())
+                if key.pk == pk and run.sk_low <= key.sk <= run.sk_high
+            )
+        return out
+
+
+def brute(entries: Sequence[Entry], low: datetime, high: datetime) -> Counters:
+    total = Counters()
+    for entry in entries:
+        if low <= entry.timestamp < high:
+            total.add(Counters.of(entry))
+    return total
+
+
+START = datetime(2025, 2, 20, tzinfo=UTC)
+entries_strategy = st.lists(
+    st.builds(
+        Entry,
+        user_id=st.just("acme"),
+        timestamp=st.integers(0, 22 * 24 * 3600 - 1).map(lambda s: START + timedelta(seconds=s)),
+        provider=st.sampled_from(["anthropic", "openai", "google"]),
+        model=st.sampled_from(["m1", "m2", "gpt-4o"]),
+        operation_type=st.sampled_from(["conversation", "detection_rule"]),
+        status=st.sampled_from(["ok", "error"]),
+        latency_ms=st.integers(0, 5000),
+        input_tokens=st.integers(0, 10_000),
+        output_tokens=st.integers(0, 10_000),
+        cost_nanos=st.integers(0, 10**9),
+        cost_source=st.sampled_from(["catalog", "unpriced"]),
+    ),
+    max_size=40,
+)
+
+
+@given(
+    entries_strategy,
+    st.sampled_from(ZONES),
+    st.integers(0, 21 * 96),
+    st.integers(0, 21 * 96),
+)
+def test_a_summary_equals_brute_force_for_any_aligned_range(entries: list[Entry], tz: str, a: int, b: int) -> None:
+    low = START + min(a, b) * timedelta(minutes=15)
+    high = START + max(a, b) * timedelta(minutes=15)
+    repo = MemoryRollups(entries)
+    summary = summarize("acme", low.astimezone(ZoneInfo(tz)), high, tz, repository=repo)
+    expected = brute(entries, low, high)
+    assert summary.total_requests == expected.requests
+    assert summary.total_tokens == expected.total_tokens
+    assert summary.total_cost_usd == nanos_to_usd(expected.cost_nanos)
+    assert summary.errors == expected.errors
+    assert summary.unpriced_requests == expected.unpriced_requests
+    by_provider = {p: brute([e for e in entries if e.provider == p], low, high) for p in {e.provider for e in entries}}
+    assert {p: (b.requests, b.tokens, b.cost_usd) for p, b in summary.by_provider.items()} == {
+        p: (c.requests, c.total_tokens, nanos_to_usd(c.cost_nanos)) for p, c in by_provider.items() if c.requests
+    }
+    # At most 7 runs per dimension (2 of quarters, hours and days, 1 of months), whatever the events.
+    assert summary.queries <= 4 * 7
+
+
+@given(entries_strategy, st.sampled_from(ZONES), st.integers(1, 21))
+def test_a_daily_series_equals_brute_force_per_local_day(entries: list[Entry], tz: str, days: int) -> None:
+    zone = ZoneInfo(tz)
+    series = daily_usage("acme", days, tz, today=TODAY, repository=MemoryRollups(entries))
+    assert [row.date for row in series.days] == [TODAY - timedelta(days=days - 1 - i) for i in range(days)]
+    for row in series.days:
+        low = datetime.combine(row.date, datetime.min.time(), tzinfo=zone).astimezone(UTC)
+        high = datetime.combine(row.date + timedelta(days=1), datetime.min.time(), tzinfo=zone).astimezone(UTC)
+        expected = brute(entries, low, high)
+        assert (row.requests, row.tokens, row.cost_usd, row.errors) == (
+            expected.requests,
+            expected.total_tokens,
+            nanos_to_usd(expected.cost_nanos),
+            expected.errors,
+        )
+
+
+def test_reads_are_bounded_by_days_not_events() -> None:
+    # Given 1 and 40 events per quarter-hour for a month, a 30-day Kolkata series reads the same.
+    def entries(per_quarter: int) -> list[Entry]:
+        return [
+            Entry(timestamp=START + q * timedelta(minutes=15) + timedelta(seconds=i))
+            for q in range(30 * 96)
+            for i in range(per_quarter)
+        ]
+
+    sparse = daily_usage("acme", 30, "Asia/Kolkata", today=TODAY, repository=MemoryRollups(entries(1)))
+    dense = daily_usage("acme", 30, "Asia/Kolkata", today=TODAY, repository=MemoryRollups(entries(3)))
+    assert sparse.items_read == dense.items_read
+    assert dense.items_read <= 30 * 28
+    assert sum(r.requests for r in dense.days) == 3 * sum(r.requests for r in sparse.days)
+
+
+def test_the_seed_shape_and_the_extras() -> None:
+    entries = [
+        Entry(timestamp=datetime(2025, 3, 1, 10, tzinfo=UTC), cost_nanos=12_000_000, latency_ms=100),
+        Entry(timestamp=datetime(2025, 3, 1, 11, tzinfo=UTC), cost_nanos=1, latency_ms=201, status="error"),
+        Entry(
+            timestamp=datetime(2025, 3, 2, 11, tzinfo=UTC),
+            provider="openai",
+            model="gpt-4o",
+            operation_type="query_generation",
+            cost_nanos=0,
+            cost_source="unpriced",
+        ),
+        Entry(timestamp=datetime(2025, 3, 2, 12, tzinfo=UTC), provider="bedrock", model="claude-sonnet-4-5"),
+    ]
+    repo = MemoryRollups(entries)
+    summary = usage_summary("acme", date(2025, 3, 1), date(2025, 3, 2), repository=repo)
+    assert summary["total_requests"] == 4
+    assert summary["total_cost_usd"] == Decimal("0.012001001")
+    assert summary["avg_cost_per_request_usd"] == Decimal("0.003000250")
+    assert summary["avg_latency_ms"] == Decimal("125.2")  # 125.25, half to even
+    assert summary["errors"] == 1
+    assert summary["unpriced_requests"] == 1
+    assert set(summary["by_provider"]) == {"anthropic", "openai", "bedrock"}
+    assert summary["by_operation"]["query_generation"]["requests"] == 1
+    # The same model name under two providers is never merged.
+    assert set(summary["by_model"]) == {"anthropic/claude-sonnet-4-5", "bedrock/claude-sonnet-4-5", "gpt-4o"}
+    assert summary["by_model"]["gpt-4o"] == {
+        "requests": 1,
+        "tokens": 15,
+        "cost_usd": Decimal("0E-9"),
+        "billed_cost_usd": Decimal("0E-9"),
+        "errors": 0,
+        "unpriced_requests": 1,
+        "provider": "openai",
+    }
+    # end date inclusive: 1 March only
+    one_day = usage_summary("acme", date(2025, 3, 1), date(2025, 3, 1), repository=repo)
+    assert one_day["total_requests"] == 2
+    last_two = usage_summary("acme", days=2, today=date(2025, 3, 2), repository=repo)
+    assert last_two["total_requests"] == 4
+
+
+def test_get_usage_summary_reads_the_configured_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def fake_summarize(user_id: str, start: object, end: object, tz: str, **_: object) -> object:
+        calls.append(f"{user_id} {start} {end} {tz}")
+        return summarize(user_id, start, end, tz, repository=MemoryRollups())  # type: ignore[arg-type]
+
+    monkeypatch.setattr("llmtally.queries.summarize", fake_summarize)
+    result = get_usage_summary("acme", date(2025, 3, 1), date(2025, 3, 31), tz="Asia/Kathmandu")
+    assert result["total_requests"] == 0
+    assert result["start"] == datetime(2025, 3, 1, tzinfo=ZoneInfo("Asia/Kathmandu"))
+    assert calls == ["acme 2025-03-01 2025-03-31 Asia/Kathmandu"]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "tz", "message"),
+    [
+        (datetime(2025, 3, 1, 0, 5, tzinfo=UTC), datetime(2025, 3, 2, tzinfo=UTC), "UTC", "15-minute"),
+        (date(2025, 3, 2), date(2025, 2, 28), "UTC", "before"),
+        (date(2025, 3, 1), date(2025, 3, 2), "Mars/Olympus_Mons", "unknown timezone"),
+        (date(2025, 3, 1), date(2025, 3, 2), "../../etc/passwd", "unknown timezone"),
+    ],
+)
+def test_bad_ranges_are_refused_with_a_clear_reason(start: date, end: date, tz: str, message: str) -> None:
+    with pytest.raises(InvalidRangeError, match=message):
+        resolve_range(start, end, tz)
+
+
+@pytest.mark.parametrize("days", [0, 367, -1, True])
+def test_series_length_is_bounded(days: int) -> None:
+    with pytest.raises(InvalidRangeError, match="days"):
+        daily_usage("acme", days, repository=MemoryRollups())
+
+
+def test_naive_datetimes_are_local_time_in_the_zone() -> None:
+    low, high = resolve_range(datetime(2025, 3, 1, 0, 0), datetime(2025, 3, 1, 5, 45), "Asia/Kathmandu")
+    assert (low, high) == (datetime(2025, 2, 28, 18, 15, tzinfo=UTC), datetime(2025, 3, 1, 0, 0, tzinfo=UTC))

@@ -1,0 +1,212 @@
+"""The rollup key design and the segment-tree decomposition, checked against brute force."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llmtally.rollups import (
+    DIMENSIONS,
+    GRANULARITIES,
+    QUARTER,
+    BucketRun,
+    Counters,
+    Dimension,
+    Granularity,
+    InvalidRangeError,
+    RollupKey,
+    coalesce,
+    decompose,
+    format_bucket,
+    plan_runs,
+    rollup_keys,
+)
+
+BASE = datetime(2025, 1, 1, tzinfo=UTC)
+ODD_ZONES = ("Asia/Kolkata", "Asia/Kathmandu", "Australia/Eucla", "America/St_Johns", "Pacific/Chatham")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The attributes a rollup reads from a raw entry."""
+
+    user_id: str = "acme"
+    timestamp: datetime = BASE
+    provider: str = "anthropic"
+    model: str = "claude-sonnet-4-5"
+    operation_type: str = "conversation"
+    status: str = "ok"
+    latency_ms: int = 100
+    input_tokens: int = 10
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_5m_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    output_tokens: int = 5
+    reasoning_tokens: int = 0
+    total_tokens: int = 15
+    cost_nanos: int = 1_000
+    cost_source: str = "catalog"
+
+
+quarters = st.integers(min_value=0, max_value=4 * 24 * 800).map(lambda n: BASE + n * QUARTER)
+
+
+def covered(pieces: list[tuple[Granularity, datetime]]) -> list[datetime]:
+    out: list[datetime] = []
+    for granularity, start in pieces:
+        cursor = start
+        while cursor < granularity.next(start):
+            out.append(cursor)
+            cursor += QUARTER
+    return out
+
+
+@given(quarters, quarters)
+def test_decompose_covers_the_range_exactly_with_aligned_buckets(a: datetime, b: datetime) -> None:
+    start, end = min(a, b), max(a, b)
+    pieces = decompose(start, end)
+    # Given any aligned range, the pieces are aligned, in order, disjoint, and cover it exactly.
+    assert all(g.aligned(s) for g, s in pieces)
+    expected = []
+    cursor = start
+    while cursor < end:
+        expected.append(cursor)
+        cursor += QUARTER
+    assert covered(pieces) == expected
+    # And the count is bounded by the shape of the calendar, not by the length of the range.
+    count = {g: sum(1 for p, _ in pieces if p is g) for g in GRANULARITIES}
+    months = (end.year - start.year) * 12 + end.month - start.month + 1
+    assert count[Granularity.QUARTER] <= 6
+    assert count[Granularity.HOUR] <= 46
+    assert count[Granularity.DAY] <= 60
+    assert count[Granularity.MONTH] <= months
+
+
+@given(quarters, quarters)
+def test_each_granularity_needs_at_most_two_runs(a: datetime, b: datetime) -> None:
+    start, end = min(a, b), max(a, b)
+    runs = plan_runs(decompose(start, end))
+    for granularity in GRANULARITIES:
+        assert sum(1 for r in runs if r.granularity is granularity) <= (1 if granularity is Granularity.MONTH else 2)
+
+
+def test_a_year_is_twelve_months_and_a_day_one_day() -> None:
+    assert decompose(BASE, BASE.replace(year=2026)) == [
+        (Granularity.MONTH, BASE.replace(month=m)) for m in range(1, 13)
+    ]
+    assert decompose(BASE, BASE + timedelta(days=1)) == [(Granularity.DAY, BASE)]
+    assert decompose(BASE, BASE) == []
+
+
+@pytest.mark.parametrize("zone_name", ODD_ZONES)
+def test_every_local_midnight_of_odd_offset_zones_decomposes(zone_name: str) -> None:
+    # 30- and 45-minute offsets (and DST changes) still put local midnights on 15-minute boundaries.
+    zone = ZoneInfo(zone_name)
+    day = date(2025, 1, 1)
+    for _ in range(400):
+        low = datetime.combine(day, datetime.min.time(), tzinfo=zone)
+        high = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=zone)
+        pieces = decompose(low, high)
+        assert len(covered(pieces)) * QUARTER == high.astimezone(UTC) - low.astimezone(UTC)
+        day += timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2025, 1, 1, 0, 7, tzinfo=UTC),
+        datetime(2025, 1, 1, 0, 15, 1, tzinfo=UTC),
+        datetime(2025, 1, 1, 0, 15, 0, 1000, tzinfo=UTC),
+        datetime(2025, 1, 1, 0, 15),  # naive
+    ],
+)
+def test_unaligned_or_naive_times_are_refused_with_a_reason(value: datetime) -> None:
+    with pytest.raises(InvalidRangeError) as info:
+        decompose(value, value + timedelta(hours=1))
+    assert "15-minute" in info.value.reason or "timezone" in info.value.reason
+
+
+def test_end_before_start_is_refused() -> None:
+    with pytest.raises(InvalidRangeError, match="before"):
+        decompose(BASE + timedelta(hours=1), BASE)
+
+
+values = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCXYZ0123456789._:/@+-#*", min_size=1, max_size=20)
+
+
+@given(
+    st.lists(st.tuples(quarters, values), min_size=1, max_size=40),
+    quarters,
+    st.integers(min_value=1, max_value=200),
+)
+def test_a_bucket_run_is_exactly_a_contiguous_sort_key_range(
+    items: list[tuple[datetime, str]], first: datetime, length: int
+) -> None:
+    run = BucketRun(Granularity.QUARTER, first, first + length * QUARTER)
+    keys = [RollupKey("t", Granularity.QUARTER, Dimension.MODEL, bucket, value) for bucket, value in items]
+    # sk BETWEEN low AND high (inclusive, as DynamoDB compares strings) selects exactly the run.
+    selected = {k for k in keys if run.sk_low <= k.sk <= run.sk_high}
+    assert selected == {k for k in keys if run.first <= k.bucket < run.end}
+
+
+def test_keys_round_trip_and_sort_by_time_within_a_partition() -> None:
+    key = RollupKey("acme.co@x", Granularity.HOUR, Dimension.MODEL, BASE, "bedrock#us.anthropic.claude:0")
+    assert key.pk == "R#acme.co@x#1h#model"
+    assert key.sk == "2025-01-01T00:00#bedrock#us.anthropic.claude:0"
+    assert RollupKey.parse(key.pk, key.sk) == key
+    assert format_bucket(BASE + timedelta(days=40)) > format_bucket(BASE + timedelta(hours=23))
+    assert key.expires_at(396) == int((BASE + timedelta(hours=1, days=396)).timestamp())
+
+
+def test_one_entry_counts_in_sixteen_items() -> None:
+    entry = Entry(timestamp=datetime(2025, 3, 31, 23, 59, 59, tzinfo=UTC))
+    keys = list(rollup_keys(entry))
+    assert len(keys) == len(set(keys)) == 16
+    assert {k.bucket for k in keys if k.granularity is Granularity.QUARTER} == {
+        datetime(2025, 3, 31, 23, 45, tzinfo=UTC)
+    }
+    assert {k.bucket for k in keys if k.granularity is Granularity.MONTH} == {datetime(2025, 3, 1, tzinfo=UTC)}
+    assert {k.value for k in keys if k.dimension is Dimension.MODEL} == {"anthropic#claude-sonnet-4-5"}
+    assert {k.dimension for k in keys} == set(DIMENSIONS)
+
+
+def test_coalescing_a_batch_gives_one_delta_per_key_equal_to_the_sum() -> None:
+    entries = [
+        Entry(timestamp=BASE + timedelta(minutes=m), status="error" if m % 3 == 0 else "ok", cost_nanos=7 * m)
+        for m in range(0, 30)
+    ] + [Entry(model="gpt-4o", provider="openai", cost_source="unpriced", cost_nanos=0, cache_write_1h_tokens=4)]
+    deltas = coalesce(entries)
+    total_hour = deltas[RollupKey("acme", Granularity.HOUR, Dimension.TOTAL, BASE, "*")]
+    assert total_hour.requests == 31
+    assert total_hour.errors == 10
+    assert total_hour.unpriced_requests == 1
+    assert total_hour.cost_nanos == total_hour.billed_cost_nanos == sum(7 * m for m in range(30))
+    assert total_hour.cache_write_1h_tokens == 4
+    assert total_hour.latency_ms_sum == 3100
+    first_quarter = deltas[RollupKey("acme", Granularity.QUARTER, Dimension.TOTAL, BASE, "*")]
+    assert first_quarter.requests == 16  # minutes 0-14 and the openai entry at BASE
+    # hour, day, month: total + 2 providers + 2 models + 1 operation; quarters: the anthropic values
+    # span two quarters, the openai ones one.
+    assert len(deltas) == 3 * (1 + 2 + 2 + 1) + (2 + 3 + 3 + 2)
+
+
+def test_counters_of_a_re_rated_entry_keep_the_billed_figure() -> None:
+    counters = Counters.of(Entry(cost_nanos=100, cost_source="unpriced"), cost_nanos=250, cost_source="catalog")
+    assert (counters.cost_nanos, counters.billed_cost_nanos, counters.unpriced_requests) == (250, 100, 0)
+    assert counters.minus(counters).is_zero()
+
+
+def test_runs_bridge_small_gaps_only_when_asked() -> None:
+    hours = [(Granularity.HOUR, BASE + timedelta(hours=h)) for h in (0, 1, 3, 4, 20)]
+    assert [(r.first, r.end) for r in plan_runs(hours)] == [
+        (BASE, BASE + timedelta(hours=2)),
+        (BASE + timedelta(hours=3), BASE + timedelta(hours=5)),
+        (BASE + timedelta(hours=20), BASE + timedelta(hours=21)),
+    ]
+    assert len(plan_runs(hours, max_gap=1)) == 2
