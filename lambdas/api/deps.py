@@ -1,0 +1,69 @@
+"""What the routes share: the caller's identity, and services built lazily once per container.
+
+No boto3 client exists at import: repositories (and their clients) are built on first use and
+cached; `reset()` forgets them (tests that change the environment).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+from llmtally.api.config import ApiSettings, get_api_settings
+from llmtally.api.identity import Caller, authorize, resolve_caller
+from llmtally.api.llm_settings import SettingsService
+from llmtally.api.models import PATH_USER_ID_MAX, PATH_USER_ID_PATTERN
+
+UserIdPath = Annotated[
+    str,
+    Path(
+        pattern=PATH_USER_ID_PATTERN,
+        max_length=PATH_USER_ID_MAX,
+        description="The tenant: must be the caller's own id unless the caller is an admin.",
+    ),
+]
+
+
+def caller_of(router: Router) -> Caller:
+    """The authenticated caller of the current request (401 if none)."""
+    event: APIGatewayProxyEventV2 = router.current_event  # type: ignore[assignment]
+    context: dict[str, Any] = event.raw_event.get("requestContext") or {}
+    claims: dict[str, Any] | None = None
+    authorizer = context.get("authorizer")
+    jwt = authorizer.get("jwt") if isinstance(authorizer, dict) else None
+    if isinstance(jwt, dict) and isinstance(jwt.get("claims"), dict):
+        claims = jwt["claims"]
+    http = context.get("http")
+    source_ip = http.get("sourceIp") if isinstance(http, dict) else None
+    return resolve_caller(claims, event.headers or {}, source_ip, api_settings())
+
+
+def tenant_of(router: Router, user_id: str) -> Caller:
+    """The caller, checked to act for `user_id` (401 without identity, 403 for another tenant)."""
+    caller = caller_of(router)
+    authorize(caller, user_id)
+    return caller
+
+
+@cache
+def api_settings() -> ApiSettings:
+    return get_api_settings()
+
+
+@cache
+def settings_service() -> SettingsService:
+    from llmtally.repositories.secrets import SecretsRepository
+    from llmtally.repositories.settings import SettingsRepository
+
+    return SettingsService(SettingsRepository(), SecretsRepository(), api_settings())
+
+
+def reset() -> None:
+    """Forget settings and services (tests)."""
+    get_api_settings.cache_clear()
+    api_settings.cache_clear()
+    settings_service.cache_clear()

@@ -1,0 +1,112 @@
+"""The API Lambda: Powertools' `APIGatewayHttpResolver` with validation, one `Router` per area.
+
+`lambda_handler` is thin: refuse an oversized body, then `app.resolve(event, context)`.
+The OpenAPI document is served at GET /api/openapi.json and a Swagger UI (assets bundled with
+Powertools, so it works offline) at GET /api/docs. Both are public: they hold no data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from api import errors, openapi
+from api.deps import api_settings
+from api.responses import SECURITY_HEADERS, error_body, json_response
+from api.routes import models, settings
+from llmtally.api import jsonout
+
+app = APIGatewayHttpResolver(enable_validation=True)
+
+app.include_router(settings.router)
+app.include_router(models.router)
+errors.register(app)
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    raw = app.get_openapi_json_schema(title=openapi.TITLE, version=openapi.VERSION, description=openapi.DESCRIPTION)
+    document: dict[str, Any] = openapi.finish_document(json.loads(raw))
+    return document
+
+
+@app.get("/api/openapi.json", include_in_schema=False)
+def get_openapi() -> Response[Any]:
+    return json_response(openapi_document())
+
+
+@app.get("/api/docs", include_in_schema=False)
+def get_docs() -> Response[Any]:
+    return Response(
+        status_code=200,
+        content_type="text/html",
+        body=_swagger_html(),
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@cache
+def _swagger_html() -> str:
+    from pathlib import Path
+
+    import aws_lambda_powertools.event_handler.openapi.swagger_ui as swagger_ui
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
+
+    assets = Path(swagger_ui.__file__).parent
+    spec = json.dumps(openapi_document()).replace("</", "<\\/")
+    js = (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8")
+    css = (assets / "swagger-ui.min.css").read_text(encoding="utf-8")
+    return generate_swagger_html(spec, js, css, "", None)
+
+
+def decoded_body(event: dict[str, Any]) -> bytes | None:
+    """The request body's bytes as the resolver will read them; None if it cannot be decoded."""
+    body = event.get("body")
+    if not body:
+        return b""
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    return str(body).encode("utf-8", errors="surrogatepass")
+
+
+def _refuse(status: int, message: str) -> dict[str, Any]:
+    """A response given before routing (same body shape as `api.errors`)."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **SECURITY_HEADERS},
+        "body": jsonout.dumps(error_body(message)),
+        "isBase64Encoded": False,
+    }
+
+
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Refused before routing: validation would otherwise decode and parse the whole body first.
+    limit = api_settings().max_body_bytes
+    body = decoded_body(event)
+    if body is None:
+        return _refuse(400, "the body is not valid base64")
+    if len(body) > limit:
+        return _refuse(413, f"the request body is larger than {limit} bytes")
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _refuse(400, "the body is not valid UTF-8")
+    if body and not is_json_content_type(event):
+        # Only JSON is read: Powertools' form and multipart parsers are never reached.
+        return _refuse(415, "the body must be application/json")
+    return app.resolve(event, context)
+
+
+def is_json_content_type(event: dict[str, Any]) -> bool:
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    media = headers.get("content-type", "application/json").split(";", 1)[0].strip().lower()
+    return media in ("", "application/json") or (media.startswith("application/") and media.endswith("+json"))

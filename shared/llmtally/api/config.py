@@ -1,0 +1,41 @@
+"""The API's own settings (`LLMTALLY_API_*`), validated once at cold start."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CLAIM_NAME_PATTERN = r"^[A-Za-z0-9_:.\-/]{1,128}$"
+
+
+class ApiSettings(BaseSettings):
+    """Identity, limits and switches of the HTTP API. Same code on AWS, the local stack and tests."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMTALLY_API_", frozen=True, extra="ignore")
+
+    #: The JWT claim (as API Gateway passes it in requestContext.authorizer.jwt.claims) naming the caller.
+    identity_claim: str = Field(default="sub", pattern=CLAIM_NAME_PATTERN)
+    #: The claim listing the caller's groups, and the group that may read and manage every tenant.
+    admin_claim: str = Field(default="cognito:groups", pattern=CLAIM_NAME_PATTERN)
+    admin_group: str = Field(default="llmtally-admin", min_length=1, max_length=128)
+    #: Local stack only: accept the caller's identity from the `x-llmtally-local-user` header when the
+    #: request comes from a loopback address. Never set on AWS (the CDK app does not expose it).
+    local_identity: bool = False
+    #: Connection tests allowed per user per window (a fixed-window counter in the settings table).
+    test_rate_limit: int = Field(default=5, ge=1, le=1000)
+    test_rate_window_seconds: int = Field(default=60, ge=1, le=86_400)
+    #: Largest request body accepted (bytes, after base64 decoding); larger is 413.
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=6 * 1024 * 1024)
+    #: Whether this deployment can call Bedrock (its role and region allow it): `hasApiKeys.bedrock`.
+    bedrock_available: bool = True
+    #: Raw entries: default and largest page; CSV export: most rows in one response.
+    entries_default_limit: int = Field(default=100, ge=1, le=1000)
+    entries_max_limit: int = Field(default=1000, ge=1, le=10_000)
+    csv_max_rows: int = Field(default=10_000, ge=1, le=100_000)
+
+
+@cache
+def get_api_settings() -> ApiSettings:
+    return ApiSettings()

@@ -1,0 +1,230 @@
+"""Request and response models of the HTTP API (the seed's field names, camelCase where it had them).
+
+Requests are strict (`extra="forbid"`): an unknown field is a 400, never silently dropped. Keys are
+`SecretStr` from the moment they are parsed, so a repr, a log line or a validation error never
+shows one. Response models describe the JSON for the OpenAPI document; money is a JSON number
+written from the exact Decimal (see `llmtally.api.jsonout`).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+    model_validator,
+)
+
+from llmtally.events import MODEL_PATTERN, Provider
+from llmtally.pricing import known_models
+
+#: `{userId}` in every path: the event contract's user id, minus `..` (it would reach into secret names).
+PATH_USER_ID_PATTERN: Final = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_@-])*\.?$"
+PATH_USER_ID_MAX: Final = 128
+
+#: Providers whose key the user brings; Bedrock uses the deployment's AWS credentials.
+KEYED_PROVIDERS: Final = (Provider.ANTHROPIC, Provider.OPENAI, Provider.GOOGLE)
+MAX_KEY_CHARS: Final = 512
+MIN_KEY_CHARS: Final = 8
+MAX_TOKENS_LIMIT: Final = 128_000
+#: Anthropic's API (and Claude on Bedrock) accepts 0–1; OpenAI and Gemini accept 0–2.
+MAX_TEMPERATURE: Final[dict[Provider, float]] = {
+    Provider.ANTHROPIC: 1.0,
+    Provider.BEDROCK: 1.0,
+    Provider.OPENAI: 2.0,
+    Provider.GOOGLE: 2.0,
+}
+
+UsdAmount = Annotated[Decimal, WithJsonSchema({"type": "number", "minimum": 0})]
+ModelId = Annotated[str, Field(min_length=1, max_length=256, pattern=MODEL_PATTERN)]
+
+
+def _check_key(value: SecretStr) -> SecretStr:
+    # Messages never include the value: only what is wrong with it.
+    text = value.get_secret_value().strip()
+    if not text:
+        raise ValueError("an API key must not be empty or whitespace")
+    if len(text) < MIN_KEY_CHARS:
+        raise ValueError(f"an API key has at least {MIN_KEY_CHARS} characters")
+    if any(not ("\x21" <= ch <= "\x7e") for ch in text):
+        raise ValueError("an API key is printable ASCII without spaces")
+    return SecretStr(text)
+
+
+ApiKey = Annotated[
+    SecretStr,
+    Field(max_length=MAX_KEY_CHARS, json_schema_extra={"minLength": 1}),
+    AfterValidator(_check_key),
+]
+
+
+class Preferences(BaseModel):
+    """A user's LLM preferences: the seed's item shape (`preferences` map in the settings table)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    defaultProvider: Provider
+    queryModel: ModelId
+    detectionModel: ModelId
+    maxTokens: Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS_LIMIT)] = 2000
+    temperature: Annotated[StrictFloat | StrictInt, Field(ge=0, le=2, allow_inf_nan=False)] = 0.0
+    enableCaching: StrictBool = True
+    trackUsage: StrictBool = True
+
+    @model_validator(mode="after")
+    def _models_offered_and_temperature_in_range(self) -> Preferences:
+        offered = known_models(self.defaultProvider)
+        for name in ("queryModel", "detectionModel"):
+            model = getattr(self, name)
+            if model not in offered:
+                raise ValueError(
+                    f"{name} {model!r} is not a {self.defaultProvider.value} model; see GET /api/llm-models"
+                )
+        limit = MAX_TEMPERATURE[self.defaultProvider]
+        if self.temperature > limit:
+            raise ValueError(f"temperature for {self.defaultProvider.value} is between 0 and {limit}")
+        return self
+
+
+#: For a new user: Bedrock (no key to bring) with Claude Sonnet 4.5. The seed's default named the
+#: Anthropic API's id under Bedrock, which Bedrock does not accept; the rest is the seed's.
+DEFAULT_PREFERENCES: Final = Preferences(
+    defaultProvider=Provider.BEDROCK,
+    queryModel="us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    detectionModel="us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    maxTokens=2000,
+    temperature=0.0,
+    enableCaching=True,
+    trackUsage=True,
+)
+
+
+class ApiKeys(BaseModel):
+    """Keys to store, by provider. Only the providers whose key a user brings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    anthropic: ApiKey | None = None
+    openai: ApiKey | None = None
+    google: ApiKey | None = None
+    bedrock: Annotated[
+        None,
+        Field(description="Always absent: Bedrock uses the deployment's AWS credentials, no key is stored."),
+    ] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bedrock_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("bedrock") is not None:
+            raise ValueError("bedrock takes no API key: it uses the deployment's AWS credentials")
+        return data
+
+    def given(self) -> dict[Provider, SecretStr]:
+        return {p: key for p in KEYED_PROVIDERS if (key := getattr(self, p.value)) is not None}
+
+
+class SettingsUpdate(BaseModel):
+    """PUT /api/llm-settings/{userId}: preferences (replaced whole) and/or keys to store."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preferences: Preferences | None = None
+    apiKeys: ApiKeys = Field(default_factory=ApiKeys)
+
+
+class ConnectionTestRequest(BaseModel):
+    """POST /api/llm-settings/{userId}/test: the provider, and optionally a key to try before saving it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: Provider
+    apiKey: ApiKey | None = None
+    model: ModelId | None = None
+
+    @model_validator(mode="after")
+    def _model_offered(self) -> ConnectionTestRequest:
+        if self.model is not None and self.model not in known_models(self.provider):
+            raise ValueError(f"model {self.model!r} is not a {self.provider.value} model; see GET /api/llm-models")
+        if self.apiKey is not None and self.provider is Provider.BEDROCK:
+            raise ValueError("bedrock takes no API key: it uses the deployment's AWS credentials")
+        return self
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+class HasApiKeys(BaseModel):
+    anthropic: bool
+    openai: bool
+    google: bool
+    bedrock: bool = Field(description="Bedrock needs no key: whether this deployment can call Bedrock.")
+
+
+class SettingsResponse(BaseModel):
+    preferences: Preferences
+    hasApiKeys: HasApiKeys
+
+
+class SettingsUpdateResponse(SettingsResponse):
+    message: str
+
+
+class KeyDeletedResponse(BaseModel):
+    provider: Provider
+    deleted: bool = Field(description="False when there was no key to delete (deleting is idempotent).")
+    hasApiKeys: HasApiKeys
+
+
+class ConnectionTestResponse(BaseModel):
+    success: bool
+    provider: Provider
+    message: str
+    model: str | None = None
+    latency_ms: float | None = None
+    error: str | None = Field(default=None, description="On failure: the scrubbed reason (the seed's field).")
+
+
+class ModelPricing(BaseModel):
+    input: UsdAmount | None = Field(description="USD per 1M input tokens")
+    output: UsdAmount | None = Field(description="USD per 1M output tokens")
+    cacheRead: UsdAmount | None = Field(default=None, description="USD per 1M cache-read tokens")
+    cacheWrite: UsdAmount | None = Field(default=None, description="USD per 1M cache-write tokens")
+
+
+class CatalogModelOut(BaseModel):
+    id: str
+    name: str
+    status: Literal["current", "legacy"]
+    pricing: ModelPricing
+    costPreviewUsd: UsdAmount | None = Field(description="What 1M input + 1M output tokens cost; null if unpriced")
+    priceSource: Literal["catalog", "override", "unpriced"]
+
+
+class CatalogProviderOut(BaseModel):
+    id: Provider
+    name: str
+    requiresKey: bool
+    models: list[CatalogModelOut]
+
+
+class ModelsResponse(BaseModel):
+    providers: list[CatalogProviderOut]
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    details: list[ErrorDetail] | None = None

@@ -1,0 +1,45 @@
+"""The API on moto: every table created, the API's caches forgotten before and after each test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import MotoServer
+from tests.support.apigw import ApiResponse, request
+
+ALICE = "alice"
+BOB = "bob"
+ADMIN_CLAIMS = {"sub": "ops-1", "cognito:groups": "[llmtally-admin users]"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_api() -> Iterator[None]:
+    from api import deps
+
+    deps.reset()
+    yield
+    deps.reset()
+
+
+@pytest.fixture
+def stack(moto: MotoServer) -> MotoServer:
+    """The moto server with llmtally's tables (the same specs the CDK app and the local stack use)."""
+    from llmtally.settings import get_settings
+    from llmtally.tables import create_tables
+
+    create_tables(moto.client("dynamodb"), get_settings().names)
+    return moto
+
+
+Api = Callable[..., ApiResponse]
+
+
+@pytest.fixture
+def as_alice() -> Api:
+    def _call(method: str, path: str, **kwargs: Any) -> ApiResponse:
+        return request(method, path, claims={"sub": ALICE}, **kwargs)
+
+    return _call
