@@ -62,9 +62,9 @@ MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
 #: How old an event may be when validated (the raw-entry retention; older would be born expired).
 MAX_EVENT_AGE: Final = timedelta(days=90)
 
-_SECRET_KEY_NAME = re.compile(r"(api[_-]?key|secret|passw(or)?d|token|authorization|credential)", re.I)
+SECRET_KEY_NAME = re.compile(r"(api[_-]?key|secret|passw(or)?d|token|authorization|credential)", re.I)
 # Shapes of provider keys: a value that looks like one is refused rather than stored.
-_SECRET_VALUE = re.compile(
+SECRET_VALUE = re.compile(
     r"(sk-[A-Za-z0-9_-]{16,}|AIza[0-9A-Za-z_-]{30,}|AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|xox[abp]-[A-Za-z0-9-]{10,})"
 )
 
@@ -142,13 +142,13 @@ def _utc_millis(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-def _check_metadata(value: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
+def check_metadata(value: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
     if len(value) > MAX_METADATA_KEYS:
         raise ValueError(f"metadata has {len(value)} keys; at most {MAX_METADATA_KEYS} are allowed")
     for key, item in value.items():
         if not re.match(METADATA_KEY_PATTERN, key):
             raise ValueError(f"metadata key {key[:70]!r} must match {METADATA_KEY_PATTERN}")
-        if _SECRET_KEY_NAME.search(key):
+        if SECRET_KEY_NAME.search(key):
             raise ValueError(f"metadata key {key!r} looks like a secret's name; secrets never go in events")
         if isinstance(item, str):
             if len(item) > MAX_METADATA_VALUE_CHARS:
@@ -156,7 +156,7 @@ def _check_metadata(value: dict[str, MetadataValue]) -> dict[str, MetadataValue]
                     f"metadata value for {key!r} has {len(item)} characters; "
                     f"at most {MAX_METADATA_VALUE_CHARS} are allowed"
                 )
-            if _SECRET_VALUE.search(item):
+            if SECRET_VALUE.search(item):
                 raise ValueError(f"metadata value for {key!r} looks like an API key; secrets never go in events")
     size = len(json.dumps(value, separators=(",", ":")).encode())
     if size > MAX_METADATA_BYTES:
@@ -220,7 +220,7 @@ class UsageEvent(TokenCounts):
         decimal_places=9,
         description="The producer's own cost figure (USD, at most 9 decimals); the ingest prices centrally.",
     )
-    metadata: Annotated[dict[str, MetadataValue], AfterValidator(_check_metadata)] = Field(
+    metadata: Annotated[dict[str, MetadataValue], AfterValidator(check_metadata)] = Field(
         default_factory=dict,
         description=f"Small map (≤ {MAX_METADATA_KEYS} keys, ≤ {MAX_METADATA_BYTES} bytes); never a secret.",
     )

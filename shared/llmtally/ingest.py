@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmtally.events import (
-    _SECRET_KEY_NAME,
-    _SECRET_VALUE,
     EVENT_DETAIL_TYPE,
     EVENT_SOURCE,
     SCHEMA_VERSION,
+    SECRET_KEY_NAME,
+    SECRET_VALUE,
     USER_ID_PATTERN,
     Provider,
     Status,
@@ -350,14 +350,14 @@ def _json_type(value: Any) -> str:
 # -- redaction of stored reject bodies ----------------------------------------------------------
 
 _SECRET_FIELD = re.compile(
-    r'("[^"\\]*' + _SECRET_KEY_NAME.pattern + r'[^"\\]*"\s*:\s*)"(?:[^"\\]|\\.)*"', _SECRET_KEY_NAME.flags
+    r'("[^"\\]*' + SECRET_KEY_NAME.pattern + r'[^"\\]*"\s*:\s*)"(?:[^"\\]|\\.)*"', SECRET_KEY_NAME.flags
 )
 
 
 def redact(body: str) -> str:
     """The body with anything shaped like a key replaced: a refused event may be refused *because*
     it carried one, and the rejects table must not become the place secrets end up."""
-    body = _SECRET_VALUE.sub("[REDACTED]", body)
+    body = SECRET_VALUE.sub("[REDACTED]", body)
     return _SECRET_FIELD.sub(r'\1"[REDACTED]"', body)
 
 

@@ -180,7 +180,9 @@ class PriceOverrideFile(BaseModel):
     overrides: tuple[PriceOverride, ...] = ()
 
 
+@cache
 def catalog_version() -> str:
+    """The catalog's version string (cached: `importlib.metadata` reads files on every call)."""
     from importlib.metadata import version
 
     return f"genai-prices {version('genai-prices')}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -150,8 +150,18 @@ class UsageTracker:
             logger.warning("usage event %s not published", event.event_id, exc_info=True)
         return event
 
-    # get_usage_summary(...): the read side (summaries from rollups) is added by the pipeline work;
-    # it is deliberately not defined here until then.
+    def get_usage_summary(
+        self, user_id: str, start_date: date | datetime, end_date: date | datetime, tz: str = "UTC"
+    ) -> dict[str, Any]:
+        """The seed's summary (`total_requests`, `total_tokens`, `total_cost_usd`, `by_provider`, …).
+
+        Read from the rollups only, never raw entries: the cost does not grow with the events.
+        Dates are whole local days in `tz`, both inclusive; datetimes are a half-open [start, end).
+        Money is Decimal. Raises `InvalidRangeError` for an unaligned or inverted range.
+        """
+        from llmtally.queries import get_usage_summary
+
+        return get_usage_summary(user_id, start_date, end_date, tz)
 
 
 class UsageTrackerMiddleware:

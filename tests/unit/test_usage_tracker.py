@@ -217,11 +217,6 @@ def test_a_default_publisher_that_cannot_be_built_does_not_break_tracking(monkey
     assert seed_call(UsageTracker()) is not None
 
 
-def test_get_usage_summary_is_left_to_the_pipeline() -> None:
-    # The read side is added with the rollups; until then there is deliberately no stub.
-    assert not hasattr(UsageTracker, "get_usage_summary")
-
-
 # -- the middleware ------------------------------------------------------------------------------
 
 

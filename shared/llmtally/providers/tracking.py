@@ -23,7 +23,7 @@ from llmtally.events import (
     Status,
     TokenCounts,
     UsageEvent,
-    _check_metadata,
+    check_metadata,
 )
 from llmtally.pricing import CostSource
 from llmtally.providers.base import CacheTTL, LLMProvider, LLMStream, Message, ProviderResponse, StreamItem
@@ -69,7 +69,7 @@ class TrackedProvider:
         self.publisher = publisher
         self.user_id = _check(user_id, USER_ID_PATTERN, "user_id")
         self.operation_type = _check(operation_type, OPERATION_TYPE_PATTERN, "operation_type")
-        self.metadata: dict[str, MetadataValue] = _check_metadata(dict(metadata or {}))
+        self.metadata: dict[str, MetadataValue] = check_metadata(dict(metadata or {}))
         self.tracking_failures = 0
         self._lock = threading.Lock()
 
@@ -165,7 +165,7 @@ class TrackedProvider:
         if request_id is not None:
             _check(request_id, REQUEST_ID_PATTERN, "request_id")
         merged = {**self.metadata, **(metadata or {})}
-        return {"operation_type": op, "request_id": request_id, "metadata": _check_metadata(merged)}
+        return {"operation_type": op, "request_id": request_id, "metadata": check_metadata(merged)}
 
     def _tracked_items(self, inner: LLMStream, context: dict[str, Any], model: str) -> Iterator[StreamItem]:
         done = False
