@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from llmtally.events import Provider, TokenCounts
-from llmtally.providers.base import ChatCall, LLMProvider, RawResult, StreamPiece
+from llmtally.providers.base import ChatCall, KeyedProvider, RawResult, StreamPiece
 from llmtally.providers.errors import (
     ErrorType,
     ProviderError,
@@ -31,53 +31,26 @@ from llmtally.providers.errors import (
 
 if TYPE_CHECKING:
     import anthropic
-    import httpx2
 
 #: Stop reasons that mean the answer was withheld for safety.
 FILTERED_STOP_REASONS: Final = frozenset({"refusal"})
 
 
-class AnthropicProvider(LLMProvider):
+class AnthropicProvider(KeyedProvider["anthropic.Anthropic"]):
     provider = Provider.ANTHROPIC
     default_model = "claude-sonnet-4-6"
     sdk_module = "anthropic"
 
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        http_client: httpx2.Client | None = None,
-        base_url: str | None = None,
-        **options: Any,
-    ) -> None:
-        if not api_key:
-            raise ValueError("AnthropicProvider needs an api_key")
-        super().__init__(**options)
-        self._api_key = api_key
-        self._http_client = http_client
-        self._base_url = base_url
-        self._sdk_client: anthropic.Anthropic | None = None
+    def _build_client(self) -> anthropic.Anthropic:
+        import anthropic
 
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(model={self.model!r})"
-
-    @property
-    def client(self) -> anthropic.Anthropic:
-        """The SDK client, built on first use (the SDK is imported here, not at module import)."""
-        if self._sdk_client is None:
-            import anthropic
-
-            self._sdk_client = anthropic.Anthropic(
-                api_key=self._api_key,
-                base_url=self._base_url,
-                http_client=self._http_client,
-                max_retries=0,  # llmtally retries; the SDK's would multiply them
-                timeout=self.timeout,
-            )
-        return self._sdk_client
-
-    def _secrets(self) -> tuple[str, ...]:
-        return (self._api_key,)
+        return anthropic.Anthropic(
+            api_key=self._api_key,
+            base_url=self._base_url,
+            http_client=self._http_client,
+            max_retries=0,  # llmtally retries; the SDK's would multiply them
+            timeout=self.timeout,
+        )
 
     # -- requests -----------------------------------------------------------------------------
 

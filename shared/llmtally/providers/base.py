@@ -15,7 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypedDict, TypeVar
 
 from llmtally.events import Provider, TokenCounts
 from llmtally.pricing import PriceBook
@@ -29,6 +29,8 @@ from llmtally.providers.errors import (
 from llmtally.responses import LLMResponse, LLMUsage
 
 if TYPE_CHECKING:
+    import httpx2
+
     from llmtally.providers.connection import ConnectionTestResult
 
 logger = logging.getLogger("llmtally.providers")
@@ -440,3 +442,47 @@ class LLMProvider(ABC):
         response = self._finish(call, final, started)
         state.response = response
         yield response.usage
+
+
+ClientT = TypeVar("ClientT")
+
+
+class KeyedProvider(LLMProvider, Generic[ClientT]):
+    """A provider reached over HTTP with the user's API key (Anthropic, OpenAI, Gemini).
+
+    Holds the key (never in `repr`, always among `_secrets`) and builds the SDK client on first
+    use, so the SDK is imported only then. `http_client` swaps the transport (tests, proxies).
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        http_client: httpx2.Client | None = None,
+        base_url: str | None = None,
+        **options: Any,
+    ) -> None:
+        if not api_key:
+            raise ValueError(f"{type(self).__name__} needs an api_key")
+        super().__init__(**options)
+        self._api_key = api_key
+        self._http_client = http_client
+        self._base_url = base_url
+        self._sdk_client: ClientT | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r})"
+
+    @property
+    def client(self) -> ClientT:
+        """The SDK client, built on first use (the SDK is imported then, not at module import)."""
+        if self._sdk_client is None:
+            self._sdk_client = self._build_client()
+        return self._sdk_client
+
+    @abstractmethod
+    def _build_client(self) -> ClientT:
+        """The SDK client, with the SDK's own retries off (llmtally retries) and `self.timeout`."""
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (self._api_key,)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from llmtally.events import Provider, TokenCounts
-from llmtally.providers.base import ChatCall, LLMProvider, RawResult, StreamPiece
+from llmtally.providers.base import ChatCall, KeyedProvider, RawResult, StreamPiece
 from llmtally.providers.errors import (
     ErrorType,
     ProviderError,
@@ -26,7 +26,6 @@ from llmtally.providers.errors import (
 )
 
 if TYPE_CHECKING:
-    import httpx2
     from google import genai
     from google.genai import types
 
@@ -43,50 +42,25 @@ _USAGE_FIELDS: Final = (
 )
 
 
-class GoogleProvider(LLMProvider):
+class GoogleProvider(KeyedProvider["genai.Client"]):
     provider = Provider.GOOGLE
     default_model = "gemini-2.5-flash"
     sdk_module = "google.genai"
 
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        http_client: httpx2.Client | None = None,
-        base_url: str | None = None,
-        **options: Any,
-    ) -> None:
-        if not api_key:
-            raise ValueError("GoogleProvider needs an api_key")
-        super().__init__(**options)
-        self._api_key = api_key
-        self._http_client = http_client
-        self._base_url = base_url
-        self._sdk_client: genai.Client | None = None
+    def _build_client(self) -> genai.Client:
+        from google import genai
+        from google.genai import types
 
-    def __repr__(self) -> str:
-        return f"GoogleProvider(model={self.model!r})"
-
-    @property
-    def client(self) -> genai.Client:
-        if self._sdk_client is None:
-            from google import genai
-            from google.genai import types
-
-            self._sdk_client = genai.Client(
-                api_key=self._api_key,
-                vertexai=False,
-                http_options=types.HttpOptions(
-                    base_url=self._base_url,
-                    timeout=int(self.timeout * 1000),  # milliseconds
-                    retry_options=types.HttpRetryOptions(attempts=1),  # llmtally retries
-                    httpx_client=self._http_client,
-                ),
-            )
-        return self._sdk_client
-
-    def _secrets(self) -> tuple[str, ...]:
-        return (self._api_key,)
+        return genai.Client(
+            api_key=self._api_key,
+            vertexai=False,
+            http_options=types.HttpOptions(
+                base_url=self._base_url,
+                timeout=int(self.timeout * 1000),  # milliseconds
+                retry_options=types.HttpRetryOptions(attempts=1),  # llmtally retries
+                httpx_client=self._http_client,
+            ),
+        )
 
     def _request(self, call: ChatCall) -> tuple[list[types.Content], types.GenerateContentConfig]:
         from google.genai import types

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from llmtally.events import Provider, TokenCounts
-from llmtally.providers.base import ChatCall, LLMProvider, RawResult, StreamPiece
+from llmtally.providers.base import ChatCall, KeyedProvider, RawResult, StreamPiece
 from llmtally.providers.errors import (
     ErrorType,
     ProviderError,
@@ -26,7 +26,6 @@ from llmtally.providers.errors import (
 )
 
 if TYPE_CHECKING:
-    import httpx2
     import openai
     from openai.types import CompletionUsage
 
@@ -36,49 +35,26 @@ _FILTER_CODES: Final = frozenset({"content_filter", "content_policy_violation"})
 _QUOTA_CODES: Final = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 
 
-class OpenAIProvider(LLMProvider):
+class OpenAIProvider(KeyedProvider["openai.OpenAI"]):
     provider = Provider.OPENAI
     default_model = "gpt-4o"
     sdk_module = "openai"
 
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        http_client: httpx2.Client | None = None,
-        base_url: str | None = None,
-        organization: str | None = None,
-        **options: Any,
-    ) -> None:
-        if not api_key:
-            raise ValueError("OpenAIProvider needs an api_key")
-        super().__init__(**options)
-        self._api_key = api_key
-        self._http_client = http_client
-        self._base_url = base_url
+    def __init__(self, api_key: str, *, organization: str | None = None, **options: Any) -> None:
+        super().__init__(api_key, **options)
         self._organization = organization
-        self._sdk_client: openai.OpenAI | None = None
 
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(model={self.model!r})"
+    def _build_client(self) -> openai.OpenAI:
+        import openai
 
-    @property
-    def client(self) -> openai.OpenAI:
-        if self._sdk_client is None:
-            import openai
-
-            self._sdk_client = openai.OpenAI(
-                api_key=self._api_key,
-                organization=self._organization,
-                base_url=self._base_url,
-                http_client=self._http_client,
-                max_retries=0,  # llmtally retries; the SDK's would multiply them
-                timeout=self.timeout,
-            )
-        return self._sdk_client
-
-    def _secrets(self) -> tuple[str, ...]:
-        return (self._api_key,)
+        return openai.OpenAI(
+            api_key=self._api_key,
+            organization=self._organization,
+            base_url=self._base_url,
+            http_client=self._http_client,
+            max_retries=0,  # llmtally retries; the SDK's would multiply them
+            timeout=self.timeout,
+        )
 
     def _params(self, call: ChatCall) -> dict[str, Any]:
         messages: list[dict[str, str]] = []
