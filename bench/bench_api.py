@@ -6,6 +6,13 @@
    modules it imports (`-X importtime`, cumulative), and proof that no provider SDK is among them.
 2. Warm in-process latency of GET /api/llm-models and GET /api/llm-settings/{userId} on an
    in-process moto (`mock_aws`), per request.
+3. GET /api/llm-usage/{userId}/summary (30 local days, UTC and Asia/Kolkata) and /daily at 10k and
+   100k events of one tenant: the route's latency in-process and the rollup items it reads, against
+   the seed's design (every raw entry of the range read and summed: items read = events; its
+   in-memory summing time measured in the same run). Rollups are `coalesce` of the events, served
+   from memory indexed like DynamoDB (`IndexedRollups`): moto's Query scans a whole partition in
+   Python (2.8–35 s per request at these sizes), which would time the emulator, not the API. On AWS
+   add the Queries' round trips (they run concurrently, up to 8 at a time).
 Figures print; nothing is asserted (docs/BENCHMARKS.md records them).
 """
 
@@ -19,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +75,8 @@ def heaviest_imports(top: int = 12) -> list[tuple[str, float]]:
     return sorted(totals.items(), key=lambda kv: -kv[1])[:top]
 
 
-def _per_request_ms(fn: Callable[[], Any], n: int = REQUESTS) -> tuple[float, float]:
-    for _ in range(10):
+def _per_request_ms(fn: Callable[[], Any], n: int = REQUESTS, *, warmup: int = 10) -> tuple[float, float]:
+    for _ in range(warmup):
         fn()
     samples = []
     for _ in range(n):
@@ -107,7 +115,134 @@ def route_latency() -> list[tuple[str, float, float]]:
         return rows
 
 
+USAGE_EVENTS = (10_000, 100_000)
+USAGE_REQUESTS = 100
+USAGE_USER = "bench-usage"
+
+
+class IndexedRollups:
+    """The rollups table in memory, indexed like DynamoDB (partition → sorted sort keys): a Query is a
+    bisect plus the items it returns, so the figure is the API's own cost (parsing, planning the
+    buckets, composing, writing JSON). moto's in-process Query scans its whole partition in Python
+    (seconds per summary at these sizes), which would measure the emulator instead."""
+
+    def __init__(self, entries: list[Any]) -> None:
+        from llmtally.rollups import coalesce
+
+        partitions: dict[str, list[tuple[str, Any, Any]]] = {}
+        for key, counters in coalesce(entries).items():
+            partitions.setdefault(key.pk, []).append((key.sk, key, counters))
+        self.partitions = {pk: sorted(rows, key=lambda row: row[0]) for pk, rows in partitions.items()}
+        self.sort_keys = {pk: [row[0] for row in rows] for pk, rows in self.partitions.items()}
+
+    def read_runs(self, user_id: str, requests: Any, *, consistent: bool = False) -> list[Any]:
+        from bisect import bisect_left, bisect_right
+
+        from llmtally.repositories.rollups import RollupItem
+        from llmtally.rollups import partition_key
+
+        out: list[Any] = []
+        for dimension, run in requests:
+            pk = partition_key(user_id, run.granularity, dimension)
+            keys = self.sort_keys.get(pk, [])
+            rows = self.partitions.get(pk, [])[bisect_left(keys, run.sk_low) : bisect_right(keys, run.sk_high)]
+            out.extend(RollupItem(key, counters) for _, key, counters in rows)
+        return out
+
+
+def _no_raw_table() -> Any:
+    raise AssertionError("summary and daily never read raw entries")
+
+
+def seed_style_summary(entries: list[Any], start: Any, end: Any) -> int:
+    """The seed's design, in memory: every raw entry of the range read and summed. Returns items read."""
+    totals: dict[str, int] = {}
+    read = 0
+    for entry in entries:
+        if start <= entry.timestamp < end:
+            read += 1
+            for key in (f"p:{entry.provider}", f"o:{entry.operation_type}", f"m:{entry.model}", "total"):
+                totals[key] = totals.get(key, 0) + entry.cost_nanos
+    return read
+
+
+def usage_routes() -> list[str]:
+    """Summary and daily latency and items read at each size, with the seed's read-everything baseline."""
+    import random
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from tests.support.apigw import request
+
+    import api.routes.usage as usage_routes_module
+    from api import deps
+    from bench.bench_pipeline import events
+    from llmtally.api.usage import UsageService
+
+    lines = []
+    claims = {"sub": USAGE_USER}
+    today = datetime.now(UTC).date()
+    first = today - timedelta(days=29)
+    start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    end = start + timedelta(days=30)
+    path = f"/api/llm-usage/{USAGE_USER}"
+    query = {"start": first.isoformat(), "end": today.isoformat()}
+    namespace = vars(usage_routes_module)  # the route module's own binding of `usage_service`
+    original = namespace["usage_service"]
+    try:
+        for count in USAGE_EVENTS:
+            entries = [
+                replace(e, user_id=USAGE_USER)
+                for e in events(count, start, 30 * 86400 - 1, random.Random(11), tenants=1)
+            ]
+            store = IndexedRollups(entries)
+            rollups: Any = partial(lambda store: store, store)
+            service = UsageService(rollups, _no_raw_table, deps.api_settings())
+            namespace["usage_service"] = partial(lambda service: service, service)
+            for tz in ("UTC", "Asia/Kolkata"):
+                summary_query = {**query, "tz": tz}
+                answer = request("GET", f"{path}/summary", claims=claims, query=summary_query)
+                assert answer.status == 200, answer.text
+                body = answer.json()
+                if tz == "UTC":  # the events fill these 30 UTC days; Kolkata's days are shifted 5.5 h
+                    assert body["total_requests"] == count, body["total_requests"]
+                med, p95 = _per_request_ms(
+                    partial(request, "GET", f"{path}/summary", claims=claims, query=summary_query), USAGE_REQUESTS
+                )
+                lines.append(
+                    f"  {count:>7,} events  summary 30 d {tz:<13} median {med:6.2f} ms  p95 {p95:6.2f} ms  "
+                    f"items read {body['items_read']:>4,} in {body['queries']:>2} queries  "
+                    f"(seed: {count:,} raw entries, {count / body['items_read']:.0f}x more)"
+                )
+            daily_query = {"days": "30", "tz": "Asia/Kolkata"}
+            daily = request("GET", f"{path}/daily", claims=claims, query=daily_query).json()
+            med, p95 = _per_request_ms(
+                partial(request, "GET", f"{path}/daily", claims=claims, query=daily_query), USAGE_REQUESTS
+            )
+            lines.append(
+                f"  {count:>7,} events  daily 30 d   Asia/Kolkata  median {med:6.2f} ms  p95 {p95:6.2f} ms  "
+                f"items read {daily['items_read']:>4,} in {daily['queries']:>2} queries"
+            )
+            read = seed_style_summary(entries, start, end)
+            med, p95 = _per_request_ms(partial(seed_style_summary, entries, start, end), 20, warmup=2)
+            lines.append(
+                f"  {count:>7,} events  seed design, in memory (sum every raw entry)   median {med:6.2f} ms  "
+                f"p95 {p95:6.2f} ms  items read {read:,}  (+ reading {read:,} items from DynamoDB)"
+            )
+    finally:
+        namespace["usage_service"] = original
+    return lines
+
+
+def _quiet_request_logs() -> None:
+    """One JSON line per request would drown the figures."""
+    from llmtally.observability import logger
+
+    logger.setLevel("WARNING")
+
+
 def main() -> None:
+    _quiet_request_logs()
     median, sdks = cold_import_ms()
     print(f"cold import of api.handler: {median:.0f} ms (median of {IMPORT_RUNS} fresh interpreters)")
     print(f"provider SDKs imported at cold start: {sdks or 'none'}")
@@ -117,6 +252,12 @@ def main() -> None:
     print(f"warm in-process latency, in-process moto ({REQUESTS} requests):")
     for name, med, p95 in route_latency():
         print(f"  {name:<34} median {med:6.2f} ms   p95 {p95:6.2f} ms")
+    print(
+        f"usage routes in-process, rollups indexed in memory, one tenant, events over 30 days "
+        f"({USAGE_REQUESTS} requests each):"
+    )
+    for line in usage_routes():
+        print(line)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from llmtally.api.config import ApiSettings, get_api_settings
 from llmtally.api.identity import Caller, authorize, resolve_caller
 from llmtally.api.llm_settings import SettingsService
 from llmtally.api.models import PATH_USER_ID_MAX, PATH_USER_ID_PATTERN
+from llmtally.api.usage import UsageService, check_params
 
 UserIdPath = Annotated[
     str,
@@ -62,8 +63,27 @@ def settings_service() -> SettingsService:
     return SettingsService(SettingsRepository(), SecretsRepository(), api_settings())
 
 
+def query_params_of(router: Router, allowed: frozenset[str]) -> None:
+    """400 for a query parameter the current route does not know."""
+    event: APIGatewayProxyEventV2 = router.current_event  # type: ignore[assignment]
+    check_params(event.query_string_parameters, allowed)
+
+
+@cache
+def usage_service() -> UsageService:
+    from llmtally.repositories.rollups import RollupRepository
+    from llmtally.repositories.usage import UsageRepository
+
+    settings = api_settings()
+    cursor_key = settings.cursor_secret.get_secret_value().encode() if settings.cursor_secret else None
+    # Repositories are built per request: cheap (clients are cached by `llmtally.aws`), and always
+    # on the current settings' endpoint.
+    return UsageService(RollupRepository, lambda: UsageRepository(cursor_key=cursor_key), settings)
+
+
 def reset() -> None:
     """Forget settings and services (tests)."""
     get_api_settings.cache_clear()
     api_settings.cache_clear()
     settings_service.cache_clear()
+    usage_service.cache_clear()

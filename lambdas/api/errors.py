@@ -20,6 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from api.responses import error_response
 from llmtally.api.errors import ApiError
 from llmtally.errors import InvalidCursorError, StorageError
+from llmtally.rollups import InvalidRangeError
 
 logger = logging.getLogger("llmtally.api")
 MAX_DETAILS = 20
@@ -75,6 +76,11 @@ def _bad_cursor(exc: InvalidCursorError) -> Response[Any]:
     return error_response(400, "invalid cursor: use the next_cursor of a previous page of the same query")
 
 
+def _bad_range(exc: InvalidRangeError) -> Response[Any]:
+    logger.info("request refused: invalid range", extra={"status": 400, "reason": exc.reason})
+    return error_response(400, exc.reason)
+
+
 def _storage(exc: StorageError) -> Response[Any]:
     logger.error("storage unavailable", extra={"status": 503, "reason": str(exc)})
     return error_response(503, "a backing store is unavailable; retry shortly", headers={"Retry-After": "1"})
@@ -97,6 +103,7 @@ def register(app: APIGatewayHttpResolver) -> None:
     resolver.exception_handler(RequestUnsupportedContentType)(_unsupported)
     resolver.exception_handler(ApiError)(_api_error)
     resolver.exception_handler(InvalidCursorError)(_bad_cursor)
+    resolver.exception_handler(InvalidRangeError)(_bad_range)
     resolver.exception_handler(StorageError)(_storage)
     resolver.exception_handler(Exception)(_unexpected)
     resolver.not_found(_not_found)

@@ -1,6 +1,9 @@
 """The API Lambda: Powertools' `APIGatewayHttpResolver` with validation, one `Router` per area.
 
-`lambda_handler` is thin: refuse an oversized body, then `app.resolve(event, context)`.
+`lambda_handler` is thin: refuse an oversized body, then `app.resolve(event, context)`. Logs are
+Powertools' structured JSON (`llmtally.observability`) with API Gateway's request id as the
+correlation id; the event itself is never logged (it may hold a key), whatever
+POWERTOOLS_LOGGER_LOG_EVENT says.
 The OpenAPI document is served at GET /api/openapi.json and a Swagger UI (assets bundled with
 Powertools, so it works offline) at GET /api/docs. Both are public: they hold no data.
 """
@@ -14,16 +17,19 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from api import errors, openapi
 from api.deps import api_settings
 from api.responses import SECURITY_HEADERS, error_body, json_response
-from api.routes import models, settings
+from api.routes import models, settings, usage
 from llmtally.api import jsonout
+from llmtally.observability import logger, tracer
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
+app.include_router(usage.router)
 app.include_router(settings.router)
 app.include_router(models.router)
 errors.register(app)
@@ -88,7 +94,25 @@ def _refuse(status: int, message: str) -> dict[str, Any]:
     }
 
 
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response = _handle(event, context)
+    # One access line per request: method, path (the tenant is in it), status. Never the query
+    # string, a header or the body.
+    http = (event.get("requestContext") or {}).get("http") or {}
+    logger.info(
+        "request handled",
+        extra={
+            "method": http.get("method"),
+            "path": str(event.get("rawPath"))[:300],
+            "status": response.get("statusCode"),
+        },
+    )
+    return response
+
+
+def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Refused before routing: validation would otherwise decode and parse the whole body first.
     limit = api_settings().max_body_bytes
     body = decoded_body(event)

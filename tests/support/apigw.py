@@ -111,7 +111,7 @@ class FakeLambdaContext:
 def call(event: dict[str, Any]) -> ApiResponse:
     from api.handler import lambda_handler
 
-    raw = lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+    raw = lambda_handler(event, FakeLambdaContext())
     body = raw.get("body") or ""
     if raw.get("isBase64Encoded"):
         body = base64.b64decode(body).decode()

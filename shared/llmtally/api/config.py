@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CLAIM_NAME_PATTERN = r"^[A-Za-z0-9_:.\-/]{1,128}$"
@@ -34,6 +34,12 @@ class ApiSettings(BaseSettings):
     entries_default_limit: int = Field(default=100, ge=1, le=1000)
     entries_max_limit: int = Field(default=1000, ge=1, le=10_000)
     csv_max_rows: int = Field(default=10_000, ge=1, le=100_000)
+    #: HMAC key of the entries route's pagination cursors (at least 32 characters). Unset, a key
+    #: derived from the deployment prefix is used: tampering is still detected for a client that
+    #: does not know the prefix, and tenant isolation never rests on it (the start key is rebuilt
+    #: from the caller's tenant and the cursor must name that tenant). Set it to make cursors
+    #: unforgeable outright.
+    cursor_secret: SecretStr | None = Field(default=None, min_length=32)
 
 
 @cache

@@ -8,6 +8,7 @@ written from the exact Decimal (see `llmtally.api.jsonout`).
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
@@ -228,3 +229,103 @@ class ErrorDetail(BaseModel):
 class ErrorResponse(BaseModel):
     error: str
     details: list[ErrorDetail] | None = None
+
+
+# -- usage ------------------------------------------------------------------------------------
+
+
+class UsageBreakdownOut(BaseModel):
+    """One provider, operation or model: the seed's `requests`, `tokens`, `cost_usd`, and more."""
+
+    requests: int
+    tokens: int
+    cost_usd: UsdAmount
+    billed_cost_usd: UsdAmount = Field(description="What was billed at ingest (differs after a re-rating)")
+    errors: int
+    unpriced_requests: int
+    provider: str | None = Field(default=None, description="by_model only: the model's provider")
+
+
+class UsageSummaryResponse(BaseModel):
+    """GET /api/llm-usage/{userId}/summary: the seed's shape plus averages, the ledger, errors, unpriced."""
+
+    user_id: str
+    timezone: str
+    start: datetime = Field(description="Start of the range (local midnight of `start`), inclusive")
+    end: datetime = Field(description="End of the range (local midnight after `end`), exclusive")
+    total_requests: int
+    total_tokens: int
+    total_cost_usd: UsdAmount
+    billed_cost_usd: UsdAmount
+    avg_cost_per_request_usd: UsdAmount
+    input_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    errors: int
+    unpriced_requests: int = Field(description="Requests no price covers: counted, never a silent $0")
+    avg_latency_ms: Annotated[Decimal, WithJsonSchema({"type": "number", "minimum": 0})]
+    by_provider: dict[str, UsageBreakdownOut]
+    by_operation: dict[str, UsageBreakdownOut]
+    by_model: dict[str, UsageBreakdownOut]
+    items_read: int = Field(description="Rollup items this answer read (bounded by days × dimensions)")
+    queries: int = Field(description="DynamoDB Queries this answer made")
+
+
+class DailyUsageOut(BaseModel):
+    date: date
+    requests: int
+    tokens: int
+    cost_usd: UsdAmount
+    billed_cost_usd: UsdAmount
+    errors: int
+    unpriced_requests: int
+
+
+class DailyUsageResponse(BaseModel):
+    """GET /api/llm-usage/{userId}/daily: the seed's `{daily_usage, days}`, one row per local day."""
+
+    user_id: str
+    timezone: str
+    days: int
+    daily_usage: list[DailyUsageOut] = Field(description="Oldest first, ending today in `timezone`, zero-filled")
+    items_read: int
+    queries: int
+
+
+class UsageEntryOut(BaseModel):
+    """One raw entry: identity, what, the whole token ledger, latency, money (decimal USD), provenance."""
+
+    timestamp: datetime
+    event_id: str
+    request_id: str | None
+    user_id: str
+    provider: Provider
+    model: str
+    operation_type: str
+    original_operation_type: str | None = Field(description="What the producer sent, when it was folded")
+    status: Literal["ok", "error"]
+    error_type: str | None
+    input_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cache_write_5m_tokens: int | None
+    cache_write_1h_tokens: int | None
+    output_tokens: int
+    reasoning_tokens: int
+    total_tokens: int
+    latency_ms: int
+    cost_usd: UsdAmount
+    cost_source: Literal["catalog", "override", "reported", "unpriced"]
+    price_version: str
+    reported_cost_usd: UsdAmount | None = Field(description="What the producer computed, if it said")
+    metadata: dict[str, str | int | bool | None]
+
+
+class UsageEntriesResponse(BaseModel):
+    """GET /api/llm-usage/{userId}: the seed's `{entries, count}` and the cursor of the next page."""
+
+    entries: list[UsageEntryOut]
+    count: int
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")

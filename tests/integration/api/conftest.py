@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -43,3 +45,35 @@ def as_alice() -> Api:
         return request(method, path, claims={"sub": ALICE}, **kwargs)
 
     return _call
+
+
+class JsonLogs:
+    """Everything the Powertools handler wrote (the structured JSON that CloudWatch would receive)."""
+
+    def __init__(self, stream: io.StringIO) -> None:
+        self._stream = stream
+
+    @property
+    def text(self) -> str:
+        return self._stream.getvalue()
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def json_logs() -> Iterator[JsonLogs]:
+    """Point the one Powertools log handler (`llmtally.observability`) at a buffer for this test."""
+    import logging
+
+    from llmtally.observability import LIBRARY_LOGGER, logger
+
+    handler = logger.handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    assert handler in logging.getLogger(LIBRARY_LOGGER).handlers  # library lines go through it too
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        yield JsonLogs(buffer)
+    finally:
+        handler.setStream(previous)

@@ -12,7 +12,7 @@ import pytest
 
 from llmtally.events import Provider
 from tests.conftest import MotoServer
-from tests.integration.api.conftest import ALICE, Api
+from tests.integration.api.conftest import ALICE, Api, JsonLogs
 from tests.support.apigw import request
 
 pytestmark = pytest.mark.integration
@@ -183,8 +183,10 @@ def test_a_full_cycle_never_shows_the_key_anywhere(
     providers: FakeProviders,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
+    json_logs: JsonLogs,
 ) -> None:
-    """Store → test (stored key, body key, a bad key) → read → delete: every log line and response."""
+    """Store → test (stored key, body key, a bad key) → read (settings and usage) → delete: every log
+    line (the structured JSON the handler writes, and every record any logger emitted) and response."""
     import logging
 
     caplog.set_level(logging.DEBUG)
@@ -202,6 +204,12 @@ def test_a_full_cycle_never_shows_the_key_anywhere(
         lambda: request("PUT", path, claims=claims, body={"apiKeys": {"anthropic": ANTHROPIC_KEY}, "x": 1}),
         lambda: request("GET", path, claims=claims),
         lambda: request("PUT", path, claims={"sub": "mallory"}, body={"apiKeys": {"anthropic": ANTHROPIC_KEY}}),
+        lambda: request("GET", f"/api/llm-usage/{ALICE}/summary", claims=claims, query={"tz": "Asia/Kolkata"}),
+        lambda: request("GET", f"/api/llm-usage/{ALICE}/daily", claims=claims, query={"days": "7"}),
+        lambda: request("GET", f"/api/llm-usage/{ALICE}", claims=claims, query={"limit": "5"}),
+        lambda: request("GET", f"/api/llm-usage/{ALICE}", claims=claims, query={"format": "csv"}),
+        lambda: request("GET", f"/api/llm-usage/{ALICE}", claims=claims, query={"cursor": ANTHROPIC_KEY}),
+        lambda: request("GET", f"/api/llm-usage/{ALICE}/summary", claims=claims, query={"tz": OPENAI_KEY}),
         lambda: request("DELETE", f"{path}/keys/anthropic", claims=claims),
     ]
     texts = []
@@ -210,8 +218,14 @@ def test_a_full_cycle_never_shows_the_key_anywhere(
         assert response.status < 500, response.text
         texts.append(json.dumps(response.headers) + response.text)
     assert providers.seen_keys == [ANTHROPIC_KEY, OPENAI_KEY, bad]
-    said = _everything_said(caplog, capsys) + "\n".join(texts)
+    said = _everything_said(caplog, capsys) + json_logs.text + "\n".join(texts)
     assert caplog.records, "the cycle logged nothing: the test would prove nothing"
+    # The structured log: JSON lines, each with API Gateway's request id as the correlation id
+    lines = json_logs.lines()
+    assert len([line for line in lines if line["message"] == "request handled"]) == len(responses)
+    assert all(line.get("correlation_id", "").startswith("req-") for line in lines)
+    assert {"llmtally.api", "mantissa-log"} <= {line["name"] for line in lines}
+    assert "arn:aws:secretsmanager" not in said  # nor a secret's ARN
     for secret in (ANTHROPIC_KEY, OPENAI_KEY, bad):
         for fragment in (secret, secret[:14], secret[-8:]):
             assert fragment not in said, f"key material found: {fragment[:4]}…"

@@ -20,8 +20,12 @@ TENANT_ROUTES: list[tuple[str, str, Any, dict[str, str] | None]] = [
     ("PUT", "/api/llm-settings/{u}", {"apiKeys": {"openai": OPENAI_KEY}}, None),
     ("DELETE", "/api/llm-settings/{u}/keys/openai", None, None),
     ("POST", "/api/llm-settings/{u}/test", {"provider": "openai", "apiKey": OPENAI_KEY}, None),
+    ("GET", "/api/llm-usage/{u}/summary", None, {"tz": "Asia/Kolkata"}),
+    ("GET", "/api/llm-usage/{u}/daily", None, {"days": "7"}),
+    ("GET", "/api/llm-usage/{u}", None, {"limit": "5"}),
+    ("GET", "/api/llm-usage/{u}", None, {"format": "csv"}),
 ]
-ROUTE_IDS = [f"{m} {p}" for m, p, _, _ in TENANT_ROUTES]
+ROUTE_IDS = [f"{m} {p}{' ' + str(q) if q else ''}" for m, p, _, q in TENANT_ROUTES]
 
 
 @pytest.fixture(autouse=True)

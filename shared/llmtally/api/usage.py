@@ -1,0 +1,226 @@
+"""Usage analytics for the HTTP API: summary and daily series from the rollups, raw entries and CSV.
+
+Plain functions over repositories: no events, no HTTP. Every bad input raises `BadRequestError`
+(or `InvalidRangeError` / `InvalidCursorError`, also 400s) with a message that names the parameter
+and never quotes more than a short, already-validated value.
+
+- Summary and daily read the rollups only (`llmtally.queries`): items read are bounded by days ×
+  dimension values, never by events.
+- Entries read the raw table one page at a time (`UsageRepository.query_entries`); the cursor is
+  HMAC-signed and bound to the tenant and the query, and the start key is rebuilt from the
+  caller's tenant, so a cursor can never page into another tenant's partition.
+- CSV is the same query as the JSON entries (same filters, same cursor), every ledger column,
+  up to `ApiSettings.csv_max_rows` rows per response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal
+from zoneinfo import ZoneInfo
+
+from llmtally.api.config import ApiSettings
+from llmtally.api.csv_export import render_csv
+from llmtally.api.errors import BadRequestError
+from llmtally.api.timeparams import local_day_range, parse_day, parse_instant, parse_timezone
+from llmtally.events import Provider, Status, format_timestamp
+from llmtally.money import nanos_to_usd
+
+if TYPE_CHECKING:
+    from llmtally.ingest import RawEntry
+    from llmtally.repositories.rollups import RollupRepository
+    from llmtally.repositories.usage import UsageRepository
+
+#: Dates the API answers for: wide enough for any real usage, narrow enough that no local midnight
+#: in any zone overflows `datetime` (year 1 or 9999 would raise instead of answering 400).
+EARLIEST_DAY: Final = date(2000, 1, 1)
+LATEST_DAY: Final = date(2999, 12, 31)
+
+#: Query parameters each usage route accepts; anything else is a 400 (a typo must not silently
+#: return unfiltered data). The seed's names are pointed to their replacement.
+SUMMARY_PARAMS: Final = frozenset({"start", "end", "tz"})
+DAILY_PARAMS: Final = frozenset({"days", "tz"})
+ENTRIES_PARAMS: Final = frozenset(
+    {"provider", "operation", "model", "status", "start", "end", "tz", "order", "limit", "cursor", "format"}
+)
+_RENAMED: Final = {"startDate": "start", "endDate": "end", "operationType": "operation", "operation_type": "operation"}
+
+
+def check_params(given: Iterable[str] | None, allowed: frozenset[str]) -> None:
+    """400 for a query parameter the route does not know (naming it, and the seed's rename if any)."""
+    for name in sorted(given or ()):
+        if name not in allowed:
+            shown = name if len(name) <= 40 else name[:40] + "…"
+            hint = f"; use {_RENAMED[name]!r}" if name in _RENAMED else f"; known: {', '.join(sorted(allowed))}"
+            raise BadRequestError(f"unknown query parameter {shown!r}{hint}")
+
+
+def _bounded(day: date, name: str) -> date:
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise BadRequestError(f"{name}: must be between {EARLIEST_DAY} and {LATEST_DAY}")
+    return day
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFilters:
+    """The entries route's parameters, as given (validated for shape by the route)."""
+
+    provider: Provider | None = None
+    operation: str | None = None
+    model: str | None = None
+    status: Status | None = None
+    start: str | None = None
+    end: str | None = None
+    tz: str | None = None
+    order: Literal["newest", "oldest"] = "newest"
+
+
+class UsageService:
+    """Summary, daily series, entries and CSV for one tenant at a time (the caller is already authorized)."""
+
+    def __init__(
+        self,
+        rollups: Callable[[], RollupRepository],
+        usage: Callable[[], UsageRepository],
+        settings: ApiSettings,
+    ) -> None:
+        self._rollups = rollups
+        self._usage = usage
+        self._settings = settings
+
+    # -- rollups ---------------------------------------------------------------------------
+
+    def summary(
+        self, user_id: str, start: str | None, end: str | None, tz: str | None, *, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """The seed's summary for whole local days [start, end] (default: the last 30 days)."""
+        from llmtally.queries import summarize
+
+        zone = parse_timezone(tz)
+        if start:
+            _bounded(parse_day(start, "start"), "start")
+        if end:
+            _bounded(parse_day(end, "end"), "end")
+        first, last = local_day_range(start, end, zone, now=now)
+        _bounded(first, "start")
+        return summarize(user_id, first, last, zone.key, repository=self._rollups()).model_dump()
+
+    def daily(self, user_id: str, days: int, tz: str | None) -> dict[str, Any]:
+        """One row per local day for the `days` days ending today in `tz`, zero-filled."""
+        from llmtally.queries import daily_usage
+
+        zone = parse_timezone(tz)
+        series = daily_usage(user_id, days, zone.key, repository=self._rollups())
+        return {
+            "user_id": user_id,
+            "timezone": zone.key,
+            "days": days,
+            "daily_usage": [row.model_dump() for row in series.days],
+            "items_read": series.items_read,
+            "queries": series.queries,
+        }
+
+    # -- raw entries -----------------------------------------------------------------------
+
+    def _query(self, user_id: str, filters: EntryFilters) -> Any:
+        from llmtally.repositories.usage import UsageQuery
+
+        zone = parse_timezone(filters.tz)
+        low = self._instant(filters.start, "start", zone, is_end=False)
+        high = self._instant(filters.end, "end", zone, is_end=True)
+        if low is not None and high is not None and high <= low:
+            raise BadRequestError("end: must be after start")
+        return UsageQuery(
+            user_id=user_id,
+            provider=filters.provider,
+            operation_type=filters.operation,
+            model=filters.model,
+            status=filters.status,
+            start=low,
+            end=high,
+            order=filters.order,
+        )
+
+    @staticmethod
+    def _instant(value: str | None, name: str, zone: ZoneInfo, *, is_end: bool) -> datetime | None:
+        """A date (local midnight; an end date is inclusive: the midnight after it) or an ISO datetime."""
+        if not value:
+            return None
+        if len(value) == 10:
+            day = _bounded(parse_day(value, name), name)
+            moment = datetime(day.year, day.month, day.day, tzinfo=zone)
+            return (moment + timedelta(days=1) if is_end else moment).astimezone(UTC)
+        if len(value) > 40:
+            raise BadRequestError(f"{name}: not a date or an ISO 8601 datetime")
+        try:
+            moment = parse_instant(value, name, zone)
+        except OverflowError as exc:
+            raise BadRequestError(f"{name}: out of range") from exc
+        _bounded(moment.date(), name)
+        return moment
+
+    def entries(self, user_id: str, filters: EntryFilters, limit: int | None, cursor: str | None) -> dict[str, Any]:
+        """One page of raw entries (`{entries, count, next_cursor}`); a page may be short yet carry a cursor."""
+        size = self._limit(limit, self._settings.entries_default_limit, self._settings.entries_max_limit)
+        page = self._usage().query_entries(self._query(user_id, filters), limit=size, cursor=cursor or None)
+        rows = [entry_row(entry) for entry in page.entries]
+        return {"entries": rows, "count": len(rows), "next_cursor": page.cursor}
+
+    def export_csv(
+        self, user_id: str, filters: EntryFilters, limit: int | None, cursor: str | None
+    ) -> tuple[str, str | None]:
+        """The same query as CSV: up to `limit` (default and most: `csv_max_rows`) rows, and the next cursor."""
+        from llmtally.repositories.usage import MAX_PAGE_SIZE
+
+        most = self._settings.csv_max_rows
+        wanted = self._limit(limit, most, most)
+        query = self._query(user_id, filters)
+        repository = self._usage()
+        rows: list[dict[str, Any]] = []
+        next_cursor = cursor or None
+        while True:
+            page = repository.query_entries(query, limit=min(MAX_PAGE_SIZE, wanted - len(rows)), cursor=next_cursor)
+            rows.extend(entry_row(entry) for entry in page.entries)
+            next_cursor = page.cursor
+            if next_cursor is None or len(rows) >= wanted:
+                return render_csv(rows), next_cursor
+
+    @staticmethod
+    def _limit(limit: int | None, default: int, most: int) -> int:
+        if limit is None:
+            return default
+        if not 1 <= limit <= most:
+            raise BadRequestError(f"limit: must be between 1 and {most}")
+        return limit
+
+
+def entry_row(entry: RawEntry) -> dict[str, Any]:
+    """A raw entry as the API shows it: money in decimal USD, internal keys (sort key, TTL) left out."""
+    return {
+        "timestamp": format_timestamp(entry.timestamp),
+        "event_id": entry.event_id,
+        "request_id": entry.request_id,
+        "user_id": entry.user_id,
+        "provider": entry.provider.value,
+        "model": entry.model,
+        "operation_type": entry.operation_type,
+        "original_operation_type": entry.original_operation_type,
+        "status": entry.status.value,
+        "error_type": entry.error_type,
+        "input_tokens": entry.input_tokens,
+        "cache_read_tokens": entry.cache_read_tokens,
+        "cache_write_tokens": entry.cache_write_tokens,
+        "cache_write_5m_tokens": entry.cache_write_5m_tokens,
+        "cache_write_1h_tokens": entry.cache_write_1h_tokens,
+        "output_tokens": entry.output_tokens,
+        "reasoning_tokens": entry.reasoning_tokens,
+        "total_tokens": entry.total_tokens,
+        "latency_ms": entry.latency_ms,
+        "cost_usd": nanos_to_usd(entry.cost_nanos),
+        "cost_source": entry.cost_source.value,
+        "price_version": entry.price_version,
+        "reported_cost_usd": nanos_to_usd(entry.reported_cost_nanos) if entry.reported_cost_nanos is not None else None,
+        "metadata": dict(entry.metadata),
+    }
