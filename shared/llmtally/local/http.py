@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import mimetypes
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -99,6 +100,9 @@ class LocalHttpServer(ThreadingHTTPServer):
         self.claims = claims
         self.web_root = web_root
         self.runtime_config = runtime_config
+        # One invocation at a time, as in one Lambda container: Powertools keeps per-request state
+        # on the module-level resolver, so concurrent calls would mix their route arguments.
+        self.api_lock = threading.Lock()
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -155,7 +159,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             source_ip=self.client_address[0],
         )
         try:
-            result = self.server.api_handler(event, LambdaContext.for_function("llmtally-api"))
+            with self.server.api_lock:
+                result = self.server.api_handler(event, LambdaContext.for_function("llmtally-api"))
         except Exception:
             # On AWS this is API Gateway's 500 for a crashed integration; the handler should never get here.
             logger.exception("api handler raised")

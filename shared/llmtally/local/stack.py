@@ -19,6 +19,7 @@ from typing import Any
 from llmtally.local.http import LocalHttpServer
 from llmtally.local.runners import SqsRunner, StreamRunner
 from llmtally.resources import ResourceNames
+from llmtally.topology import AGGREGATE_BATCH_SIZE, INGEST_BATCH_SIZE
 
 logger = logging.getLogger("llmtally.local")
 
@@ -56,6 +57,27 @@ def _check_port_free(host: str, port: int, what: str) -> None:
             raise LocalStackError(f"cannot listen on {host}:{port} ({what}): {exc.strerror}") from exc
 
 
+def _one_process_per_function(
+    handler: Callable[[dict[str, Any], Any], Any],
+) -> Callable[[dict[str, Any], Any], Any]:
+    """On Lambda each function has its own process; here the handlers share one Powertools `Metrics`.
+
+    With metrics disabled locally Powertools never clears its metric set, and prints it to stdout
+    once a metric holds 100 values; clearing it after every invocation keeps the terminal quiet.
+    """
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        try:
+            return handler(event, context)
+        finally:
+            from llmtally.observability import metrics
+
+            metrics.clear_metrics()
+
+    invoke.__wrapped__ = handler  # type: ignore[attr-defined]
+    return invoke
+
+
 @dataclass
 class LocalStackConfig:
     host: str = "127.0.0.1"
@@ -66,9 +88,10 @@ class LocalStackConfig:
     web_root: Path | None = None
     require_web: bool = False
     visibility_timeout_seconds: int = LOCAL_VISIBILITY_TIMEOUT_SECONDS
-    ingest_batch_size: int = 10
+    #: The deployed batch sizes (topology.py); shorter windows, so a demo shows up within a second.
+    ingest_batch_size: int = INGEST_BATCH_SIZE
     ingest_batch_window_seconds: float = 0.5
-    aggregate_batch_size: int = 100
+    aggregate_batch_size: int = AGGREGATE_BATCH_SIZE
     aggregate_batch_window_seconds: float = 0.5
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -86,6 +109,8 @@ class LocalStack:
     _runners: list[SqsRunner | StreamRunner] = field(default_factory=list)
     queue_url: str = ""
     dlq_url: str = ""
+    #: The built dashboard served at `/` (None: not built; a page says how to build it).
+    web_root: Path | None = None
 
     def start(self) -> None:
         cfg = self.config
@@ -95,7 +120,7 @@ class LocalStack:
                 cfg.host,
                 cfg.user,
             )
-        web_root = self._web_root()
+        web_root = self.web_root = self._web_root()
         _check_port_free(cfg.host, cfg.port, "dashboard and API")
         _check_port_free("127.0.0.1", cfg.aws_port, "AWS emulator")
         self._start_emulator()
@@ -112,14 +137,22 @@ class LocalStack:
         if (root / "index.html").is_file():
             return root.resolve()
         if self.config.require_web:
-            raise LocalStackError(f"the dashboard is not built: {root / 'index.html'} is missing (run `make web`)")
+            raise LocalStackError(
+                f"the dashboard is not built: {root / 'index.html'} is missing "
+                "(`make run` builds it, or `npm ci && npm run build` in web/)"
+            )
         return None
 
     def _start_emulator(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from llmtally.local import emulator
+
+        emulator.install()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.aws_port, verbose=False)
         self._moto.start()
+        # The emulator's request log (werkzeug, one INFO line per AWS call) is noise in a terminal.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         host, port = self._moto.get_host_and_port()
         self.aws_endpoint = f"http://{host}:{port}"
 
@@ -137,6 +170,8 @@ class LocalStack:
             "POWERTOOLS_SERVICE_NAME": "llmtally-local",
             "POWERTOOLS_METRICS_NAMESPACE": "llmtally",
             "POWERTOOLS_TRACE_DISABLED": "true",
+            # EMF metrics are CloudWatch's; locally they would print a JSON blob per invocation.
+            "POWERTOOLS_METRICS_DISABLED": "true",
             **self.config.extra_env,
         }
         os.environ.update(env)
@@ -151,7 +186,7 @@ class LocalStack:
             sys.path.insert(0, str(lambdas))
         loaded = {}
         for name, (module, attribute) in HANDLERS.items():
-            loaded[name] = getattr(importlib.import_module(module), attribute)
+            loaded[name] = _one_process_per_function(getattr(importlib.import_module(module), attribute))
         return loaded
 
     def _provision(self) -> None:
