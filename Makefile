@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-integration lint fmt bench schema clean
+.PHONY: help install run test test-unit test-integration lint fmt bench schema clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -19,7 +19,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the library with every extra and the dev tools
 
-test: $(STAMP) lint ## lint, type-check, then run every test tier
+run: $(STAMP) ## install, build the dashboard (when web/ exists) and start the local stack: `make run ARGS=--demo`
+	@if [ -f web/package.json ]; then $(MAKE) --no-print-directory web; fi
+	$(VENV)/bin/llmtally local $(ARGS)
+
+test: $(STAMP) lint web test-web ## lint, type-check, the dashboard's tests, then every pytest tier
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 test-unit: $(STAMP) ## the fast tier only
@@ -45,3 +49,19 @@ schema: $(STAMP) ## regenerate docs/usage-event.schema.json from the pydantic mo
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# -- the dashboard (web/): Node 20.19+ and npm; the browser tests also need /usr/bin/chromium -----------
+.PHONY: web test-web
+WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) \
+	web/index.html web/package.json web/vite.config.ts web/tsconfig.json
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
+	cd web && npm run build
+
+web: web/dist/index.html ## build the dashboard into web/dist (npm ci + vite build; skipped when up to date)
+
+test-web: web/node_modules/.package-lock.json ## the dashboard's component tests (vitest + Testing Library)
+	cd web && npm test

@@ -1,0 +1,389 @@
+"""The dashboard in a real browser (Debian Chromium via Playwright) against the real local stack.
+
+One local stack per module on free ports, serving the built `web/dist`, seeded with demo traffic
+through the real publisher. Covers issue #7's "Show": configure and save a provider; the stored key
+never reappears (page, network responses, storage); a connection test fails clearly offline; the
+analytics totals equal the API's summary for the same period; 7/30/90 days change the chart; dark
+mode toggles. Screenshots of both pages in both modes go to docs/screenshots/.
+
+Needs `/usr/bin/chromium` (`apt-get install -y chromium`) and Node/npm to build `web/` when
+`web/dist` is missing. Without Chromium they fail, saying what to install (`.ci/run` installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+pytestmark = pytest.mark.xdist_group("browser")
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB = ROOT / "web"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = Path(os.environ.get("LLMTALLY_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+USER = "demo-user"
+BROWSER_TZ = "Asia/Kolkata"  # a +05:30 zone: local days differ from UTC days
+SECRET_KEY = "sk-ant-api03-browsertest-" + "Zq7" * 12  # looks like a key; never a real one
+DEMO_EVENTS = 400  # ≈ 175 for the local user over 89 days; publishing is ≈ 20 events/s on moto
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _need(condition: bool, reason: str) -> None:
+    """Fail loudly (never skip): a missing browser must not pass for a green run."""
+    if not condition:
+        pytest.fail(reason)
+
+
+def _built_dashboard() -> Path:
+    """web/dist, built with npm if it is missing (CI builds it with `make web` first)."""
+    index = WEB / "dist" / "index.html"
+    if not index.is_file():
+        npm = shutil.which("npm")
+        _need(npm is not None, "web/dist is not built and npm is not installed")
+        assert npm is not None
+        if not (WEB / "node_modules").is_dir():
+            subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=WEB, check=True)
+        subprocess.run([npm, "run", "build"], cwd=WEB, check=True)
+    return WEB / "dist"
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Any]:
+    """The local stack with the built dashboard and demo traffic (restores the environment after).
+
+    Session-scoped, not module-scoped: pytest-xdist may tear a module fixture down and set it up
+    again between two batches of the same module, and a second stack in one process would meet the
+    API handler's cached services (built for the first stack's emulator).
+    """
+    _need(CHROMIUM.is_file(), f"{CHROMIUM} is missing: apt-get install -y chromium")
+    from llmtally.demo import demo_events, publish_demo
+    from llmtally.local.stack import LocalStack, LocalStackConfig
+
+    saved = dict(os.environ)
+    local = LocalStack(
+        LocalStackConfig(
+            port=_free_port(),
+            aws_port=_free_port(),
+            user=USER,
+            web_root=_built_dashboard(),
+            require_web=True,
+            extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"},
+        )
+    )
+    try:
+        local.start()
+        report = publish_demo(demo_events(count=DEMO_EVENTS, days=89, seed=11))  # the real publisher, via EventBridge
+        assert report.ok, report
+        assert local.wait_idle(timeout=180), "the pipeline did not drain the demo traffic"
+        yield local
+    finally:
+        local.stop(drain_timeout=5)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _stack_environment(
+    stack: Any, _fake_aws_credentials: None, _fresh_clients: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The root conftest points every test at fake AWS; the stack's handlers need its emulator."""
+    from llmtally.aws import reset_clients
+
+    monkeypatch.setenv("LLMTALLY_ENDPOINT_URL", stack.aws_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    reset_clients()
+
+
+@pytest.fixture(scope="session")
+def browser(stack: Any) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    # launch() gives every run a fresh temporary profile (user-data dir) of its own.
+    with sync_playwright() as p:
+        context_browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_FLAGS,
+        )
+        try:
+            yield context_browser
+        finally:
+            context_browser.close()
+
+
+def _page(browser: Any, *, color_scheme: str = "light", width: int = 1280, height: int = 900) -> Any:
+    context = browser.new_context(
+        viewport={"width": width, "height": height},
+        timezone_id=BROWSER_TZ,
+        color_scheme=color_scheme,
+        locale="en-US",
+        accept_downloads=True,
+    )
+    context.set_default_timeout(20_000)
+    return context.new_page()
+
+
+def _api(stack: Any, path: str) -> Any:
+    with urllib.request.urlopen(f"{stack.api_url}{path}", timeout=30) as response:
+        return json.loads(response.read(), parse_float=Decimal)
+
+
+def _storage(page: Any) -> str:
+    return str(
+        page.evaluate(
+            "() => JSON.stringify({local: {...localStorage}, session: {...sessionStorage}, cookie: document.cookie})"
+        )
+    )
+
+
+# -- LLM Configuration -----------------------------------------------------------------------------
+
+
+def test_configure_a_provider_and_save_and_the_key_never_comes_back(stack: Any, browser: Any) -> None:
+    # Given the configuration page, recording every response the browser receives
+    page = _page(browser)
+    responses: list[Any] = []
+    page.on("response", lambda response: responses.append(response))
+    page.goto(f"{stack.api_url}/settings/llm")
+    page.get_by_role("heading", name="LLM Configuration", level=1).wait_for()
+
+    # When the user picks Anthropic, pastes a key, picks models and saves
+    page.get_by_role("button", name="Anthropic", exact=False).first.click()
+    assert page.get_by_test_id("provider-card-anthropic").get_attribute("aria-pressed") == "true"
+    key_field = page.get_by_placeholder("Enter Anthropic API key…")
+    assert key_field.get_attribute("type") == "password"
+    key_field.fill(SECRET_KEY)
+    page.get_by_label("Query Generation Model").select_option("claude-haiku-4-5-20251001")
+    page.get_by_label("Detection Rule Model").select_option("claude-sonnet-4-6")
+    page.get_by_role("button", name="Save Settings").click()
+
+    # Then it is saved, the key is stored ("Configured") and cleared from the page
+    page.get_by_text("Settings saved successfully").wait_for()
+    page.get_by_test_id("provider-card-anthropic").get_by_text("Configured").wait_for()
+    assert page.get_by_label("Anthropic API key").input_value() == ""
+    settings = _api(stack, f"/api/llm-settings/{USER}")
+    assert settings["preferences"]["defaultProvider"] == "anthropic"
+    assert settings["preferences"]["queryModel"] == "claude-haiku-4-5-20251001"
+    assert settings["hasApiKeys"]["anthropic"] is True
+
+    # And after a reload the key is nowhere: not in the page, its storage, nor any response body
+    page.reload()
+    page.get_by_test_id("provider-card-anthropic").get_by_text("Configured").wait_for()
+    assert page.get_by_label("Query Generation Model").input_value() == "claude-haiku-4-5-20251001"
+    assert SECRET_KEY not in page.content()
+    assert SECRET_KEY not in _storage(page)
+    assert page.get_by_label("Anthropic API key").input_value() == ""
+    bodies = []
+    for response in responses:
+        try:
+            bodies.append(response.body().decode("utf-8", errors="replace"))
+        except Exception:  # redirects and aborted requests have no body
+            continue
+    assert any('"hasApiKeys"' in body for body in bodies)
+    assert not [body for body in bodies if SECRET_KEY in body or SECRET_KEY[-12:] in body]
+    page.context.close()
+
+
+def test_connection_test_shows_a_clear_error_when_offline(stack: Any, browser: Any) -> None:
+    # Given a stored Anthropic key (this machine cannot reach Anthropic: the API answers a failure)
+    page = _page(browser)
+    page.goto(f"{stack.api_url}/settings/llm")
+    page.get_by_test_id("key-panel-anthropic").wait_for()
+    if page.get_by_test_id("key-panel-anthropic").get_by_text("Configured").count() == 0:
+        page.get_by_placeholder("Enter Anthropic API key…").fill(SECRET_KEY)
+        page.get_by_role("button", name="Save Settings").click()
+        page.get_by_text("Settings saved successfully").wait_for()
+
+    # When the provider cannot be reached, the test fails with the provider's scrubbed reason
+    page.get_by_role("button", name="Test Anthropic connection").click()
+    result = page.get_by_test_id("test-result-anthropic")
+    result.wait_for(timeout=30_000)
+    assert result.inner_text().startswith("Connection failed:")
+    assert SECRET_KEY not in result.inner_text()
+
+    # When the browser itself is offline, the message says so
+    page.context.set_offline(True)
+    page.get_by_role("button", name="Test Anthropic connection").click()
+    page.get_by_test_id("test-result-anthropic").get_by_text("You are offline").wait_for()
+    page.context.set_offline(False)
+    page.context.close()
+
+
+# -- LLM Usage Analytics ---------------------------------------------------------------------------
+
+
+def _local_period(days: int) -> tuple[str, str]:
+    today = datetime.now(ZoneInfo(BROWSER_TZ)).date()
+    return (today - timedelta(days=days - 1)).isoformat(), today.isoformat()
+
+
+def _wait_for_period(page: Any, days: int) -> None:
+    page.wait_for_function(
+        "days => document.querySelectorAll('[data-testid=daily-bar]').length === days"
+        " && document.querySelector('[aria-busy=false]') !== null",
+        arg=days,
+    )
+
+
+def _cards(page: Any) -> dict[str, str]:
+    return {
+        name: page.get_by_test_id(name).get_attribute("data-value")
+        for name in ("total-cost", "total-requests", "total-tokens", "avg-cost")
+    }
+
+
+def test_analytics_totals_equal_the_api_summary_for_the_same_period(stack: Any, browser: Any) -> None:
+    page = _page(browser)
+    page.goto(f"{stack.api_url}/settings/usage")
+    _wait_for_period(page, 30)
+    # Chromium's ICU names India's zone by its old IANA alias; the API accepts both names.
+    tz = page.get_by_test_id("period-timezone").inner_text()
+    assert tz in {BROWSER_TZ, "Asia/Calcutta"}
+
+    for days in (30, 7):
+        if days != 30:
+            page.get_by_role("button", name=f"{days} days").click()
+            _wait_for_period(page, days)
+        start, end = _local_period(days)
+        summary = _api(stack, f"/api/llm-usage/{USER}/summary?start={start}&end={end}&tz={tz}")
+        assert summary["timezone"] == tz
+        cards = _cards(page)
+        assert Decimal(cards["total-cost"]) == summary["total_cost_usd"]
+        assert int(cards["total-requests"]) == summary["total_requests"]
+        assert int(cards["total-tokens"]) == summary["total_tokens"]
+        assert Decimal(cards["avg-cost"]) == summary["avg_cost_per_request_usd"]
+        assert page.get_by_test_id("total-requests").inner_text() == f"{summary['total_requests']:,}"
+        # The daily bars add up to the same period
+        bars = page.get_by_test_id("daily-bar")
+        assert sum(int(bars.nth(i).get_attribute("data-requests")) for i in range(days)) == summary["total_requests"]
+        if days == 30:
+            assert summary["total_requests"] > 0, "the demo traffic should reach the last 30 days"
+    page.context.close()
+
+
+def test_switching_7_30_90_days_changes_the_chart_and_every_widget(stack: Any, browser: Any) -> None:
+    page = _page(browser)
+    page.goto(f"{stack.api_url}/settings/usage")
+    _wait_for_period(page, 30)
+    seen: dict[int, tuple[list[str], dict[str, str]]] = {}
+    for days in (7, 90, 30):
+        page.get_by_role("button", name=f"{days} days").click()
+        _wait_for_period(page, days)
+        assert page.get_by_role("button", name=f"{days} days").get_attribute("aria-pressed") == "true"
+        bars = page.get_by_test_id("daily-bar")
+        dates = [bars.nth(i).get_attribute("data-date") for i in range(days)]
+        assert dates[-1] == _local_period(1)[1]
+        seen[days] = (dates, _cards(page))
+    assert {days: len(dates) for days, (dates, _) in seen.items()} == {7: 7, 90: 90, 30: 30}
+    assert int(seen[7][1]["total-requests"]) < int(seen[90][1]["total-requests"])
+    assert int(seen[30][1]["total-requests"]) <= int(seen[90][1]["total-requests"])
+    assert seen[7][1] != seen[90][1]
+    page.context.close()
+
+
+def test_csv_export_downloads_the_periods_entries(stack: Any, browser: Any) -> None:
+    page = _page(browser)
+    page.goto(f"{stack.api_url}/settings/usage")
+    _wait_for_period(page, 30)
+    page.get_by_role("button", name="7 days").click()
+    _wait_for_period(page, 7)
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Export CSV").click()
+    text = Path(info.value.path()).read_text()
+    lines = [line for line in text.splitlines() if line]
+    assert lines[0].startswith("timestamp,event_id,request_id,user_id,provider,model")
+    assert len(lines) - 1 == int(_cards(page)["total-requests"])
+    page.context.close()
+
+
+# -- Theme, navigation, screenshots ----------------------------------------------------------------
+
+
+def test_dark_mode_toggles_and_is_remembered(stack: Any, browser: Any) -> None:
+    page = _page(browser, color_scheme="light")
+    page.goto(f"{stack.api_url}/settings/usage")
+    _wait_for_period(page, 30)
+    background = "() => getComputedStyle(document.body).backgroundColor"
+    assert page.evaluate("() => document.documentElement.classList.contains('dark')") is False
+    light = page.evaluate(background)
+
+    page.get_by_role("button", name="Switch to dark mode").click()
+    assert page.evaluate("() => document.documentElement.classList.contains('dark')") is True
+    assert page.evaluate(background) != light
+    page.reload()
+    page.get_by_role("button", name="Switch to light mode").wait_for()
+    page.get_by_role("button", name="Switch to light mode").click()
+    assert page.evaluate(background) == light
+    page.context.close()
+
+    # A system preference for dark is followed without a click
+    dark = _page(browser, color_scheme="dark")
+    dark.goto(f"{stack.api_url}/settings/llm")
+    dark.get_by_role("button", name="Switch to light mode").wait_for()
+    dark.context.close()
+
+
+def test_navigation_by_keyboard_between_the_two_pages(stack: Any, browser: Any) -> None:
+    page = _page(browser)
+    page.goto(f"{stack.api_url}/")
+    page.get_by_role("heading", name="LLM Usage Analytics", level=1).wait_for()
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
+    link = page.get_by_role("navigation", name="Settings").get_by_role("link", name="LLM Configuration")
+    link.focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="LLM Configuration", level=1).wait_for()
+    assert page.url.endswith("/settings/llm")
+    page.go_back()
+    page.get_by_role("heading", name="LLM Usage Analytics", level=1).wait_for()
+    page.context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_screenshots_of_both_pages(stack: Any, browser: Any, scheme: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page = _page(browser, color_scheme=scheme)
+    page.goto(f"{stack.api_url}/settings/llm")
+    page.get_by_role("heading", name="LLM Configuration", level=1).wait_for()
+    page.get_by_test_id("cost-preview-query").wait_for()
+    page.screenshot(path=str(SCREENSHOTS / f"llm-configuration-{scheme}.png"), full_page=True)
+
+    page.get_by_role("link", name="Usage Analytics").click()
+    _wait_for_period(page, 30)
+    page.screenshot(path=str(SCREENSHOTS / f"usage-analytics-{scheme}.png"), full_page=True)
+    page.context.close()
+
+    phone = _page(browser, color_scheme=scheme, width=390, height=844)
+    phone.goto(f"{stack.api_url}/settings/usage")
+    _wait_for_period(phone, 30)
+    assert phone.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    phone.screenshot(path=str(SCREENSHOTS / f"usage-analytics-phone-{scheme}.png"), full_page=False)
+    phone.context.close()

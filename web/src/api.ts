@@ -1,0 +1,257 @@
+/**
+ * The dashboard's only way to the backend: the HTTP API (docs/api.md) at the same origin, or at
+ * `apiBaseUrl` from /config.json. Nothing here stores, caches or logs a request body: an API key
+ * typed by the user travels in exactly one request body and is never kept.
+ */
+
+export type Provider = "anthropic" | "openai" | "google" | "bedrock";
+export const PROVIDERS: readonly Provider[] = ["anthropic", "openai", "google", "bedrock"];
+export const KEYED_PROVIDERS: readonly Provider[] = ["anthropic", "openai", "google"];
+
+export interface RuntimeConfig {
+  apiBaseUrl: string;
+  userId: string;
+  mode?: string;
+}
+
+export interface Preferences {
+  defaultProvider: Provider;
+  queryModel: string;
+  detectionModel: string;
+  maxTokens: number;
+  temperature: number;
+  enableCaching: boolean;
+  trackUsage: boolean;
+}
+
+export type HasApiKeys = Record<Provider, boolean>;
+
+export interface SettingsResponse {
+  preferences: Preferences;
+  hasApiKeys: HasApiKeys;
+  message?: string;
+}
+
+export interface KeyDeletedResponse {
+  provider: Provider;
+  deleted: boolean;
+  hasApiKeys: HasApiKeys;
+}
+
+export interface ConnectionTestResult {
+  success: boolean;
+  provider: Provider;
+  message: string;
+  model?: string | null;
+  latency_ms?: number | null;
+  error?: string | null;
+}
+
+export interface CatalogModel {
+  id: string;
+  name: string;
+  status: "current" | "legacy";
+  pricing: { input: number | null; output: number | null; cacheRead?: number | null; cacheWrite?: number | null };
+  costPreviewUsd: number | null;
+  priceSource: "catalog" | "override" | "unpriced";
+}
+
+export interface CatalogProvider {
+  id: Provider;
+  name: string;
+  requiresKey: boolean;
+  models: CatalogModel[];
+}
+
+export interface ModelsResponse {
+  providers: CatalogProvider[];
+}
+
+export interface Breakdown {
+  requests: number;
+  tokens: number;
+  cost_usd: number;
+  billed_cost_usd?: number;
+  errors?: number;
+  unpriced_requests?: number;
+  provider?: string | null;
+}
+
+export interface UsageSummary {
+  total_requests: number;
+  total_tokens: number;
+  total_cost_usd: number;
+  avg_cost_per_request_usd?: number;
+  input_tokens?: number;
+  cache_read_tokens?: number;
+  cache_write_tokens?: number;
+  output_tokens?: number;
+  reasoning_tokens?: number;
+  errors?: number;
+  unpriced_requests?: number;
+  avg_latency_ms?: number;
+  timezone?: string;
+  start?: string;
+  end?: string;
+  by_provider: Record<string, Breakdown>;
+  by_operation: Record<string, Breakdown>;
+  by_model: Record<string, Breakdown>;
+}
+
+export interface DailyRow {
+  date: string;
+  requests: number;
+  tokens: number;
+  cost_usd: number;
+  errors?: number;
+  unpriced_requests?: number;
+}
+
+/** An error the API answered (4xx/5xx, with its message), or a network failure (status 0). */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly details: { loc: (string | number)[]; msg: string }[];
+
+  constructor(status: number, message: string, details: { loc: (string | number)[]; msg: string }[] = []) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.details = details;
+  }
+}
+
+let baseUrl = "";
+
+/** Set once from /config.json (empty: the API is at this page's origin). */
+export function setApiBaseUrl(url: string): void {
+  baseUrl = url.replace(/\/+$/, "");
+}
+
+export async function loadRuntimeConfig(): Promise<RuntimeConfig> {
+  const response = await fetch("/config.json", { headers: { Accept: "application/json" } });
+  if (!response.ok) throw new ApiError(response.status, `Could not load /config.json (HTTP ${response.status})`);
+  const config = (await response.json()) as Partial<RuntimeConfig>;
+  if (!config.userId) throw new ApiError(500, "/config.json names no userId");
+  return { apiBaseUrl: config.apiBaseUrl ?? "", userId: config.userId, mode: config.mode };
+}
+
+function offlineMessage(): string {
+  return typeof navigator !== "undefined" && navigator.onLine === false
+    ? "You are offline: check your network connection and try again."
+    : "Could not reach the API: check your network connection and try again.";
+}
+
+async function send(path: string, init: RequestInit & { accept?: string } = {}): Promise<Response> {
+  const { accept = "application/json", ...rest } = init;
+  let response: Response;
+  try {
+    response = await fetch(`${baseUrl}${path}`, {
+      ...rest,
+      headers: { Accept: accept, ...(rest.body ? { "Content-Type": "application/json" } : {}) },
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+  } catch {
+    throw new ApiError(0, offlineMessage());
+  }
+  if (!response.ok) {
+    let message = `The API answered HTTP ${response.status}`;
+    let details: { loc: (string | number)[]; msg: string }[] = [];
+    try {
+      const body = (await response.json()) as { error?: string; message?: string; details?: typeof details };
+      message = body.error ?? body.message ?? message;
+      details = body.details ?? [];
+    } catch {
+      // not JSON: keep the status line
+    }
+    if (response.status === 429) {
+      const retry = response.headers.get("Retry-After");
+      if (retry) message = `${message} (try again in ${retry} s)`;
+    }
+    throw new ApiError(response.status, message, details);
+  }
+  return response;
+}
+
+async function json<T>(path: string, init?: RequestInit): Promise<T> {
+  return (await (await send(path, init)).json()) as T;
+}
+
+const user = (userId: string) => encodeURIComponent(userId);
+
+export function getSettings(userId: string): Promise<SettingsResponse> {
+  return json(`/api/llm-settings/${user(userId)}`);
+}
+
+export function saveSettings(
+  userId: string,
+  preferences: Preferences,
+  apiKeys: Partial<Record<Provider, string>>,
+): Promise<SettingsResponse> {
+  const body: { preferences: Preferences; apiKeys?: Partial<Record<Provider, string>> } = { preferences };
+  if (Object.keys(apiKeys).length > 0) body.apiKeys = apiKeys;
+  return json(`/api/llm-settings/${user(userId)}`, { method: "PUT", body: JSON.stringify(body) });
+}
+
+export function deleteKey(userId: string, provider: Provider): Promise<KeyDeletedResponse> {
+  return json(`/api/llm-settings/${user(userId)}/keys/${provider}`, { method: "DELETE" });
+}
+
+export function testConnection(
+  userId: string,
+  provider: Provider,
+  options: { apiKey?: string; model?: string } = {},
+): Promise<ConnectionTestResult> {
+  const body: Record<string, string> = { provider };
+  if (options.apiKey) body.apiKey = options.apiKey;
+  if (options.model) body.model = options.model;
+  return json(`/api/llm-settings/${user(userId)}/test`, { method: "POST", body: JSON.stringify(body) });
+}
+
+export function getModels(): Promise<ModelsResponse> {
+  return json("/api/llm-models");
+}
+
+export interface Period {
+  /** Inclusive local days, YYYY-MM-DD. */
+  start: string;
+  end: string;
+  days: number;
+  tz: string;
+}
+
+export function getSummary(userId: string, period: Period): Promise<UsageSummary> {
+  const query = new URLSearchParams({ start: period.start, end: period.end, tz: period.tz });
+  return json(`/api/llm-usage/${user(userId)}/summary?${query}`);
+}
+
+export async function getDaily(userId: string, period: Period): Promise<DailyRow[]> {
+  const query = new URLSearchParams({ days: String(period.days), tz: period.tz });
+  const body = await json<DailyRow[] | { daily_usage?: DailyRow[]; days?: DailyRow[] }>(
+    `/api/llm-usage/${user(userId)}/daily?${query}`,
+  );
+  if (Array.isArray(body)) return body;
+  return body.daily_usage ?? body.days ?? [];
+}
+
+/** Most CSV pages fetched for one export (the API gives up to 10,000 rows a page). */
+export const CSV_MAX_PAGES = 50;
+
+/**
+ * The period's raw entries as CSV (every ledger column, as the API renders them). The API pages a
+ * large export with the `X-Next-Cursor` header; the pages are joined under one header line.
+ */
+export async function getEntriesCsv(userId: string, period: Period): Promise<{ csv: string; complete: boolean }> {
+  const parts: string[] = [];
+  let cursor: string | null = null;
+  for (let page = 0; page < CSV_MAX_PAGES; page += 1) {
+    const query = new URLSearchParams({ start: period.start, end: period.end, tz: period.tz, format: "csv" });
+    if (cursor) query.set("cursor", cursor);
+    const response = await send(`/api/llm-usage/${user(userId)}?${query}`, { accept: "text/csv" });
+    const text = await response.text();
+    parts.push(page === 0 ? text : text.slice(text.indexOf("\n") + 1));
+    cursor = response.headers.get("X-Next-Cursor");
+    if (!cursor) return { csv: parts.join(""), complete: true };
+  }
+  return { csv: parts.join(""), complete: false };
+}

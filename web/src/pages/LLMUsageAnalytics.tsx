@@ -1,0 +1,385 @@
+import { useCallback, useEffect, useId, useMemo, useState, type ComponentType } from "react";
+import { ApiError, getDaily, getEntriesCsv, getSummary, type Breakdown, type DailyRow, type Period, type UsageSummary } from "../api";
+import DailyTrendChart from "../components/DailyTrendChart";
+import {
+  ActivityIcon,
+  AlertIcon,
+  DollarIcon,
+  DownloadIcon,
+  SpinnerIcon,
+  TrendingUpIcon,
+  ZapIcon,
+} from "../components/icons";
+import { Banner, ProgressBar, Section } from "../components/ui";
+import {
+  addDays,
+  browserTimezone,
+  formatCompact,
+  formatNumber,
+  formatUsd,
+  humanize,
+  localDate,
+  longDay,
+  providerName,
+  timezones,
+} from "../format";
+
+export const PERIODS = [7, 30, 90] as const;
+
+export function periodFor(days: number, tz: string, now: Date = new Date()): Period {
+  const end = localDate(tz, now);
+  return { start: addDays(end, -(days - 1)), end, days, tz };
+}
+
+type Loaded = { summary: UsageSummary; daily: DailyRow[]; period: Period };
+
+function StatCard({
+  label,
+  value,
+  exact,
+  icon: Icon,
+  testId,
+}: {
+  label: string;
+  value: string;
+  exact: string;
+  icon: ComponentType<{ className?: string }>;
+  testId: string;
+}) {
+  return (
+    <div className="card flex items-center gap-3">
+      <div className="rounded-lg bg-mono-100 p-3 dark:bg-mono-850" aria-hidden="true">
+        <Icon className="h-6 w-6 text-mono-900 dark:text-mono-100" />
+      </div>
+      <div className="min-w-0">
+        <p className="text-xs text-mono-600 dark:text-mono-400">{label}</p>
+        <p
+          className="truncate text-2xl font-bold text-mono-950 dark:text-mono-50"
+          data-testid={testId}
+          data-value={exact}
+          title={exact}
+        >
+          {value}
+        </p>
+      </div>
+    </div>
+  );
+}
+
+function BreakdownList({
+  entries,
+  total,
+  name,
+  testId,
+}: {
+  entries: [string, Breakdown][];
+  total: number;
+  name: (key: string) => string;
+  testId: string;
+}) {
+  if (entries.length === 0) return <p className="muted py-4 text-center text-sm">No usage in this period.</p>;
+  return (
+    <ul className="space-y-3" data-testid={testId}>
+      {entries.map(([key, data]) => (
+        <li key={key} className="border-b border-mono-200 pb-3 last:border-b-0 last:pb-0 dark:border-mono-800">
+          <div className="mb-1 flex items-center justify-between gap-2">
+            <span className="font-medium text-mono-900 dark:text-mono-100">{name(key)}</span>
+            <span className="font-mono text-sm text-mono-700 dark:text-mono-300">{formatUsd(data.cost_usd)}</span>
+          </div>
+          <div className="grid grid-cols-2 gap-2 text-xs text-mono-600 dark:text-mono-400">
+            <span>{formatNumber(data.requests)} requests</span>
+            <span>{formatNumber(data.tokens)} tokens</span>
+          </div>
+          <ProgressBar share={total > 0 ? data.cost_usd / total : 0} label={`${name(key)} share of cost`} />
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+function byCost(record: Record<string, Breakdown>): [string, Breakdown][] {
+  return Object.entries(record).sort((a, b) => b[1].cost_usd - a[1].cost_usd || b[1].requests - a[1].requests);
+}
+
+function saveFile(name: string, text: string): void {
+  const url = URL.createObjectURL(new Blob([text], { type: "text/csv;charset=utf-8" }));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+export default function LLMUsageAnalytics({ userId, initialTz }: { userId: string; initialTz?: string }) {
+  const [days, setDays] = useState<number>(30);
+  const [tz, setTz] = useState<string>(() => initialTz ?? browserTimezone());
+  const [data, setData] = useState<Loaded | null>(null);
+  const [loading, setLoading] = useState(true);
+  const [error, setError] = useState<string | null>(null);
+  const [exporting, setExporting] = useState(false);
+  const [exportNote, setExportNote] = useState<{ kind: "success" | "error"; text: string } | null>(null);
+  const zoneList = useMemo(() => timezones(tz), [tz]);
+  const ids = useId();
+
+  const load = useCallback(
+    async (signal: { live: boolean }) => {
+      const period = periodFor(days, tz);
+      setLoading(true);
+      setError(null);
+      try {
+        const [summary, daily] = await Promise.all([getSummary(userId, period), getDaily(userId, period)]);
+        if (signal.live) setData({ summary, daily, period });
+      } catch (err) {
+        if (signal.live) setError(err instanceof ApiError || err instanceof Error ? err.message : String(err));
+      } finally {
+        if (signal.live) setLoading(false);
+      }
+    },
+    [userId, days, tz],
+  );
+
+  useEffect(() => {
+    const signal = { live: true };
+    void load(signal);
+    return () => {
+      signal.live = false;
+    };
+  }, [load]);
+
+  const exportCsv = async () => {
+    const period = data?.period ?? periodFor(days, tz);
+    setExporting(true);
+    setExportNote(null);
+    try {
+      const { csv, complete } = await getEntriesCsv(userId, period);
+      saveFile(`llm-usage-${userId}-${period.start}-to-${period.end}.csv`, csv);
+      const rows = Math.max(0, csv.split("\n").filter((line) => line.trim()).length - 1);
+      setExportNote({
+        kind: "success",
+        text: `Exported ${formatNumber(rows)} entries${complete ? "" : " (the first pages only: narrow the period for the rest)"}.`,
+      });
+    } catch (err) {
+      setExportNote({ kind: "error", text: `Export failed: ${err instanceof Error ? err.message : String(err)}` });
+    } finally {
+      setExporting(false);
+    }
+  };
+
+  const summary = data?.summary;
+  const empty = summary !== undefined && summary.total_requests === 0;
+  const avg =
+    summary?.avg_cost_per_request_usd ?? (summary && summary.total_requests ? summary.total_cost_usd / summary.total_requests : 0);
+
+  return (
+    <div className="space-y-6" aria-busy={loading}>
+      <div className="flex flex-col gap-4 md:flex-row md:items-end md:justify-between">
+        <div>
+          <h1 className="mb-1 text-2xl font-bold text-mono-950 dark:text-mono-50">LLM Usage Analytics</h1>
+          <p className="muted">
+            {data ? (
+              <>
+                {longDay(data.period.start)} – {longDay(data.period.end)} <span aria-hidden="true">·</span>{" "}
+                <span data-testid="period-timezone">{data.period.tz}</span>
+              </>
+            ) : (
+              "Where the money goes: providers, operations, models and days."
+            )}
+          </p>
+        </div>
+        <div className="flex flex-wrap items-end gap-3">
+          <div role="group" aria-label="Period" className="inline-flex rounded-md border border-mono-300 p-0.5 dark:border-mono-700">
+            {PERIODS.map((option) => (
+              <button
+                key={option}
+                type="button"
+                aria-pressed={days === option}
+                onClick={() => setDays(option)}
+                className={`rounded px-3 py-1.5 text-sm font-medium ${
+                  days === option
+                    ? "bg-mono-900 text-mono-50 dark:bg-mono-100 dark:text-mono-950"
+                    : "text-mono-700 hover:bg-mono-150 dark:text-mono-300 dark:hover:bg-mono-850"
+                }`}
+              >
+                {option} days
+              </button>
+            ))}
+          </div>
+          <div>
+            <label htmlFor={`${ids}-tz`} className="label text-xs!">
+              Timezone
+            </label>
+            <select id={`${ids}-tz`} className="input w-48 py-1.5!" value={tz} onChange={(e) => setTz(e.target.value)}>
+              {zoneList.map((zone) => (
+                <option key={zone} value={zone}>
+                  {zone}
+                </option>
+              ))}
+            </select>
+          </div>
+          <button
+            type="button"
+            className="btn-secondary h-[38px]"
+            onClick={() => void exportCsv()}
+            disabled={exporting || !data || empty}
+          >
+            {exporting ? <SpinnerIcon className="h-4 w-4" /> : <DownloadIcon className="h-4 w-4" />}
+            Export CSV
+          </button>
+        </div>
+      </div>
+
+      {exportNote ? (
+        <Banner kind={exportNote.kind} title={exportNote.kind === "success" ? "CSV exported" : "CSV export failed"}>
+          {exportNote.text}
+        </Banner>
+      ) : null}
+
+      {error ? (
+        <Banner kind="error" title="Could not load usage">
+          <p>{error}</p>
+          <button type="button" className="btn-secondary mt-2" onClick={() => void load({ live: true })}>
+            Retry
+          </button>
+        </Banner>
+      ) : null}
+
+      {loading && !data ? (
+        <div className="card flex items-center justify-center py-16" role="status" aria-live="polite">
+          <SpinnerIcon className="h-6 w-6 text-mono-500" />
+          <span className="sr-only">Loading usage…</span>
+        </div>
+      ) : null}
+
+      {summary && data ? (
+        <div className={`space-y-6 transition-opacity ${loading ? "opacity-60" : ""}`} data-testid="analytics">
+          {loading ? (
+            <p role="status" className="sr-only">
+              Updating…
+            </p>
+          ) : null}
+          <div className="grid grid-cols-1 gap-4 sm:grid-cols-2 xl:grid-cols-4">
+            <StatCard
+              label="Total Cost"
+              value={formatUsd(summary.total_cost_usd)}
+              exact={String(summary.total_cost_usd)}
+              icon={DollarIcon}
+              testId="total-cost"
+            />
+            <StatCard
+              label="Total Requests"
+              value={formatNumber(summary.total_requests)}
+              exact={String(summary.total_requests)}
+              icon={ZapIcon}
+              testId="total-requests"
+            />
+            <StatCard
+              label="Total Tokens"
+              value={formatNumber(summary.total_tokens)}
+              exact={String(summary.total_tokens)}
+              icon={ActivityIcon}
+              testId="total-tokens"
+            />
+            <StatCard
+              label="Avg Cost/Request"
+              value={formatUsd(avg)}
+              exact={String(avg)}
+              icon={TrendingUpIcon}
+              testId="avg-cost"
+            />
+          </div>
+
+          {empty ? (
+            <div className="card py-12 text-center" data-testid="empty-state">
+              <p className="font-medium text-mono-900 dark:text-mono-100">No usage in the last {data.period.days} days</p>
+              <p className="muted mt-1 text-sm">
+                Calls made through llmtally's providers appear here within seconds. Try a longer period.
+              </p>
+            </div>
+          ) : (
+            <>
+              {(summary.errors ?? 0) > 0 || (summary.unpriced_requests ?? 0) > 0 ? (
+                <p className="muted flex items-center gap-2 text-sm" data-testid="quality-note">
+                  <AlertIcon className="h-4 w-4" />
+                  {formatNumber(summary.errors ?? 0)} failed {summary.errors === 1 ? "request" : "requests"}
+                  {summary.unpriced_requests ? `, ${formatNumber(summary.unpriced_requests)} unpriced (no price known; not counted as $0)` : ""}
+                  {summary.cache_read_tokens ? ` · ${formatCompact(summary.cache_read_tokens)} cache-read tokens` : ""}
+                  {summary.reasoning_tokens ? ` · ${formatCompact(summary.reasoning_tokens)} reasoning tokens` : ""}
+                </p>
+              ) : null}
+              <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
+                <Section id="by-provider" title="Usage by Provider">
+                  <BreakdownList
+                    entries={byCost(summary.by_provider)}
+                    total={summary.total_cost_usd}
+                    name={providerName}
+                    testId="by-provider"
+                  />
+                </Section>
+                <Section id="by-operation" title="Usage by Operation">
+                  <BreakdownList
+                    entries={byCost(summary.by_operation)}
+                    total={summary.total_cost_usd}
+                    name={humanize}
+                    testId="by-operation"
+                  />
+                </Section>
+              </div>
+            </>
+          )}
+
+          <Section
+            id="daily"
+            title="Daily Usage Trend"
+            description={`Cost per day, scaled to the most expensive day (${data.period.tz}).`}
+          >
+            {data.daily.length === 0 ? (
+              <p className="muted py-8 text-center">No usage data available for this period</p>
+            ) : (
+              <DailyTrendChart days={data.daily} />
+            )}
+          </Section>
+
+          {!empty ? (
+            <Section id="by-model" title="Usage by Model">
+              <div className="-mx-4 overflow-x-auto px-4 sm:mx-0 sm:px-0">
+                <table className="w-full min-w-[520px] text-sm" data-testid="by-model">
+                  <caption className="sr-only">Requests, tokens and cost per model</caption>
+                  <thead>
+                    <tr className="border-b border-mono-200 dark:border-mono-800">
+                      {["Model", "Provider", "Requests", "Tokens", "Cost"].map((head, i) => (
+                        <th
+                          key={head}
+                          scope="col"
+                          className={`py-2 text-xs font-medium text-mono-600 uppercase dark:text-mono-400 ${i < 2 ? "text-left" : "text-right"}`}
+                        >
+                          {head}
+                        </th>
+                      ))}
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {byCost(summary.by_model).map(([model, row]) => (
+                      <tr key={model} className="border-b border-mono-100 last:border-b-0 dark:border-mono-850">
+                        <th scope="row" className="py-3 pr-3 text-left font-mono font-normal break-all text-mono-900 dark:text-mono-100">
+                          {model}
+                        </th>
+                        <td className="py-3 pr-3 text-mono-700 dark:text-mono-300">{row.provider ? providerName(row.provider) : "—"}</td>
+                        <td className="py-3 text-right font-mono text-mono-700 dark:text-mono-300">{formatNumber(row.requests)}</td>
+                        <td className="py-3 text-right font-mono text-mono-700 dark:text-mono-300">{formatNumber(row.tokens)}</td>
+                        <td className="py-3 text-right font-mono font-medium text-mono-900 dark:text-mono-100">
+                          {formatUsd(row.cost_usd)}
+                        </td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            </Section>
+          ) : null}
+        </div>
+      ) : null}
+    </div>
+  );
+}

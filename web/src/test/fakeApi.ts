@@ -1,0 +1,117 @@
+/** A fake of the HTTP API for component tests: routes by method + path, records every request. */
+import { vi } from "vitest";
+import type { ModelsResponse, SettingsResponse, UsageSummary } from "../api";
+
+export type Recorded = { method: string; url: string; body: unknown };
+type Handler = (url: URL, body: unknown) => { status?: number; body: unknown; headers?: Record<string, string> };
+
+export function installFetch(routes: Record<string, Handler>) {
+  const calls: Recorded[] = [];
+  const fetchMock = vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
+    const url = new URL(String(input), "http://localhost");
+    const method = (init?.method ?? "GET").toUpperCase();
+    const body = typeof init?.body === "string" ? JSON.parse(init.body) : undefined;
+    calls.push({ method, url: url.pathname + url.search, body });
+    const key = Object.keys(routes).find((pattern) => {
+      const [m, p] = pattern.split(" ");
+      return m === method && new RegExp(`^${p}$`).test(url.pathname);
+    });
+    if (!key) return new Response(JSON.stringify({ error: "no such route" }), { status: 404 });
+    const answer = routes[key]!(url, body);
+    const isText = typeof answer.body === "string";
+    return new Response(isText ? (answer.body as string) : JSON.stringify(answer.body), {
+      status: answer.status ?? 200,
+      headers: { "Content-Type": isText ? "text/csv" : "application/json", ...(answer.headers ?? {}) },
+    });
+  });
+  vi.stubGlobal("fetch", fetchMock);
+  return { calls, fetchMock };
+}
+
+export const SETTINGS: SettingsResponse = {
+  preferences: {
+    defaultProvider: "bedrock",
+    queryModel: "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    detectionModel: "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    maxTokens: 2000,
+    temperature: 0,
+    enableCaching: true,
+    trackUsage: true,
+  },
+  hasApiKeys: { anthropic: false, openai: false, google: false, bedrock: true },
+};
+
+const model = (id: string, name: string, input: number, output: number, status: "current" | "legacy" = "current") => ({
+  id,
+  name,
+  status,
+  pricing: { input, output },
+  costPreviewUsd: input + output,
+  priceSource: "catalog" as const,
+});
+
+export const MODELS: ModelsResponse = {
+  providers: [
+    {
+      id: "anthropic",
+      name: "Anthropic",
+      requiresKey: true,
+      models: [
+        model("claude-sonnet-4-6", "Claude Sonnet 4.6", 3, 15),
+        model("claude-haiku-4-5-20251001", "Claude Haiku 4.5", 1, 5),
+        model("claude-3-5-sonnet-20241022", "Claude 3.5 Sonnet", 3, 15, "legacy"),
+      ],
+    },
+    { id: "openai", name: "OpenAI", requiresKey: true, models: [model("gpt-5", "GPT-5", 1.25, 10)] },
+    { id: "google", name: "Google", requiresKey: true, models: [model("gemini-2.5-flash", "Gemini 2.5 Flash", 0.3, 2.5)] },
+    {
+      id: "bedrock",
+      name: "AWS Bedrock",
+      requiresKey: false,
+      models: [model("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "Claude Sonnet 4.5", 3, 15)],
+    },
+  ],
+};
+
+const breakdown = (requests: number, tokens: number, cost: number, provider?: string) => ({
+  requests,
+  tokens,
+  cost_usd: cost,
+  billed_cost_usd: cost,
+  errors: 0,
+  unpriced_requests: 0,
+  ...(provider ? { provider } : {}),
+});
+
+export function summaryFor(scale: number): UsageSummary {
+  return {
+    total_requests: 120 * scale,
+    total_tokens: 345_678 * scale,
+    total_cost_usd: 12.345678901 * scale,
+    avg_cost_per_request_usd: 0.102880658,
+    errors: 2,
+    unpriced_requests: 0,
+    by_provider: {
+      anthropic: breakdown(80 * scale, 200_000 * scale, 9.345678901 * scale),
+      openai: breakdown(40 * scale, 145_678 * scale, 3 * scale),
+    },
+    by_operation: {
+      query_generation: breakdown(100 * scale, 300_000 * scale, 10 * scale),
+      detection_rule: breakdown(20 * scale, 45_678 * scale, 2.345678901 * scale),
+    },
+    by_model: {
+      "claude-sonnet-4-6": breakdown(80 * scale, 200_000 * scale, 9.345678901 * scale, "anthropic"),
+      "gpt-5": breakdown(40 * scale, 145_678 * scale, 3 * scale, "openai"),
+    },
+  };
+}
+
+export function dailyFor(days: number) {
+  const rows = [];
+  const start = Date.UTC(2026, 10, 29) - (days - 1) * 86_400_000;
+  for (let i = 0; i < days; i += 1) {
+    const date = new Date(start + i * 86_400_000).toISOString().slice(0, 10);
+    rows.push({ date, requests: i, tokens: i * 100, cost_usd: i * 0.25, errors: 0, unpriced_requests: 0 });
+  }
+  return { user_id: "test", timezone: "UTC", days, daily_usage: rows };
+}
