@@ -51,7 +51,7 @@ clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 # -- the dashboard (web/): Node 20.19+ and npm; the browser tests also need /usr/bin/chromium -----------
-.PHONY: web test-web
+.PHONY: web test-web screenshots
 WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) \
 	web/index.html web/package.json web/vite.config.ts web/tsconfig.json
 
@@ -62,6 +62,9 @@ web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
 	cd web && npm run build
 
 web: web/dist/index.html ## build the dashboard into web/dist (npm ci + vite build; skipped when up to date)
+
+screenshots: $(STAMP) web ## refresh docs/screenshots/ from the browser tests (the tests alone write to build/)
+	LLMTALLY_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest -q tests/browser -k screenshots
 
 test-web: web/node_modules/.package-lock.json ## the dashboard's component tests (vitest + Testing Library)
 	cd web && npm test

@@ -82,7 +82,7 @@ def usage_service() -> UsageService:
 
 
 def reset() -> None:
-    """Forget settings and services (tests)."""
+    """Forget settings and services (tests, and a local stack started again in one process)."""
     get_api_settings.cache_clear()
     api_settings.cache_clear()
     settings_service.cache_clear()

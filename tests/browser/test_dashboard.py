@@ -4,7 +4,8 @@ One local stack per module on free ports, serving the built `web/dist`, seeded w
 through the real publisher. Covers issue #7's "Show": configure and save a provider; the stored key
 never reappears (page, network responses, storage); a connection test fails clearly offline; the
 analytics totals equal the API's summary for the same period; 7/30/90 days change the chart; dark
-mode toggles. Screenshots of both pages in both modes go to docs/screenshots/.
+mode toggles. Screenshots of both pages in both modes go to build/screenshots/ (`make screenshots`
+writes them to docs/screenshots/ instead).
 
 Needs `/usr/bin/chromium` (`apt-get install -y chromium`) and Node/npm to build `web/` when
 `web/dist` is missing. Without Chromium they fail, saying what to install (`.ci/run` installs it).
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.xdist_group("browser")
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("LLMTALLY_SCREENSHOTS_DIR") or ROOT / "build" / "screenshots")
 CHROMIUM = Path(os.environ.get("LLMTALLY_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = [
     "--headless",
@@ -74,13 +75,14 @@ def _built_dashboard() -> Path:
     return WEB / "dist"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack() -> Iterator[Any]:
     """The local stack with the built dashboard and demo traffic (restores the environment after).
 
-    Session-scoped, not module-scoped: pytest-xdist may tear a module fixture down and set it up
-    again between two batches of the same module, and a second stack in one process would meet the
-    API handler's cached services (built for the first stack's emulator).
+    Module-scoped and stopped when the module ends: the stack's emulator is moto in this process,
+    whose state is shared with the tests' own moto server (`tests/conftest.py`), and a stack left
+    running would have its runners consume the queues and streams of the tests that follow.
+    The xdist group keeps this module's tests together on one worker, so it starts once.
     """
     _need(CHROMIUM.is_file(), f"{CHROMIUM} is missing: apt-get install -y chromium")
     from llmtally.demo import demo_events, publish_demo
@@ -123,7 +125,7 @@ def _stack_environment(
     reset_clients()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(stack: Any) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 

@@ -187,6 +187,9 @@ class LocalStack:
         loaded = {}
         for name, (module, attribute) in HANDLERS.items():
             loaded[name] = _one_process_per_function(getattr(importlib.import_module(module), attribute))
+        # The API caches its settings and services per process, as on Lambda; a stack started again
+        # in the same process (tests) must not meet those built for the previous stack's emulator.
+        importlib.import_module("api.deps").reset()
         return loaded
 
     def _provision(self) -> None:
