@@ -64,4 +64,47 @@ describe("App", () => {
     render(<App />);
     expect(await screen.findByRole("alert")).toHaveTextContent("Could not load /config.json (HTTP 404)");
   });
+
+  it("deployed: signs in with Cognito, shows the user and sends the token on every request", async () => {
+    const sub = "8f1c2a9e-user";
+    window.sessionStorage.setItem(
+      "llmtally.session",
+      JSON.stringify({ accessToken: "header.payload.sig", sub, email: "ada@example.com", expiresAt: Date.now() + 3.6e6 }),
+    );
+    const { fetchMock } = installFetch({
+      "GET /config.json": () => ({
+        body: {
+          apiBaseUrl: "https://api.example.com",
+          mode: "aws",
+          auth: { type: "cognito", domain: "https://x.auth.us-east-1.amazoncognito.com", clientId: "c1" },
+        },
+      }),
+      [`GET /api/llm-settings/${sub}`]: () => ({ body: SETTINGS }),
+      "GET /api/llm-models": () => ({ body: MODELS }),
+      [`GET /api/llm-usage/${sub}/summary`]: () => ({ body: summaryFor(1) }),
+      [`GET /api/llm-usage/${sub}/daily`]: () => ({ body: dailyFor(30) }),
+    });
+    render(<App />);
+    expect(await screen.findByRole("heading", { level: 1, name: "LLM Usage Analytics" })).toBeInTheDocument();
+    expect(screen.getByTitle("Signed-in user")).toHaveTextContent("ada@example.com");
+    expect(screen.getByRole("button", { name: "Sign out" })).toBeInTheDocument();
+
+    const apiCalls = fetchMock.mock.calls.filter(([url]) => String(url).startsWith("https://api.example.com/"));
+    expect(apiCalls.length).toBeGreaterThan(0);
+    for (const [, init] of apiCalls) {
+      expect((init?.headers as Record<string, string>).Authorization).toBe("Bearer header.payload.sig");
+    }
+    const configCall = fetchMock.mock.calls.find(([url]) => String(url) === "/config.json");
+    expect((configCall?.[1]?.headers as Record<string, string>).Authorization).toBeUndefined();
+  });
+
+  it("local: no sign-in and no Authorization header", async () => {
+    const { fetchMock } = allRoutes();
+    render(<App />);
+    expect(await screen.findByRole("heading", { level: 1, name: "LLM Usage Analytics" })).toBeInTheDocument();
+    expect(screen.queryByRole("button", { name: "Sign out" })).toBeNull();
+    for (const [, init] of fetchMock.mock.calls) {
+      expect((init?.headers as Record<string, string> | undefined)?.Authorization).toBeUndefined();
+    }
+  });
 });

@@ -1,5 +1,6 @@
 import { useEffect, useState } from "react";
-import { loadRuntimeConfig, setApiBaseUrl, type RuntimeConfig } from "./api";
+import { loadRuntimeConfig, setApiBaseUrl, setAuthorization, type RuntimeConfig } from "./api";
+import { redirectToSignIn, signIn, signOut, storedSession } from "./auth";
 import { AlertIcon, BarChartIcon, MoonIcon, SlidersIcon, SpinnerIcon, SunIcon } from "./components/icons";
 import LLMConfiguration from "./pages/LLMConfiguration";
 import LLMUsageAnalytics from "./pages/LLMUsageAnalytics";
@@ -47,8 +48,18 @@ export function Shell({ config }: { config: RuntimeConfig }) {
           </div>
           <div className="flex items-center gap-2">
             <span className="hidden text-sm text-mono-600 sm:inline dark:text-mono-400" title="Signed-in user">
-              {config.userId}
+              {config.userLabel ?? config.userId}
             </span>
+            {config.auth ? (
+              <button
+                type="button"
+                className="btn-secondary h-9"
+                onClick={() => config.auth && signOut(config.auth)}
+                data-testid="sign-out"
+              >
+                Sign out
+              </button>
+            ) : null}
             <button
               type="button"
               onClick={toggle}
@@ -113,10 +124,21 @@ export default function App() {
   useEffect(() => {
     let live = true;
     loadRuntimeConfig()
-      .then((loaded) => {
+      .then(async (loaded) => {
         if (!live) return;
         setApiBaseUrl(loaded.apiBaseUrl);
-        setConfig(loaded);
+        const auth = loaded.auth;
+        if (!auth) {
+          setConfig(loaded);
+          return;
+        }
+        const session = await signIn(auth);
+        if (!live || !session) return; // on the way to the sign-in page
+        setAuthorization(
+          () => storedSession()?.accessToken ?? null,
+          () => void redirectToSignIn(auth),
+        );
+        setConfig({ ...loaded, userId: session.sub, userLabel: session.email ?? session.sub });
       })
       .catch((err: unknown) => live && setError(err instanceof Error ? err.message : String(err)));
     return () => {

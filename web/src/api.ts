@@ -4,14 +4,21 @@
  * typed by the user travels in exactly one request body and is never kept.
  */
 
+import type { CognitoAuth } from "./auth";
+
 export type Provider = "anthropic" | "openai" | "google" | "bedrock";
 export const PROVIDERS: readonly Provider[] = ["anthropic", "openai", "google", "bedrock"];
 export const KEYED_PROVIDERS: readonly Provider[] = ["anthropic", "openai", "google"];
 
 export interface RuntimeConfig {
   apiBaseUrl: string;
+  /** Locally, the user /config.json names; deployed, the signed-in user's id (the token's `sub`). */
   userId: string;
   mode?: string;
+  /** Deployed: sign in through Cognito's hosted UI (src/auth.ts) and send its access token. */
+  auth?: CognitoAuth;
+  /** What the header shows for the user (their e-mail when signed in). */
+  userLabel?: string;
 }
 
 export interface Preferences {
@@ -131,8 +138,23 @@ export async function loadRuntimeConfig(): Promise<RuntimeConfig> {
   const response = await fetch("/config.json", { headers: { Accept: "application/json" } });
   if (!response.ok) throw new ApiError(response.status, `Could not load /config.json (HTTP ${response.status})`);
   const config = (await response.json()) as Partial<RuntimeConfig>;
+  if (config.auth) {
+    if (config.auth.type !== "cognito" || !config.auth.domain || !config.auth.clientId) {
+      throw new ApiError(500, "/config.json: auth needs type cognito, a domain and a clientId");
+    }
+    return { apiBaseUrl: config.apiBaseUrl ?? "", userId: "", mode: config.mode, auth: config.auth };
+  }
   if (!config.userId) throw new ApiError(500, "/config.json names no userId");
   return { apiBaseUrl: config.apiBaseUrl ?? "", userId: config.userId, mode: config.mode };
+}
+
+let bearer: (() => string | null) | null = null;
+let onUnauthorized: (() => void) | null = null;
+
+/** Deployed: every request carries the signed-in user's access token; a 401 starts a new sign-in. */
+export function setAuthorization(token: (() => string | null) | null, unauthorized: (() => void) | null): void {
+  bearer = token;
+  onUnauthorized = unauthorized;
 }
 
 function offlineMessage(): string {
@@ -143,17 +165,23 @@ function offlineMessage(): string {
 
 async function send(path: string, init: RequestInit & { accept?: string } = {}): Promise<Response> {
   const { accept = "application/json", ...rest } = init;
+  const token = bearer?.() ?? null;
   let response: Response;
   try {
     response = await fetch(`${baseUrl}${path}`, {
       ...rest,
-      headers: { Accept: accept, ...(rest.body ? { "Content-Type": "application/json" } : {}) },
+      headers: {
+        Accept: accept,
+        ...(rest.body ? { "Content-Type": "application/json" } : {}),
+        ...(token ? { Authorization: `Bearer ${token}` } : {}),
+      },
       credentials: "same-origin",
       cache: "no-store",
     });
   } catch {
     throw new ApiError(0, offlineMessage());
   }
+  if (response.status === 401 && onUnauthorized) onUnauthorized();
   if (!response.ok) {
     let message = `The API answered HTTP ${response.status}`;
     let details: { loc: (string | number)[]; msg: string }[] = [];

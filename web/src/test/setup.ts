@@ -1,11 +1,14 @@
 import "@testing-library/jest-dom/vitest";
 import { cleanup } from "@testing-library/react";
 import { afterEach, vi } from "vitest";
+import { setAuthorization } from "../api";
 
 afterEach(() => {
   cleanup();
   vi.unstubAllGlobals();
   window.localStorage.clear();
+  window.sessionStorage.clear();
+  setAuthorization(null, null);
   document.documentElement.classList.remove("dark");
   window.history.replaceState(null, "", "/");
 });
