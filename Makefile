@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration lint fmt bench schema clean
+.PHONY: help install run test test-unit test-integration test-infra lint fmt bench schema synth clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -32,10 +32,13 @@ test-unit: $(STAMP) ## the fast tier only
 test-integration: $(STAMP) ## the moto-server tier only
 	$(PY) -m pytest -q tests/integration
 
+test-infra: $(STAMP) ## the CDK tier only (template, cdk-nag, cfn-lint, one real asset bundling); needs node
+	$(PY) -m pytest -q tests/infra
+
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared lambdas bench tests
+	$(VENV)/bin/mypy shared lambdas bench tests cdk_app
 
 fmt: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
@@ -47,8 +50,17 @@ bench: $(STAMP) ## print the benchmark figures (see docs/BENCHMARKS.md)
 schema: $(STAMP) ## regenerate docs/usage-event.schema.json from the pydantic model
 	$(PY) -m llmtally.schema > docs/usage-event.schema.json
 
+# -- AWS (cdk_app/): synthesized offline — node on PATH for jsii, no Docker, no CDK CLI needed -------------
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+synth: $(STAMP) web ## synthesize the CDK app into cdk.out (assets bundled locally with pip for arm64), cdk-nag and cfn-lint it
+	@command -v node >/dev/null || { echo "make synth: node is not on PATH (jsii needs it)" >&2; exit 1; }
+	rm -rf cdk.out
+	CDK_OUTDIR=cdk.out $(PY) -m cdk_app.app
+	$(VENV)/bin/cfn-lint --non-zero-exit-code error cdk.out/*.template.json
+
 clean: ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis cdk.out
 
 # -- the dashboard (web/): Node 20.19+ and npm; the browser tests also need /usr/bin/chromium -----------
 .PHONY: web test-web screenshots

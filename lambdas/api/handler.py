@@ -5,7 +5,8 @@ Powertools' structured JSON (`llmtally.observability`) with API Gateway's reques
 correlation id; the event itself is never logged (it may hold a key), whatever
 POWERTOOLS_LOGGER_LOG_EVENT says.
 The OpenAPI document is served at GET /api/openapi.json and a Swagger UI (assets bundled with
-Powertools, so it works offline) at GET /api/docs. Both are public: they hold no data.
+Powertools, so it works offline) at GET /api/docs. Locally they are open like every route;
+deployed, the JWT authorizer guards them too (one rule, no exception: every route needs a token).
 """
 
 from __future__ import annotations

@@ -14,14 +14,13 @@ from api.openapi import error_responses, ok
 from api.responses import SECURITY_HEADERS, json_response
 from llmtally.api.models import DailyUsageResponse, UsageEntriesResponse, UsageSummaryResponse
 from llmtally.api.timeparams import MAX_RANGE_DAYS
-from llmtally.api.usage import DAILY_PARAMS, ENTRIES_PARAMS, SUMMARY_PARAMS, EntryFilters
+from llmtally.api.usage import DAILY_PARAMS, ENTRIES_PARAMS, NEXT_CURSOR_HEADER, SUMMARY_PARAMS, EntryFilters
 from llmtally.events import MODEL_PATTERN, OPERATION_TYPE_PATTERN, Provider, Status
 from llmtally.queries import MAX_SERIES_DAYS
 
 router = Router()  # type: ignore[no-untyped-call]  # Powertools' Router.__init__ is unannotated
 TAG = ["usage"]
 CSV = "text/csv; charset=utf-8"
-NEXT_CURSOR_HEADER = "X-Next-Cursor"
 
 DAY = r"^\d{4}-\d{2}-\d{2}$"
 Timezone = Annotated[

@@ -40,6 +40,9 @@ LATEST_DAY: Final = date(2999, 12, 31)
 
 #: Query parameters each usage route accepts; anything else is a 400 (a typo must not silently
 #: return unfiltered data). The seed's names are pointed to their replacement.
+#: The CSV export's next-page cursor travels in this response header (the JSON body has `next_cursor`);
+#: a browser on another origin reads it only if CORS exposes it (the CDK app's HTTP API does).
+NEXT_CURSOR_HEADER: Final = "X-Next-Cursor"
 SUMMARY_PARAMS: Final = frozenset({"start", "end", "tz"})
 DAILY_PARAMS: Final = frozenset({"days", "tz"})
 ENTRIES_PARAMS: Final = frozenset(

@@ -1,0 +1,129 @@
+"""The app's configuration: CDK context (`cdk.json`, or `cdk deploy -c key=value`), validated once.
+
+Every key has a default, so `cdk deploy` needs none; names come from `llmtally.resources` with the
+prefix given here, exactly as the local stack builds them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from llmtally.resources import DEFAULT_PREFIX, ResourceNames
+from llmtally.settings import NAME_PREFIX_PATTERN
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
+#: The Powertools metrics namespace every function reports to (`llmtally.observability.METRICS_NAMESPACE`).
+METRICS_NAMESPACE: Final = "llmtally"
+#: CloudWatch Logs' accepted retention periods (days).
+LOG_RETENTION_DAYS: Final = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+
+
+class AppConfig(BaseModel):
+    """The context keys (camelCase in `cdk.json`; see `CONTEXT_KEYS`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    #: Resource name prefix: tables, bus, queues, secrets (`{prefix}/users/…`), stack name.
+    prefix: str = Field(default=DEFAULT_PREFIX, pattern=NAME_PREFIX_PATTERN)
+    #: A label for the deployment (tags, the Cognito domain); not part of resource names.
+    stage: str = Field(default="prod", pattern=r"^[a-z][a-z0-9-]{0,15}$")
+    #: Retention of every function's log group and of the API's access logs.
+    log_retention_days: int = 30
+    #: Where alarm notifications go (an SNS e-mail subscription to confirm); none: topic only.
+    alarm_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    #: Extra origins allowed by the API's CORS and the sign-in callbacks (the dashboard's own
+    #: CloudFront origin is always allowed), e.g. `http://localhost:5173` while developing the UI.
+    allowed_web_origins: tuple[str, ...] = ()
+    #: The built dashboard (`make web`), relative to the repository root.
+    web_dist_dir: str = "web/dist"
+    #: The Cognito hosted UI's domain prefix (globally unique per region); default
+    #: `{prefix}-{stage}-{account id}`.
+    cognito_domain_prefix: str | None = Field(default=None, pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+    #: HTTP API throttling for the whole stage (requests per second, burst).
+    api_throttle_rate: int = Field(default=50, ge=1, le=10_000)
+    api_throttle_burst: int = Field(default=100, ge=1, le=5_000)
+    #: Days the event bus archive keeps usage events for replay (0: forever).
+    archive_retention_days: int = Field(default=30, ge=0, le=3650)
+    #: Whether the connection test may call Bedrock with the deployment's own credentials.
+    bedrock_enabled: bool = True
+    #: Keep tables, the user pool, the keys and the dashboard bucket on `cdk destroy` (data survives).
+    retain_data: bool = True
+    #: Aggregation freshness alarm: the stream's iterator age (seconds) above which it fires.
+    iterator_age_alarm_seconds: int = Field(default=300, ge=10)
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _known_retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"logRetentionDays must be one of {LOG_RETENTION_DAYS}")
+        return value
+
+    @field_validator("allowed_web_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        # `-c allowedWebOrigins=a,b` arrives as one string; cdk.json may hold a list.
+        if isinstance(value, str):
+            stripped = value.strip()
+            if stripped.startswith("["):
+                return tuple(json.loads(stripped))
+            return tuple(part.strip() for part in stripped.split(",") if part.strip())
+        return value
+
+    @field_validator("allowed_web_origins")
+    @classmethod
+    def _https_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not (origin.startswith("https://") or origin.startswith("http://localhost")) or origin.endswith("/"):
+                raise ValueError(f"an origin is https://host[:port] (or http://localhost:port), got {origin!r}")
+        return value
+
+    @property
+    def names(self) -> ResourceNames:
+        return ResourceNames(self.prefix)
+
+    @property
+    def stack_name(self) -> str:
+        return f"{self.prefix}-llmtally"
+
+    @property
+    def web_dist_path(self) -> Path:
+        path = Path(self.web_dist_dir)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    @classmethod
+    def from_context(cls, get: Any) -> AppConfig:
+        """Read every key with `get(key)` (e.g. `app.node.try_get_context`); absent keys keep defaults."""
+        values = {key: get(key) for key in CONTEXT_KEYS}
+        return cls.model_validate({key: value for key, value in values.items() if value is not None})
+
+
+#: The context keys, as written in cdk.json or `-c key=value`.
+CONTEXT_KEYS: Final = tuple(field.alias or name for name, field in AppConfig.model_fields.items())

@@ -1,0 +1,1 @@
+"""One construct per capability: ingestion, aggregation, api, hosting, producers, monitoring, functions."""
