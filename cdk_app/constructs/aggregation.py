@@ -33,7 +33,7 @@ class Aggregation(Construct):
         self.failures = sqs.Queue(
             self,
             "FailedBatches",
-            queue_name=f"{config.prefix}-llm-usage-aggregate-failures",
+            queue_name=config.names.aggregate_failures,
             retention_period=Duration.days(14),
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,

@@ -103,7 +103,6 @@ class Hosting(Construct):
                     response_headers_policy=headers,
                 )
             },
-            minimum_protocol_version=cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
         )
         acknowledge(

@@ -46,6 +46,11 @@ class ResourceNames:
         return f"{self.prefix}-llm-usage-ingest-dlq"
 
     @property
+    def aggregate_failures(self) -> str:
+        """Where the aggregator's stream source sends what it could not apply after its retries (deployed)."""
+        return f"{self.prefix}-llm-usage-aggregate-failures"
+
+    @property
     def secrets_prefix(self) -> str:
         return f"{self.prefix}/users/"
 

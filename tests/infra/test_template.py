@@ -167,7 +167,7 @@ def test_ingest_event_source_batches_partial_failures(synthesized: Synthesized) 
 def test_aggregate_stream_source_insert_filter_batches_retries(synthesized: Synthesized) -> None:
     table_id, _ = synthesized.one("AWS::DynamoDB::Table", TableName=NAMES.usage_table)
     aggregate_id, _ = _function(synthesized, "aggregate")
-    failures_id, _ = synthesized.one("AWS::SQS::Queue", QueueName=f"{NAMES.prefix}-llm-usage-aggregate-failures")
+    failures_id, _ = synthesized.one("AWS::SQS::Queue", QueueName=NAMES.aggregate_failures)
     _, mapping = synthesized.one(
         "AWS::Lambda::EventSourceMapping", EventSourceArn={"Fn::GetAtt": [table_id, "StreamArn"]}
     )
