@@ -765,7 +765,7 @@ def _register(publisher: UsagePublisher) -> None:
     with _hooks_lock:
         _live.add(publisher)
         if not _hooks_installed:
-            atexit.register(_close_all_at_exit)
+            atexit.register(_close_all_on_shutdown)
             if hasattr(os, "register_at_fork"):
                 os.register_at_fork(after_in_child=_reset_all_in_child)
             _hooks_installed = True
@@ -776,7 +776,7 @@ def _unregister(publisher: UsagePublisher) -> None:
         _live.discard(publisher)
 
 
-def _close_all_at_exit() -> None:
+def _close_all_on_shutdown() -> None:
     """Flush every open publisher before the interpreter goes, within one bounded time budget."""
     publishers = list(_live)
     if not publishers:

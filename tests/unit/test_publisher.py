@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import multiprocessing
 import random
 import threading
 import time
@@ -826,7 +826,7 @@ def test_exit_hook_closes_every_open_publisher(
     publisher.publish(make_event())
     monkeypatch.setattr(publisher_module, "_live", {publisher})  # leave other tests' publishers alone
 
-    publisher_module._close_all_at_exit()
+    publisher_module._close_all_on_shutdown()
 
     assert publisher.closed
     assert len(fake.calls) == 1
@@ -852,16 +852,18 @@ def test_a_forked_child_starts_empty_and_leaves_the_parent_untouched(
     before = publisher.stats()
 
     # When the process forks and the child publishes and flushes its own event
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report over the pipe, never return into pytest
-        try:
-            gate.set()  # the child's copy of the gate
-            fresh = publisher.stats()
-            child_event = make_event(42)
-            published = publisher.publish(child_event)
-            flushed = publisher.flush(timeout=10)
-            report = {
+    # (multiprocessing's fork start method: a plain os.fork, and the child never returns into pytest)
+    fork = multiprocessing.get_context("fork")
+    receiver, sender = fork.Pipe(duplex=False)
+
+    def child() -> None:
+        gate.set()  # the child's copy of the gate
+        fresh = publisher.stats()
+        child_event = make_event(42)
+        published = publisher.publish(child_event)
+        flushed = publisher.flush(timeout=10)
+        sender.send(
+            {
                 "fresh": list(fresh_tuple(fresh)),
                 "published": published,
                 "flushed": flushed,
@@ -869,13 +871,14 @@ def test_a_forked_child_starts_empty_and_leaves_the_parent_untouched(
                 "sent": parent_fake.sent_ids(),
                 "child_event": child_event.event_id,
             }
-            os.write(write_end, json.dumps(report).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        report = json.loads(pipe.read())
-    os.waitpid(pid, 0)
+        )
+
+    process = fork.Process(target=child)
+    process.start()
+    sender.close()
+    report = receiver.recv()
+    process.join(timeout=30)
+    assert process.exitcode == 0
 
     # Then the child began with an empty buffer and zero counters, and sent only its own event
     assert report["fresh"] == [0, 0, 0, 0, 0]
