@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Final
 
+from aws_cdk import RemovalPolicy
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
@@ -108,6 +109,11 @@ class AppConfig(BaseModel):
     @property
     def names(self) -> ResourceNames:
         return ResourceNames(self.prefix)
+
+    @property
+    def data_removal_policy(self) -> RemovalPolicy:
+        """What `cdk destroy` does to what holds data (tables, user pool, keys, buckets)."""
+        return RemovalPolicy.RETAIN if self.retain_data else RemovalPolicy.DESTROY
 
     @property
     def stack_name(self) -> str:

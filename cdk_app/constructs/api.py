@@ -71,7 +71,7 @@ class Api(Construct):
         super().__init__(scope, construct_id)
         names = config.names
         self.settings_table = table_from_spec(self, "SettingsTable", specs[SETTINGS], retain=config.retain_data)
-        removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+        removal = config.data_removal_policy
 
         self.secrets_key = kms.Key(
             self,
@@ -221,7 +221,7 @@ class Api(Construct):
     # -- Cognito ------------------------------------------------------------------------------
 
     def _build_auth(self, config: AppConfig, dashboard_origin: str) -> None:
-        removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+        removal = config.data_removal_policy
         self.user_pool = cognito.UserPool(
             self,
             "UserPool",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, cast
 
-from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnElement, Duration, Stack
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_s3 as s3
@@ -39,7 +39,7 @@ class Hosting(Construct):
             raise FileNotFoundError(
                 f"{config.web_dist_path}/index.html is missing: build the dashboard first (`make web`)"
             )
-        removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+        removal = config.data_removal_policy
 
         self.logs_bucket = s3.Bucket(
             self,
