@@ -14,11 +14,6 @@ import time
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-for entry in (ROOT, ROOT / "shared", ROOT / "lambdas"):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
-
 
 def discover() -> list[str]:
     """The bench modules, by name, in alphabetical order."""

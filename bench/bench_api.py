@@ -27,13 +27,9 @@ import sys
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-for entry in (ROOT, ROOT / "shared", ROOT / "lambdas"):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
+from bench import ROOT
 
 IMPORT_RUNS = 7
 REQUESTS = 200

@@ -32,15 +32,11 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-for entry in (ROOT, ROOT / "shared", ROOT / "lambdas"):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
-
-from llmtally.aws import client, reset_clients  # noqa: E402
-from llmtally.events import Provider, UsageEvent  # noqa: E402
-from llmtally.publisher import UsagePublisher  # noqa: E402
-from llmtally.queries import daily_usage  # noqa: E402
+from bench import ROOT
+from llmtally.aws import client, reset_clients
+from llmtally.events import Provider, UsageEvent
+from llmtally.publisher import UsagePublisher
+from llmtally.queries import daily_usage
 
 BURST_EVENTS = 10_000
 STEADY_RATE = 20

@@ -26,27 +26,20 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-for entry in (ROOT, ROOT / "shared", ROOT / "lambdas"):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
-
-from llmtally.aggregate import StreamRecord, aggregate_batch  # noqa: E402
-from llmtally.repositories.rollups import (  # noqa: E402
+from llmtally.aggregate import StreamRecord, aggregate_batch
+from llmtally.repositories.rollups import (
     CHECKPOINT_PK_PREFIX,
     CheckpointAdvance,
     RollupItem,
     RollupRepository,
 )
-from llmtally.rollups import (  # noqa: E402
+from llmtally.rollups import (
     COUNTER_FIELDS,
     GRANULARITIES,
     BucketRun,

@@ -27,17 +27,11 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-for entry in (ROOT, ROOT / "shared"):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
-
-from llmtally.events import EVENT_DETAIL_TYPE, EVENT_SOURCE, Provider, UsageEvent  # noqa: E402
-from llmtally.pricing import CostSource, PriceBook, known_models  # noqa: E402
-from llmtally.publisher import UsagePublisher  # noqa: E402
+from llmtally.events import EVENT_DETAIL_TYPE, EVENT_SOURCE, Provider, UsageEvent
+from llmtally.pricing import CostSource, PriceBook, known_models
+from llmtally.publisher import UsagePublisher
 
 PUBLISH_EVENTS = 5_000
 SYNC_CALLS = 500
