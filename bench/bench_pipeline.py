@@ -89,6 +89,8 @@ class Entry:
     total_tokens: int
     cost_nanos: int
     cost_source: str
+    cache_hit: bool = False
+    saved_nanos: int = 0
 
 
 def events(count: int, start: datetime, seconds: float, rng: random.Random, tenants: int = TENANTS) -> list[Entry]:
@@ -156,7 +158,13 @@ class RecordingRollups(RollupRepository):
     def checkpoints(self, stream_arn: str, user_ids: Any) -> dict[str, str]:
         return {u: self.marks[(stream_arn, u)] for u in user_ids if (stream_arn, u) in self.marks}
 
-    def commit(self, deltas: Mapping[RollupKey, Counters], advances: Sequence[CheckpointAdvance]) -> int:
+    def commit(
+        self,
+        deltas: Mapping[RollupKey, Counters],
+        advances: Sequence[CheckpointAdvance],
+        extra_items: Sequence[dict[str, Any]] = (),
+    ) -> int:
+        assert not extra_items  # no budgets in this bench
         for key, delta in deltas.items():
             before = rollup_item_bytes(key, self.state.get(key, Counters()))
             self.state.setdefault(key, Counters()).add(delta)

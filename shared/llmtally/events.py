@@ -27,6 +27,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     ValidationInfo,
     computed_field,
@@ -224,6 +225,19 @@ class UsageEvent(TokenCounts):
         default_factory=dict,
         description=f"Small map (≤ {MAX_METADATA_KEYS} keys, ≤ {MAX_METADATA_BYTES} bytes); never a secret.",
     )
+    cache_hit: StrictBool = Field(
+        default=False,
+        description="The answer came from llmtally's response cache: no provider call, nothing billed "
+        "(every token count is 0 and status is ok).",
+    )
+    saved_cost_usd: Decimal | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_REPORTED_COST_USD,
+        decimal_places=9,
+        description="For cache_hit only: what the cached answer cost when it was first produced (USD, "
+        "at most 9 decimals) — the money this hit saved.",
+    )
 
     @field_validator("timestamp", mode="after")
     @classmethod
@@ -236,7 +250,7 @@ class UsageEvent(TokenCounts):
             raise ValueError(f"timestamp {value.isoformat()} is older than {MAX_EVENT_AGE.days} days")
         return value
 
-    @field_validator("reported_cost_usd", mode="before")
+    @field_validator("reported_cost_usd", "saved_cost_usd", mode="before")
     @classmethod
     def _no_float_money(cls, value: Any) -> Any:
         # A JSON number arrives as float in python mode; go through its shortest repr, never binary.
@@ -250,11 +264,26 @@ class UsageEvent(TokenCounts):
             raise ValueError("error_type is only allowed when status is 'error'")
         return self
 
+    @model_validator(mode="after")
+    def _cache_hits_bill_nothing(self) -> UsageEvent:
+        # A hit made no provider call: tokens or a cost on it would be counted as spend twice.
+        if not self.cache_hit:
+            if self.saved_cost_usd is not None:
+                raise ValueError("saved_cost_usd is only allowed when cache_hit is true")
+            return self
+        if self.status is not Status.OK:
+            raise ValueError("a cache_hit event has status 'ok' (a failed call is never a cache hit)")
+        if self.total_tokens:
+            raise ValueError("a cache_hit event carries no tokens: nothing was sent to the provider")
+        if self.reported_cost_usd:
+            raise ValueError("a cache_hit event costs nothing: reported_cost_usd must be 0 or absent")
+        return self
+
     @field_serializer("timestamp")
     def _serialize_timestamp(self, value: datetime) -> str:
         return format_timestamp(value)
 
-    @field_serializer("reported_cost_usd")
+    @field_serializer("reported_cost_usd", "saved_cost_usd")
     def _serialize_cost(self, value: Decimal | None) -> str | None:
         return None if value is None else format(value, "f")
 
@@ -265,11 +294,16 @@ class UsageEvent(TokenCounts):
         return cls.model_validate_json(raw, context={"now": now} if now else None)
 
     def to_json(self) -> str:
-        return self.model_dump_json(exclude_none=True, exclude={"total_tokens"})
+        return self.model_dump_json(exclude_none=True, exclude=self._wire_exclusions())
 
     def to_detail(self) -> dict[str, Any]:
         """The EventBridge `detail` / SQS body as a JSON-ready dict."""
-        return self.model_dump(mode="json", exclude_none=True, exclude={"total_tokens"})
+        return self.model_dump(mode="json", exclude_none=True, exclude=self._wire_exclusions())
+
+    def _wire_exclusions(self) -> set[str]:
+        # `cache_hit: false` is the default: leaving it out keeps ordinary events byte-identical to
+        # what producers sent before the response cache existed.
+        return {"total_tokens"} if self.cache_hit else {"total_tokens", "cache_hit"}
 
     @property
     def sort_key(self) -> str:

@@ -128,6 +128,11 @@ def raw_entry_item(
     }
     if event.reported_cost_usd is not None:
         optional["reported_cost_nanos"] = usd_to_nanos(event.reported_cost_usd)
+    # Only on hits (the rare case), so ordinary items stay as small as before the response cache.
+    if event.cache_hit:
+        optional["cache_hit"] = True
+        if event.saved_cost_usd:
+            optional["saved_nanos"] = usd_to_nanos(event.saved_cost_usd)
     if event.metadata:
         optional["metadata"] = dict(event.metadata)
     item.update({key: value for key, value in optional.items() if value is not None})
@@ -169,6 +174,10 @@ class RawEntry(BaseModel):
     price_version: str
     catalog_model: str | None = None
     reported_cost_nanos: int | None = None
+    #: Answered from the response cache (absent on the item when false).
+    cache_hit: bool = False
+    #: What the cached answer cost when first produced, nano-USD (absent on the item when 0).
+    saved_nanos: int = 0
     metadata: dict[str, str | int | bool | None] = Field(default_factory=dict)
     ingested_at: datetime | None = None
     expires_at: int | None = None
@@ -186,6 +195,7 @@ class RawEntry(BaseModel):
         "total_tokens",
         "cost_nanos",
         "reported_cost_nanos",
+        "saved_nanos",
         "expires_at",
         mode="before",
     )
@@ -232,6 +242,11 @@ class RawEntry(BaseModel):
     @property
     def cost_usd(self) -> Decimal:
         return nanos_to_usd(self.cost_nanos)
+
+    @property
+    def saved_cost_usd(self) -> Decimal | None:
+        """What a cache hit saved (None for an ordinary call)."""
+        return nanos_to_usd(self.saved_nanos) if self.cache_hit else None
 
 
 def _to_int(value: Any) -> Any:

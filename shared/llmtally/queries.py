@@ -62,6 +62,8 @@ class UsageSummary(BaseModel):
 
     `total_cost_usd` is the current rating; `billed_cost_usd` is what was billed at ingest (they
     differ only after a re-rating rebuild). `items_read`/`queries` say what the answer cost.
+    `cache_hits` are requests the response cache answered (in `total_requests`, at $0);
+    `saved_cost_usd` is what those answers cost when they were first produced.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -83,6 +85,8 @@ class UsageSummary(BaseModel):
     errors: int
     unpriced_requests: int
     avg_latency_ms: Decimal
+    cache_hits: int
+    saved_cost_usd: Decimal
     by_provider: dict[str, Breakdown]
     by_operation: dict[str, Breakdown]
     by_model: dict[str, Breakdown]
@@ -193,6 +197,8 @@ def summarize(
         errors=total.errors,
         unpriced_requests=total.unpriced_requests,
         avg_latency_ms=average_latency(total),
+        cache_hits=total.cache_hits,
+        saved_cost_usd=nanos_to_usd(total.saved_nanos),
         by_provider=_breakdowns(by_dimension[Dimension.PROVIDER]),
         by_operation=_breakdowns(by_dimension[Dimension.OPERATION]),
         by_model=_model_breakdowns(by_dimension[Dimension.MODEL]),

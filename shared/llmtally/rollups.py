@@ -132,6 +132,10 @@ class RollupSource(Protocol):
     def cost_nanos(self) -> int: ...
     @property
     def cost_source(self) -> str: ...
+    @property
+    def cache_hit(self) -> bool: ...
+    @property
+    def saved_nanos(self) -> int: ...
 
 
 @dataclass(slots=True)
@@ -140,6 +144,8 @@ class Counters:
 
     `cost_nanos` is the current rating; `billed_cost_nanos` is what the raw entries were billed at
     ingest. They are equal until a rebuild re-rates with new prices (see `llmtally.rebuild`).
+    `cache_hits` counts requests answered from the response cache (also counted in `requests`, at
+    zero cost) and `saved_nanos` what those answers cost when first produced (never re-rated).
     """
 
     requests: int = 0
@@ -156,6 +162,8 @@ class Counters:
     cost_nanos: int = 0
     billed_cost_nanos: int = 0
     latency_ms_sum: int = 0
+    cache_hits: int = 0
+    saved_nanos: int = 0
 
     @classmethod
     def of(cls, entry: RollupSource, *, cost_nanos: int | None = None, cost_source: str | None = None) -> Counters:
@@ -176,6 +184,8 @@ class Counters:
             cost_nanos=entry.cost_nanos if cost_nanos is None else cost_nanos,
             billed_cost_nanos=entry.cost_nanos,
             latency_ms_sum=entry.latency_ms,
+            cache_hits=1 if entry.cache_hit else 0,
+            saved_nanos=entry.saved_nanos if entry.cache_hit else 0,
         )
 
     def add(self, other: Counters) -> None:

@@ -8,6 +8,8 @@ CreateTable arguments and the CDK construct (later) into `dynamodb.Table` props.
 - rollups: `pk` / `sk`, designed by the rollup repository; TTL; no stream.
 - rejects: `pk` = UTC day the message was refused, `sk` = `{received_at}#{message_id}`; TTL.
 - settings: `user_id` / `setting_type` (preferences, budgets, the ingest's operation-type registry).
+- response cache: `user_id` / `cache_key` (a sha256 that also covers the user id); TTL; no stream
+  (see `llmtally.repositories.response_cache` and docs/caching.md).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ USAGE: Final = "usage"
 ROLLUPS: Final = "rollups"
 REJECTS: Final = "rejects"
 SETTINGS: Final = "settings"
+RESPONSE_CACHE: Final = "response_cache"
 
 #: The usage table's GSIs: per-tenant provider and operation filtering.
 USAGE_BY_PROVIDER: Final = "by_provider"
@@ -52,7 +55,7 @@ class TableSpec:
 
 
 def table_specs(names: ResourceNames) -> dict[str, TableSpec]:
-    """The four tables, keyed `usage`, `rollups`, `rejects`, `settings`."""
+    """The tables, keyed `usage`, `rollups`, `rejects`, `settings`, `response_cache`."""
     return {
         USAGE: TableSpec(
             name=names.usage_table,
@@ -85,6 +88,13 @@ def table_specs(names: ResourceNames) -> dict[str, TableSpec]:
             partition_key="user_id",
             sort_key="setting_type",
             attributes={"user_id": "S", "setting_type": "S"},
+        ),
+        RESPONSE_CACHE: TableSpec(
+            name=names.response_cache_table,
+            partition_key="user_id",
+            sort_key="cache_key",
+            attributes={"user_id": "S", "cache_key": "S"},
+            ttl_attribute=TTL_ATTRIBUTE,
         ),
     }
 

@@ -160,6 +160,20 @@ BAD_EVENTS: list[tuple[str, dict[str, Any], str]] = [
     ("reported cost below a nano-dollar", valid_body(reported_cost_usd="0.0000000001"), "decimal places"),
     ("reported cost not a number", valid_body(reported_cost_usd="cheap"), "valid decimal"),
     ("unknown schema version", valid_body(schema_version=2), "Input should be 1"),
+    ("saved cost without a cache hit", valid_body(saved_cost_usd="0.01"), "only allowed when cache_hit is true"),
+    (
+        "negative saved cost",
+        valid_body(cache_hit=True, input_tokens=0, output_tokens=0, saved_cost_usd="-1"),
+        "greater than or equal",
+    ),
+    ("cache hit with tokens", valid_body(cache_hit=True, saved_cost_usd="0.01"), "carries no tokens"),
+    ("cache hit that failed", valid_body(cache_hit=True, status="error", input_tokens=0, output_tokens=0), "status"),
+    (
+        "cache hit with a cost",
+        valid_body(cache_hit=True, input_tokens=0, output_tokens=0, reported_cost_usd="1"),
+        "costs nothing",
+    ),
+    ("cache hit as text", valid_body(cache_hit="yes"), "valid boolean"),
     ("unknown field", valid_body(prompt="What is 2+2?"), "Extra inputs are not permitted"),
     ("metadata with too many keys", valid_body(metadata={f"k{i}": i for i in range(17)}), "at most 16"),
     ("metadata value too long", valid_body(metadata={"note": "x" * 257}), "at most 256"),
@@ -230,3 +244,28 @@ def test_the_schema_in_docs_is_current() -> None:
 
     on_disk = json.loads((Path(__file__).parents[2] / "docs" / "usage-event.schema.json").read_text())
     assert on_disk == usage_event_json_schema(), "run `make schema` and commit docs/usage-event.schema.json"
+
+
+# -- response-cache hits -----------------------------------------------------------------------------
+
+
+def test_a_cache_hit_round_trips_and_ordinary_events_keep_their_wire_form() -> None:
+    # Given a hit: zero tokens, status ok, what the answer first cost
+    hit = parse(valid_body(cache_hit=True, input_tokens=0, output_tokens=0, saved_cost_usd="0.012", latency_ms=3))
+    assert (hit.cache_hit, hit.saved_cost_usd, hit.total_tokens) == (True, Decimal("0.012"), 0)
+    # Then it survives the wire exactly (money as a string, never a float)
+    detail = hit.to_detail()
+    assert (detail["cache_hit"], detail["saved_cost_usd"]) == (True, "0.012")
+    assert UsageEvent.from_json(hit.to_json(), now=NOW) == hit
+    # And an ordinary event is sent as before the cache existed (no cache_hit: false on the wire)
+    plain = parse(valid_body())
+    assert "cache_hit" not in plain.to_detail()
+    assert "saved_cost_usd" not in plain.to_json()
+    assert plain.cache_hit is False
+    assert plain.saved_cost_usd is None
+
+
+def test_a_cache_hit_as_a_json_number_is_exact() -> None:
+    body = valid_body(cache_hit=True, input_tokens=0, output_tokens=0)
+    raw = json.dumps(body)[:-1] + ', "saved_cost_usd": 0.1}'
+    assert UsageEvent.from_json(raw, now=NOW).saved_cost_usd == Decimal("0.1")

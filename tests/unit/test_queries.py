@@ -70,6 +70,8 @@ entries_strategy = st.lists(
         output_tokens=st.integers(0, 10_000),
         cost_nanos=st.integers(0, 10**9),
         cost_source=st.sampled_from(["catalog", "unpriced"]),
+        cache_hit=st.booleans(),
+        saved_nanos=st.integers(0, 10**9),
     ),
     max_size=40,
 )
@@ -92,6 +94,7 @@ def test_a_summary_equals_brute_force_for_any_aligned_range(entries: list[Entry]
     assert summary.total_cost_usd == nanos_to_usd(expected.cost_nanos)
     assert summary.errors == expected.errors
     assert summary.unpriced_requests == expected.unpriced_requests
+    assert (summary.cache_hits, summary.saved_cost_usd) == (expected.cache_hits, nanos_to_usd(expected.saved_nanos))
     by_provider = {p: brute([e for e in entries if e.provider == p], low, high) for p in {e.provider for e in entries}}
     assert {p: (b.requests, b.tokens, b.cost_usd) for p, b in summary.by_provider.items()} == {
         p: (c.requests, c.total_tokens, nanos_to_usd(c.cost_nanos)) for p, c in by_provider.items() if c.requests

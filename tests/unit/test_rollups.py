@@ -52,6 +52,8 @@ class Entry:
     total_tokens: int = 15
     cost_nanos: int = 1_000
     cost_source: str = "catalog"
+    cache_hit: bool = False
+    saved_nanos: int = 0
 
 
 quarters = st.integers(min_value=0, max_value=4 * 24 * 800).map(lambda n: BASE + n * QUARTER)

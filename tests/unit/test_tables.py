@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from llmtally.resources import ResourceNames
-from llmtally.tables import REJECTS, ROLLUPS, SETTINGS, USAGE, table_specs, to_create_table_kwargs
+from llmtally.tables import (
+    REJECTS,
+    RESPONSE_CACHE,
+    ROLLUPS,
+    SETTINGS,
+    USAGE,
+    table_specs,
+    to_create_table_kwargs,
+)
 
 
 def test_every_table_is_specified_with_the_prefixed_name() -> None:
     specs = table_specs(ResourceNames("acme-prod"))
-    assert set(specs) == {USAGE, ROLLUPS, REJECTS, SETTINGS}
+    assert set(specs) == {USAGE, ROLLUPS, REJECTS, SETTINGS, RESPONSE_CACHE}
+    assert specs[RESPONSE_CACHE].name == "acme-prod-llm-response-cache"
     assert specs[USAGE].name == "acme-prod-llm-usage"
     assert specs[SETTINGS].name == "acme-prod-user-settings"
     assert table_specs(ResourceNames())[USAGE].name == "mantissa-log-llm-usage"
@@ -54,3 +63,11 @@ def test_tables_without_stream_or_index_omit_them() -> None:
     kwargs = to_create_table_kwargs(table_specs(ResourceNames())[ROLLUPS])
     assert "StreamSpecification" not in kwargs
     assert "GlobalSecondaryIndexes" not in kwargs
+
+
+def test_the_response_cache_is_per_user_with_a_ttl_and_no_stream() -> None:
+    cache = table_specs(ResourceNames())[RESPONSE_CACHE]
+    assert (cache.partition_key, cache.sort_key) == ("user_id", "cache_key")
+    assert cache.ttl_attribute == "expires_at"
+    assert cache.stream_view is None
+    assert cache.gsis == ()

@@ -36,6 +36,8 @@ CSV_COLUMNS: Final = (
     "cost_source",
     "price_version",
     "reported_cost_usd",
+    "cache_hit",
+    "saved_cost_usd",
 )
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 

@@ -78,7 +78,8 @@ class Preferences(BaseModel):
     detectionModel: ModelId
     maxTokens: Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS_LIMIT)] = 2000
     temperature: Annotated[StrictFloat | StrictInt, Field(ge=0, le=2, allow_inf_nan=False)] = 0.0
-    enableCaching: StrictBool = True
+    #: The response cache is opt-in (docs/caching.md).
+    enableCaching: StrictBool = False
     trackUsage: StrictBool = True
 
     @model_validator(mode="after")
@@ -104,7 +105,7 @@ DEFAULT_PREFERENCES: Final = Preferences(
     detectionModel="us.anthropic.claude-sonnet-4-5-20250929-v1:0",
     maxTokens=2000,
     temperature=0.0,
-    enableCaching=True,
+    enableCaching=False,
     trackUsage=True,
 )
 
@@ -266,6 +267,8 @@ class UsageSummaryResponse(BaseModel):
     errors: int
     unpriced_requests: int = Field(description="Requests no price covers: counted, never a silent $0")
     avg_latency_ms: Annotated[Decimal, WithJsonSchema({"type": "number", "minimum": 0})]
+    cache_hits: int = Field(description="Requests answered from the response cache (in total_requests, at $0)")
+    saved_cost_usd: UsdAmount = Field(description="What the cache hits' answers cost when first produced")
     by_provider: dict[str, UsageBreakdownOut]
     by_operation: dict[str, UsageBreakdownOut]
     by_model: dict[str, UsageBreakdownOut]
@@ -321,6 +324,8 @@ class UsageEntryOut(BaseModel):
     price_version: str
     reported_cost_usd: UsdAmount | None = Field(description="What the producer computed, if it said")
     metadata: dict[str, str | int | bool | None]
+    cache_hit: bool = Field(description="Answered from the response cache: no provider call, $0")
+    saved_cost_usd: UsdAmount | None = Field(description="For a cache hit: what the answer cost when first produced")
 
 
 class UsageEntriesResponse(BaseModel):
@@ -329,3 +334,77 @@ class UsageEntriesResponse(BaseModel):
     entries: list[UsageEntryOut]
     count: int
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+# -- insights: forecast, anomalies, recommendations ---------------------------------------------
+
+
+class ForecastResponse(BaseModel):
+    """GET /api/llm-usage/{userId}/forecast: the current local month's spend so far and at month end."""
+
+    user_id: str
+    timezone: str
+    period: str = Field(description="The local calendar month, YYYY-MM")
+    period_start: datetime = Field(description="Local midnight of the 1st (inclusive)")
+    period_end: datetime = Field(description="Local midnight of the next month's 1st (exclusive)")
+    days_elapsed: int = Field(description="Local days of the month so far, today included")
+    days_in_period: int
+    month_to_date_usd: UsdAmount = Field(description="Spend from the 1st through now (today so far included)")
+    forecast_usd: UsdAmount = Field(description="Forecast month-end total; never below month_to_date_usd")
+    low_usd: UsdAmount = Field(description="Low end of an ~80% range (never below month_to_date_usd)")
+    high_usd: UsdAmount = Field(description="High end of an ~80% range")
+    method: Literal["seasonal_trend", "trend", "run_rate", "first_day", "none"] = Field(
+        description="seasonal_trend/trend with ≥ 21/14 days of history; run_rate (wide range) before; "
+        "first_day on the first day of use; none without usage (see docs/insights.md)"
+    )
+
+
+class AnomalyOut(BaseModel):
+    date: date
+    cost_usd: UsdAmount
+    expected_usd: UsdAmount
+    score: Annotated[Decimal, WithJsonSchema({"type": "number"})] = Field(
+        description="(cost − expected) / robust scale, two places; ≥ 3.5 in absolute value"
+    )
+    direction: Literal["high", "low"]
+
+
+class AnomaliesResponse(BaseModel):
+    """GET /api/llm-usage/{userId}/anomalies: unusual local days of the last `days` days."""
+
+    user_id: str
+    timezone: str
+    days: int
+    method: str
+    anomalies: list[AnomalyOut] = Field(description="Oldest first")
+
+
+class CandidateOut(BaseModel):
+    provider: Provider
+    model: str
+    cost_usd: UsdAmount = Field(description="The operation's token mix of the period at this model's prices")
+    saving_usd: UsdAmount = Field(description="Actual cost − cost_usd (only cheaper candidates are listed)")
+    saving_percent: Annotated[Decimal, WithJsonSchema({"type": "number", "minimum": 0, "maximum": 100})]
+
+
+class OperationRecommendationOut(BaseModel):
+    operation_type: str
+    requests: int
+    cost_usd: UsdAmount = Field(description="What the period's calls of this operation cost")
+    input_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cache_hit_rate: Annotated[Decimal, WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1})] = Field(
+        description="Cache-read tokens over all input tokens (uncached + cache reads + cache writes)"
+    )
+    candidates: list[CandidateOut] = Field(description="Up to 5 current models cheaper than cost_usd, cheapest first")
+
+
+class RecommendationsResponse(BaseModel):
+    """GET /api/llm-usage/{userId}/recommendations: cheaper models per operation type."""
+
+    user_id: str
+    days: int
+    operations: list[OperationRecommendationOut] = Field(description="Costliest operation first")

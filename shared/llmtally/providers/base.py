@@ -15,6 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypedDict, TypeVar
 
 from llmtally.events import Provider, TokenCounts
@@ -104,10 +105,17 @@ class RawResult:
 
 @dataclass(frozen=True, slots=True)
 class ProviderResponse(LLMResponse):
-    """`LLMResponse` plus the provider's request id and stop reason."""
+    """`LLMResponse` plus the provider's request id and stop reason.
+
+    `cache_hit` is true when llmtally's response cache answered (no provider call): `usage` then
+    holds zero tokens at $0 and the lookup's latency, and `saved_cost_usd` what the answer cost when
+    it was first produced (None if that call was unpriced). See docs/caching.md.
+    """
 
     request_id: str | None = None
     stop_reason: str | None = None
+    cache_hit: bool = False
+    saved_cost_usd: Decimal | None = None
 
 
 StreamPiece = str | TokenCounts | RawResult

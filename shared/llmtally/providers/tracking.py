@@ -4,6 +4,12 @@ The event goes to a publisher's `publish(event) -> bool`, which only enqueues (l
 `UsagePublisher` batches and sends in the background), so tracking adds no network time to the
 call. Building or publishing an event never raises into the caller: a failure is logged
 (without the prompt or any key) and counted in `tracking_failures`.
+
+With a `response_cache` (the user's opt-in `enableCaching`), a deterministic `generate` (effective
+temperature exactly 0) is first looked up in the cache: a hit returns the stored answer without a
+provider call and is tracked as a zero-token, $0 event with `cache_hit` and `saved_cost_usd`; a
+miss calls the provider, is tracked as usual, then stored. Streams are never cached. The cache
+never breaks a call (see `llmtally.response_cache`).
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from llmtally.events import (
@@ -31,6 +39,7 @@ from llmtally.providers.errors import ProviderError
 
 if TYPE_CHECKING:
     from llmtally.providers.connection import ConnectionTestResult
+    from llmtally.response_cache import CachedAnswer, ResponseCache
     from llmtally.responses import LLMUsage
 
 logger = logging.getLogger("llmtally.providers.tracking")
@@ -53,7 +62,8 @@ class TrackedProvider:
     """Wraps an `LLMProvider`; same `generate` / `stream` / `test_connection`, plus a usage event per call.
 
     `user_id` and `operation_type` are fixed per wrapper (override `operation_type` per call);
-    `request_id` and `metadata` are per call. Connection tests are not tracked.
+    `request_id` and `metadata` are per call. Connection tests are not tracked. `response_cache`
+    turns on the response cache for `generate` (the lead wires it from `enableCaching`).
     """
 
     def __init__(
@@ -64,8 +74,10 @@ class TrackedProvider:
         user_id: str,
         operation_type: str = "conversation",
         metadata: Mapping[str, MetadataValue] | None = None,
+        response_cache: ResponseCache | None = None,
     ) -> None:
         self.inner = provider
+        self.response_cache = response_cache
         self.publisher = publisher
         self.user_id = _check(user_id, USER_ID_PATTERN, "user_id")
         self.operation_type = _check(operation_type, OPERATION_TYPE_PATTERN, "operation_type")
@@ -106,6 +118,18 @@ class TrackedProvider:
     ) -> ProviderResponse:
         context = self._context(operation_type, request_id, metadata)
         model_name = model or self.inner.model
+        cache_key = None
+        if self.response_cache is not None:
+            # The key is built from the normalized call (effective model, temperature and
+            # max_tokens, system turns folded), so equivalent spellings of a request share it.
+            call = self.inner._call(prompt, messages, system, model, max_tokens, temperature, cache, extra)
+            cache_key = self.response_cache.key_for_call(self.user_id, self.inner.name, call)
+            if cache_key is not None:
+                started = time.perf_counter()
+                answer = self.response_cache.lookup(self.user_id, cache_key)
+                if answer is not None:
+                    latency_ms = int((time.perf_counter() - started) * 1000)
+                    return self._serve_hit(context, answer, latency_ms)
         try:
             response = self.inner.generate(
                 prompt,
@@ -121,6 +145,21 @@ class TrackedProvider:
             self._track_error(context, model_name, error)
             raise
         self._track(context, response.usage, model=response.model, provider_request_id=response.request_id)
+        if cache_key is not None and self.response_cache is not None:
+            self.response_cache.store(self.user_id, cache_key, response)
+        return response
+
+    def _serve_hit(self, context: dict[str, Any], answer: CachedAnswer, latency_ms: int) -> ProviderResponse:
+        response = answer.to_response(provider=self.inner.name, latency_ms=latency_ms)
+        self._publish(
+            context,
+            model=answer.model,
+            tokens=TokenCounts(),
+            latency_ms=latency_ms,
+            reported_cost_usd=Decimal(0),
+            cache_hit=True,
+            saved_cost_usd=answer.saved_cost_usd,
+        )
         return response
 
     def stream(
@@ -219,6 +258,8 @@ class TrackedProvider:
         status: Status = Status.OK,
         error_type: str | None = None,
         provider_request_id: str | None = None,
+        cache_hit: bool = False,
+        saved_cost_usd: Decimal | None = None,
     ) -> None:
         try:
             metadata = dict(context["metadata"])
@@ -236,6 +277,8 @@ class TrackedProvider:
                 latency_ms=min(latency_ms, 3_600_000),
                 reported_cost_usd=reported_cost_usd,
                 metadata=metadata,
+                cache_hit=cache_hit,
+                saved_cost_usd=saved_cost_usd,
                 **tokens.ledger().model_dump(exclude={"total_tokens"}),
             )
             accepted = self.publisher.publish(event)
@@ -257,6 +300,14 @@ def track(
     user_id: str,
     operation_type: str = "conversation",
     metadata: Mapping[str, MetadataValue] | None = None,
+    response_cache: ResponseCache | None = None,
 ) -> TrackedProvider:
     """Shorthand for `TrackedProvider(...)`."""
-    return TrackedProvider(provider, publisher, user_id=user_id, operation_type=operation_type, metadata=metadata)
+    return TrackedProvider(
+        provider,
+        publisher,
+        user_id=user_id,
+        operation_type=operation_type,
+        metadata=metadata,
+        response_cache=response_cache,
+    )

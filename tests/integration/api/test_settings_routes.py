@@ -51,6 +51,7 @@ def test_a_new_user_gets_the_defaults_and_no_keys(stack: MotoServer, as_alice: A
     }
     assert body["preferences"]["defaultProvider"] == "bedrock"
     assert body["preferences"]["maxTokens"] == 2000
+    assert body["preferences"]["enableCaching"] is False  # the response cache is opt-in
     assert body["hasApiKeys"] == {"anthropic": False, "openai": False, "google": False, "bedrock": True}
 
 
@@ -63,7 +64,8 @@ def test_the_seed_example_request_stores_preferences_and_key(stack: MotoServer, 
     assert response.status == 200, response.text
     answer = response.json()
     assert answer["message"] == "Settings updated successfully"
-    assert answer["preferences"] == {**SEED_PREFERENCES, "enableCaching": True, "trackUsage": True}
+    # The response cache is opt-in: a body without enableCaching leaves it off.
+    assert answer["preferences"] == {**SEED_PREFERENCES, "enableCaching": False, "trackUsage": True}
     assert answer["hasApiKeys"]["anthropic"] is True
     assert ANTHROPIC_KEY not in response.text
     assert ANTHROPIC_KEY[-6:] not in response.text
@@ -85,7 +87,7 @@ def test_the_preferences_item_keeps_the_seed_shape(stack: MotoServer, as_alice: 
     assert prefs["defaultProvider"] == {"S": "anthropic"}
     assert prefs["maxTokens"] == {"N": "2000"}
     assert Decimal(prefs["temperature"]["N"]) == Decimal("0.7")
-    assert prefs["enableCaching"] == {"BOOL": True}
+    assert prefs["enableCaching"] == {"BOOL": False}
     assert item["updated_at"]["S"].endswith("Z")
 
 
@@ -245,9 +247,9 @@ def test_api_key_storage(stack: MotoServer, as_alice: Api) -> None:
 
 def test_preferences_are_replaced_whole(stack: MotoServer, as_alice: Api) -> None:
     path = f"/api/llm-settings/{ALICE}"
-    as_alice("PUT", path, body={"preferences": {**SEED_PREFERENCES, "enableCaching": False}})
+    as_alice("PUT", path, body={"preferences": {**SEED_PREFERENCES, "enableCaching": True}})
     as_alice("PUT", path, body={"preferences": SEED_PREFERENCES})
-    assert as_alice("GET", path).json()["preferences"]["enableCaching"] is True
+    assert as_alice("GET", path).json()["preferences"]["enableCaching"] is False
 
 
 def test_openai_accepts_a_higher_temperature_than_anthropic(stack: MotoServer, as_alice: Api) -> None:

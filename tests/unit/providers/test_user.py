@@ -53,3 +53,5 @@ def test_preferences_from_the_seed_item_and_model_choice_per_operation() -> None
     assert prefs.model_for(Provider.OPENAI, "detection_rule") == "gpt-5.1"
     assert prefs.model_for(Provider.ANTHROPIC, "query_generation") is None  # not an Anthropic model
     assert LLMPreferences().default_provider is Provider.BEDROCK
+    assert prefs.enable_caching is True
+    assert LLMPreferences().enable_caching is False  # the response cache is opt-in
