@@ -8,26 +8,35 @@ retries from there; records at or below a tenant's checkpoint are skipped on any
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from llmtally import aggregate
+from llmtally.budget_alerts import BudgetKeeper
 from llmtally.observability import logger, metrics, tracer
+
+
+@cache
+def budget_keeper() -> BudgetKeeper:
+    """Built once per container (its repositories' clients are built on first use)."""
+    return BudgetKeeper()
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    response, result = aggregate.handle_stream_event(event)
+    response, result = aggregate.handle_stream_event(event, budgets=budget_keeper())
     for name, value in (
         ("StreamRecordsApplied", result.applied),
         ("StreamRecordsSkipped", result.skipped),
         ("StreamRecordsIgnored", result.ignored),
         ("RollupTransactions", result.transactions),
         ("RollupItemsWritten", result.items_written),
+        ("BudgetAlertsPublished", result.alerts),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     if result.failed_sequence_number is not None:

@@ -7,7 +7,7 @@ cached; `reset()` forgets them (tests that change the environment).
 from __future__ import annotations
 
 from functools import cache
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path
@@ -18,6 +18,10 @@ from llmtally.api.identity import Caller, authorize, resolve_caller
 from llmtally.api.llm_settings import SettingsService
 from llmtally.api.models import PATH_USER_ID_MAX, PATH_USER_ID_PATTERN
 from llmtally.api.usage import UsageService, check_params
+
+if TYPE_CHECKING:
+    from llmtally.api.budgets import BudgetService
+    from llmtally.api.insights import InsightsService
 
 UserIdPath = Annotated[
     str,
@@ -81,9 +85,30 @@ def usage_service() -> UsageService:
     return UsageService(RollupRepository, lambda: UsageRepository(cursor_key=cursor_key), settings)
 
 
+@cache
+def budget_service() -> BudgetService:
+    from llmtally.api.budgets import BudgetService
+    from llmtally.repositories.budgets import BudgetRepository
+    from llmtally.repositories.rollups import RollupRepository
+    from llmtally.repositories.secrets import SecretsRepository
+
+    return BudgetService(BudgetRepository(), SecretsRepository(), RollupRepository)
+
+
+@cache
+def insights_service() -> InsightsService:
+    from llmtally.api.insights import InsightsService
+    from llmtally.pricing import default_price_book
+    from llmtally.repositories.rollups import RollupRepository
+
+    return InsightsService(RollupRepository, default_price_book)
+
+
 def reset() -> None:
     """Forget settings and services (tests, and a local stack started again in one process)."""
     get_api_settings.cache_clear()
     api_settings.cache_clear()
     settings_service.cache_clear()
     usage_service.cache_clear()
+    insights_service.cache_clear()
+    budget_service.cache_clear()

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from api import errors, openapi
 from api.deps import api_settings
 from api.responses import SECURITY_HEADERS, error_body, json_response
-from api.routes import models, settings, usage
+from api.routes import budgets, insights, models, settings, usage
 from llmtally.api import jsonout
 from llmtally.observability import logger, tracer
 
@@ -33,6 +33,8 @@ app = APIGatewayHttpResolver(enable_validation=True)
 app.include_router(usage.router)
 app.include_router(settings.router)
 app.include_router(models.router)
+app.include_router(budgets.router)
+app.include_router(insights.router)
 errors.register(app)
 
 

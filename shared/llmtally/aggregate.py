@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from llmtally.errors import LLMTallyError
 from llmtally.repositories.rollups import (
@@ -38,6 +38,9 @@ from llmtally.repositories.rollups import (
     pad_sequence,
 )
 from llmtally.rollups import GRANULARITIES, Granularity, RollupKey, RollupSource, coalesce, rollup_keys
+
+if TYPE_CHECKING:
+    from llmtally.budget_alerts import BudgetKeeper
 
 INSERT: Final = "INSERT"
 
@@ -76,6 +79,8 @@ class AggregateResult:
     error: str | None = None
     #: Items per transaction (the bench prices them).
     transaction_sizes: list[int] = field(default_factory=list)
+    #: Budget alerts published by this batch.
+    alerts: int = 0
 
     def batch_response(self) -> dict[str, list[dict[str, str]]]:
         """Lambda's partial-batch answer for streams: retry from the first uncommitted record."""
@@ -100,8 +105,13 @@ def aggregate_batch(
     repository: RollupRepository | None = None,
     parse: EntryParser = parse_new_image,
     granularities: Sequence[Granularity] = GRANULARITIES,
+    budgets: BudgetKeeper | None = None,
 ) -> AggregateResult:
-    """Apply one stream batch to the rollups (see the module doc). Never raises for a storage failure."""
+    """Apply one stream batch to the rollups (see the module doc). Never raises for a storage failure.
+
+    With `budgets`, each transaction also carries the budgeted tenants' ledger updates, and the
+    batch ends by firing crossed thresholds (llmtally.budget_alerts).
+    """
     result = AggregateResult(records=len(records))
     if not records:
         return result
@@ -136,15 +146,26 @@ def aggregate_batch(
                 result.skipped += 1
             else:
                 pending.append((record, padded, entry))
+        if budgets is not None:
+            try:
+                budgets.begin({entry.user_id for _, _, entry in parsed}, repo)
+            except LLMTallyError as exc:
+                result.failed_sequence_number = records[0].sequence_number
+                result.error = f"budget read failed: {exc}"
+                return result
 
     # 3. commit: per tenant, consecutive record ranges; several tenants' ranges share a transaction.
-    transactions = _transactions(pending, granularities)
+    extra = _ledger_items_per_tenant(budgets)
+    transactions = _transactions(pending, granularities, extra)
     for index, batch_range in enumerate(transactions):
         advances = _advances(batch_range)
         deltas = coalesce((entry for _, _, entry in batch_range), granularities)
         try:
-            written = repo.commit(deltas, advances)
+            ledger = budgets.ledger_items([entry for _, _, entry in batch_range]) if budgets is not None else []
+            written = repo.commit(deltas, advances, ledger)
         except LLMTallyError as exc:
+            if budgets is not None:
+                budgets.forget_totals()
             # A conflict is typically our own earlier attempt whose answer was lost (a timeout,
             # then a retry): if every checkpoint of the range already covers it, it is applied.
             if isinstance(exc, CheckpointConflictError) and _already_applied(repo, advances):
@@ -160,17 +181,28 @@ def aggregate_batch(
         result.transaction_sizes.append(written)
         result.applied += len(batch_range)
 
+    # 4. budgets: fire the thresholds the committed records crossed (records skipped as already
+    # applied count too: their batch may have died before its alerts went out).
+    if budgets is not None and parsed:
+        outcome = budgets.evaluate({entry.user_id for _, _, entry in parsed})
+        result.alerts = len(outcome.published)
+        if outcome.failed and stop_at is None:
+            # Everything is committed; a retry skips it all and delivers the alerts again.
+            result.failed_sequence_number = parsed[0][0].sequence_number
+            result.error = f"budget alert delivery failed for {len(outcome.failed)} tenant(s)"
+            return result
+
     if stop_at is not None:
         result.failed_sequence_number = stop_at.sequence_number
     return result
 
 
 def handle_stream_event(
-    event: Mapping[str, Any], *, repository: RollupRepository | None = None
+    event: Mapping[str, Any], *, repository: RollupRepository | None = None, budgets: BudgetKeeper | None = None
 ) -> tuple[dict[str, list[dict[str, str]]], AggregateResult]:
     """Lambda's DynamoDB stream event → (partial batch response, what was done)."""
     records = [StreamRecord.from_lambda(r) for r in event.get("Records", [])]
-    result = aggregate_batch(records, repository=repository)
+    result = aggregate_batch(records, repository=repository, budgets=budgets)
     return result.batch_response(), result
 
 
@@ -202,8 +234,21 @@ def _already_applied(repo: RollupRepository, advances: Sequence[CheckpointAdvanc
 Pending = tuple[StreamRecord, str, RollupSource]
 
 
-def _transactions(pending: Sequence[Pending], granularities: Sequence[Granularity]) -> list[list[Pending]]:
-    """Pack the batch into transactions of ≤ 100 items (distinct rollup keys + one checkpoint per tenant).
+def _ledger_items_per_tenant(budgets: BudgetKeeper | None) -> Callable[[str], int]:
+    if budgets is None:
+        return lambda user_id: 0
+    from llmtally.budget_alerts import LEDGER_ITEMS_PER_TENANT
+
+    return lambda user_id: LEDGER_ITEMS_PER_TENANT if budgets.has_budget(user_id) else 0
+
+
+def _transactions(
+    pending: Sequence[Pending],
+    granularities: Sequence[Granularity],
+    extra: Callable[[str], int] = lambda user_id: 0,
+) -> list[list[Pending]]:
+    """Pack the batch into transactions of ≤ 100 items (distinct rollup keys + one checkpoint per tenant,
+    + `extra(tenant)` budget ledger items).
 
     Checkpoints are per tenant, so a range only has to be consecutive *per tenant*: each tenant's
     records are cut into consecutive ranges that fit one transaction, and whole ranges of several
@@ -215,29 +260,30 @@ def _transactions(pending: Sequence[Pending], granularities: Sequence[Granularit
     by_tenant: dict[tuple[str, str], list[Pending]] = {}
     for item in pending:
         by_tenant.setdefault((item[0].stream_arn, item[2].user_id), []).append(item)
-    chunks: list[tuple[list[Pending], set[RollupKey]]] = []
-    for items in by_tenant.values():
+    chunks: list[tuple[list[Pending], set[RollupKey], int]] = []
+    for (_, user_id), items in by_tenant.items():
+        fixed = 1 + extra(user_id)
         current: list[Pending] = []
         keys: set[RollupKey] = set()
         for item in items:
             own = set(rollup_keys(item[2], granularities))
-            if current and len(keys | own) + 1 > MAX_TRANSACTION_ITEMS:
-                chunks.append((current, keys))
+            if current and len(keys | own) + fixed > MAX_TRANSACTION_ITEMS:
+                chunks.append((current, keys, fixed))
                 current, keys = [], set()
             current.append(item)
             keys |= own
         if current:
-            chunks.append((current, keys))
+            chunks.append((current, keys, fixed))
     chunks.sort(key=lambda chunk: chunk[0][0][1])
     transactions: list[list[Pending]] = []
     batch: list[Pending] = []
     size = 0
-    for items, keys in chunks:
-        if batch and size + len(keys) + 1 > MAX_TRANSACTION_ITEMS:
+    for items, keys, fixed in chunks:
+        if batch and size + len(keys) + fixed > MAX_TRANSACTION_ITEMS:
             transactions.append(batch)
             batch, size = [], 0
         batch.extend(items)
-        size += len(keys) + 1
+        size += len(keys) + fixed
     if batch:
         transactions.append(batch)
     return transactions

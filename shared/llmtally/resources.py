@@ -51,13 +51,42 @@ class ResourceNames:
         return f"{self.prefix}-llm-usage-aggregate-failures"
 
     @property
+    def response_cache_table(self) -> str:
+        """Cached deterministic responses, per user, with a TTL (the opt-in response cache)."""
+        return f"{self.prefix}-llm-response-cache"
+
+    @property
+    def alerts_topic(self) -> str:
+        """The SNS topic budget alerts are delivered to (e-mail subscriptions)."""
+        return f"{self.prefix}-budget-alerts"
+
+    @property
+    def alerts_rule(self) -> str:
+        """The EventBridge rule routing `BudgetThresholdCrossed` events to the alert deliveries."""
+        return f"{self.prefix}-budget-alerts"
+
+    @property
+    def alerts_failures(self) -> str:
+        """Alert deliveries that failed after their retries: the rule's targets and the notifier (deployed)."""
+        return f"{self.prefix}-budget-alerts-failures"
+
+    @property
     def secrets_prefix(self) -> str:
         return f"{self.prefix}/users/"
 
     def secret_name(self, user_id: str, provider: Provider) -> str:
         """`{prefix}/users/{user_id}/llm/{provider}`; the user id is checked so it cannot escape the prefix."""
-        import re
+        return f"{self.secrets_prefix}{_user_segment(user_id)}/llm/{Provider(provider).value}"
 
-        if not re.match(USER_ID_PATTERN, user_id) or ".." in user_id:
-            raise ValueError(f"invalid user id for a secret name: {user_id[:64]!r}")
-        return f"{self.secrets_prefix}{user_id}/llm/{Provider(provider).value}"
+    def slack_webhook_secret_name(self, user_id: str) -> str:
+        """`{prefix}/users/{user_id}/alerts/slack-webhook`: a user's Slack incoming-webhook URL (a secret)."""
+        return f"{self.secrets_prefix}{_user_segment(user_id)}/alerts/slack-webhook"
+
+
+def _user_segment(user_id: str) -> str:
+    """A user id checked to be safe as one segment of a secret name (it cannot escape the prefix)."""
+    import re
+
+    if not re.match(USER_ID_PATTERN, user_id) or ".." in user_id:
+        raise ValueError(f"invalid user id for a secret name: {user_id[:64]!r}")
+    return user_id

@@ -30,6 +30,7 @@ from llmtally.providers import (
     provider_for_user,
     track,
 )
+from llmtally.providers.budget import BudgetedProvider
 from llmtally.settings import get_settings
 from tests.conftest import MotoServer
 from tests.unit.providers.conftest import ANTHROPIC_KEY, MockAPI, error_reply, fixture_json, json_reply, no_sleep
@@ -182,7 +183,9 @@ def test_a_provider_for_a_user_from_stored_settings_and_key(
         http_client=api.client(),
         price_book=PriceBook(),
     )
-    assert isinstance(provider, TrackedProvider)
+    # tracked, and obeying the user's budget (none here: calls go through)
+    assert isinstance(provider, BudgetedProvider)
+    assert isinstance(provider.inner, TrackedProvider)
     assert (provider.name, provider.model) == ("anthropic", "claude-sonnet-4-6")
     provider.generate(prompt="q")
     sent_key = api.requests[0].headers.get("x-api-key") or api.requests[0].headers["authorization"][7:]

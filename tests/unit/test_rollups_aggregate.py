@@ -31,10 +31,16 @@ class FakeRollups(RollupRepository):
     def checkpoints(self, stream_arn: str, user_ids: Any) -> dict[str, str]:
         return {u: self.marks[u] for u in user_ids if u in self.marks}
 
-    def commit(self, deltas: Mapping[RollupKey, Counters], advances: Sequence[CheckpointAdvance]) -> int:
+    def commit(
+        self,
+        deltas: Mapping[RollupKey, Counters],
+        advances: Sequence[CheckpointAdvance],
+        extra_items: Sequence[Any] = (),
+    ) -> int:
         if self.fail_on is not None and len(self.commits) + 1 == self.fail_on:
             self.fail_on = None
             raise StorageError("throttled")
+        assert not extra_items  # no budgets in these tests
         assert len(deltas) + len(advances) <= MAX_TRANSACTION_ITEMS
         assert len({a.user_id for a in advances}) == len(advances)
         for advance in advances:

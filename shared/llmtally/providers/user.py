@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -26,6 +26,11 @@ from llmtally.providers.errors import PROVIDER_LABELS, AuthenticationError
 from llmtally.providers.factory import LLMProviderFactory
 from llmtally.providers.tracking import TrackedProvider, UsageSink
 from llmtally.settings import Settings
+
+if TYPE_CHECKING:
+    from llmtally.budgets import SwitchTarget
+    from llmtally.providers.budget import BudgetedProvider, BudgetGuard
+    from llmtally.response_cache import ResponseCache
 
 logger = logging.getLogger("llmtally.providers.user")
 
@@ -42,7 +47,8 @@ class LLMPreferences(BaseModel):
     detection_model: str | None = Field(default=None, alias="detectionModel")
     max_tokens: int = Field(default=2000, ge=1, le=200_000, alias="maxTokens")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    enable_caching: bool = Field(default=True, alias="enableCaching")
+    #: Opt-in: deterministic calls are answered from the response cache only when the user asks.
+    enable_caching: bool = Field(default=False, alias="enableCaching")
     track_usage: bool = Field(default=True, alias="trackUsage")
 
     def model_for(self, provider: Provider, operation_type: str) -> str | None:
@@ -157,12 +163,19 @@ def provider_for_user(
     preferences_store: PreferencesStore | None = None,
     publisher: UsageSink | None = None,
     metadata: Mapping[str, MetadataValue] | None = None,
+    response_cache: ResponseCache | None = None,
+    enforce_budget: bool = True,
+    budget_guard: BudgetGuard | None = None,
     **options: Any,
-) -> LLMProvider | TrackedProvider:
+) -> LLMProvider | TrackedProvider | BudgetedProvider:
     """Build the user's provider: their preferences (loaded unless given), their stored key.
 
-    With a `publisher` and `trackUsage` on, the provider is wrapped in a `TrackedProvider`.
-    Raises `AuthenticationError` when no key is stored for a key-based provider.
+    With a `publisher` and `trackUsage` on, the provider is wrapped in a `TrackedProvider` — with
+    the response cache when the user turned `enableCaching` on (`response_cache`, or the
+    process-wide DynamoDB one) — and then, unless `enforce_budget` is False, in a `BudgetedProvider`
+    that obeys the user's budget (docs/budgets.md; a `switch` to another provider is built here,
+    from the user's key for it). Raises `AuthenticationError` when no key is stored for a key-based
+    provider.
     """
     if preferences is None:
         prefs = (preferences_store or PreferencesStore()).load(user_id)
@@ -185,6 +198,44 @@ def provider_for_user(
                 f"no {label} API key is stored for this user", provider=chosen.value, code="no_stored_key"
             )
     result = LLMProviderFactory.create(chosen, api_key=api_key, **options)
-    if publisher is not None and prefs.track_usage:
-        return TrackedProvider(result, publisher, user_id=user_id, operation_type=operation_type, metadata=metadata)
-    return result
+    if publisher is None or not prefs.track_usage:
+        return result
+    cache = (response_cache or default_response_cache()) if prefs.enable_caching else None
+    tracked = TrackedProvider(
+        result, publisher, user_id=user_id, operation_type=operation_type, metadata=metadata, response_cache=cache
+    )
+    if not enforce_budget:
+        return tracked
+    from llmtally.providers.budget import BudgetedProvider, default_budget_guard
+
+    def switch(target: SwitchTarget) -> TrackedProvider:
+        switched = provider_for_user(
+            user_id,
+            target.provider,
+            operation_type=operation_type,
+            preferences=prefs,
+            key_store=key_store,
+            publisher=publisher,
+            metadata=metadata,
+            response_cache=response_cache,
+            enforce_budget=False,
+            **{**options, "model": target.model},
+        )
+        assert isinstance(switched, TrackedProvider)
+        return switched
+
+    return BudgetedProvider(tracked, guard=budget_guard or default_budget_guard(), switch=switch)
+
+
+_default_response_cache: ResponseCache | None = None
+
+
+def default_response_cache() -> ResponseCache:
+    """The process-wide response cache (DynamoDB, the deployment's cache table)."""
+    global _default_response_cache
+    with _default_lock:
+        if _default_response_cache is None:
+            from llmtally.response_cache import ResponseCache
+
+            _default_response_cache = ResponseCache()
+        return _default_response_cache

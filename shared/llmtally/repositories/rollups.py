@@ -120,13 +120,20 @@ class RollupRepository:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def commit(self, deltas: Mapping[RollupKey, Counters], advances: Sequence[CheckpointAdvance]) -> int:
+    def commit(
+        self,
+        deltas: Mapping[RollupKey, Counters],
+        advances: Sequence[CheckpointAdvance],
+        extra_items: Sequence[dict[str, Any]] = (),
+    ) -> int:
         """ADD every delta and advance every checkpoint in ONE transaction (all or nothing).
 
         Each checkpoint's condition — still below the first record being applied — makes a
-        replay a no-op: CheckpointConflictError, nothing written. Returns the items written.
+        replay a no-op: CheckpointConflictError, nothing written. `extra_items` (budget ledger
+        updates) ride in the same transaction. Returns the items written.
         """
         items = [self._delta_update(key, delta) for key, delta in deltas.items()]
+        items.extend(extra_items)
         now = format_timestamp(datetime.now(UTC))
         items.extend(
             {

@@ -1,0 +1,104 @@
+"""Budgets over HTTP: the budget with its current status, the Slack webhook (write-only), the alerts.
+
+The status is the period's ledger (`spent_nanos` kept by the aggregator, `outstanding_nanos` of
+strict reservations): one consistent GetItem, no rollup scan. Saving a budget seeds the current
+period's `spent_nanos` from the rollups (a budget set mid-month counts what was already spent, and
+a changed timezone moves the period's boundaries); the aggregator keeps it from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from llmtally.api.budget_models import (
+    BudgetAlertOut,
+    BudgetAlertsResponse,
+    BudgetDeletedResponse,
+    BudgetOut,
+    BudgetResponse,
+    BudgetStatusOut,
+    BudgetUpdate,
+)
+from llmtally.api.errors import BadRequestError
+from llmtally.budget_alerts import period_total_nanos
+from llmtally.budgets import Budget, BudgetStatus
+
+MAX_ALERTS = 200
+
+
+class BudgetService:
+    def __init__(
+        self,
+        budgets: Any,
+        secrets: Any,
+        rollups: Callable[[], Any],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._budgets = budgets
+        self._secrets = secrets
+        self._rollups = rollups
+        self._clock = clock
+
+    def status(self, user_id: str, budget: Budget) -> BudgetStatus:
+        period = budget.period(self._clock())
+        ledger = self._budgets.get_ledger(user_id, period.key)
+        return BudgetStatus(budget, period, ledger.spent_nanos, ledger.outstanding_nanos)
+
+    def get(self, user_id: str) -> BudgetResponse:
+        budget = self._budgets.get_budget(user_id)
+        status = None
+        if budget is not None:
+            status = BudgetStatusOut.model_validate(self.status(user_id, budget).as_api())
+        return BudgetResponse(
+            budget=BudgetOut.of(budget) if budget is not None else None,
+            hasSlackWebhook=self._secrets.has_slack_webhook(user_id),
+            status=status,
+        )
+
+    def put(self, user_id: str, update: BudgetUpdate) -> BudgetResponse:
+        now = self._clock()
+        try:
+            budget = update.budget(now)
+        except ValidationError as exc:
+            raise BadRequestError("; ".join(_message(e) for e in exc.errors())) from None
+        if update.slackWebhookUrl is not None and update.removeSlackWebhook:
+            raise BadRequestError("give slackWebhookUrl or removeSlackWebhook, not both")
+        webhook = None
+        if update.slackWebhookUrl is not None:
+            from llmtally.notify import check_slack_webhook_url
+
+            try:
+                webhook = check_slack_webhook_url(update.slackWebhookUrl.get_secret_value())
+            except ValueError as exc:
+                raise BadRequestError(str(exc)) from None
+        period = budget.period(now)
+        spent = period_total_nanos(self._rollups(), user_id, period.start_utc, period.end_utc)
+        self._budgets.put_budget(user_id, budget)
+        self._budgets.seed_spent(user_id, period, spent)
+        if webhook is not None:
+            self._secrets.put_slack_webhook(user_id, webhook)
+        elif update.removeSlackWebhook:
+            self._secrets.delete_slack_webhook(user_id)
+        return self.get(user_id)
+
+    def delete(self, user_id: str) -> BudgetDeletedResponse:
+        deleted = self._budgets.delete_budget(user_id)
+        self._secrets.delete_slack_webhook(user_id)
+        return BudgetDeletedResponse(deleted=deleted)
+
+    def alerts(self, user_id: str, limit: int | None) -> BudgetAlertsResponse:
+        limit = 50 if limit is None else limit
+        if not 1 <= limit <= MAX_ALERTS:
+            raise BadRequestError(f"limit must be between 1 and {MAX_ALERTS}")
+        alerts = self._budgets.list_alerts(user_id, limit)
+        return BudgetAlertsResponse(alerts=[BudgetAlertOut.model_validate(a.as_api()) for a in alerts])
+
+
+def _message(error: Any) -> str:
+    text = str(error.get("msg", "invalid budget"))
+    return text.removeprefix("Value error, ")

@@ -1,0 +1,368 @@
+"""Budget enforcement in the library: check before a call, block or switch, or reserve (strict) and settle.
+
+`BudgetedProvider` wraps a `TrackedProvider` (enforcing a budget only makes sense for calls that are
+metered). Before each call it looks at the user's budget state through a `BudgetGuard` (budget and
+period ledger, cached for `ttl_seconds`, 30 s by default):
+
+- no budget, or under 100%: the call goes through;
+- at 100% with `notify`: the call goes through (the alert went out from the pipeline);
+- at 100% with `block`: `BudgetExceededError` — no provider request is made;
+- at 100% with `switch`: the call goes to `switch_to` (same provider: another model; another
+  provider: a provider built by the `switch` factory, e.g. from the user's stored key).
+
+Strict mode (the budget's `strict`) does not trust a cached figure: before each call it reserves the
+call's worst case — every byte of the prompt counted as a token (byte-level tokenizers never make
+more tokens than bytes) at the dearest input price (input or cache write) plus `max_tokens` at the
+dearest output price (output or reasoning) — on the period's ledger, atomically
+(`BudgetRepository.reserve`); no room → switch (if the switch target's worst case fits) or block.
+After the call the reservation is settled to the real cost, which stays outstanding until the
+aggregator brings the call's event into the rollups (the event carries the ledger period in
+`metadata`, see `llmtally.budgets.STRICT_PERIOD_METADATA`). So N concurrent strict callers can never
+commit more than the limit: each one's real cost is at most its reservation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, Decimal
+from typing import Any, Final
+
+from llmtally.budgets import (
+    STRICT_PERIOD_METADATA,
+    Budget,
+    BudgetAction,
+    BudgetExceededError,
+    BudgetStatus,
+    SwitchTarget,
+)
+from llmtally.events import MetadataValue, Provider
+from llmtally.money import NANOS_PER_USD, nanos_to_usd
+from llmtally.pricing import CostSource, default_price_book
+from llmtally.providers.base import DEFAULT_MAX_TOKENS, Message, ProviderResponse
+from llmtally.providers.errors import ProviderError
+from llmtally.providers.tracking import TrackedProvider
+
+logger = logging.getLogger("llmtally.providers.budget")
+
+DEFAULT_STATUS_TTL_S: Final = 30.0
+#: How long a strict reservation holds if its caller never settles it (a crash): then it is swept.
+DEFAULT_HOLD_S: Final = 900
+#: Tokens a message's framing may add beyond its text (role markers, separators).
+MESSAGE_OVERHEAD_TOKENS: Final = 16
+_MILLION: Final = Decimal(1_000_000)
+
+
+def worst_case_nanos(
+    provider: Provider | str,
+    model: str,
+    *,
+    prompt: str | None,
+    messages: Sequence[Message] | None,
+    system: str | None,
+    max_tokens: int,
+    at: datetime | None = None,
+) -> int:
+    """The most a call can cost (see the module doc). ValueError if the model has no known price."""
+    from llmtally.errors import UnknownModelError
+
+    texts = [system or "", prompt or "", *(m["content"] for m in messages or ())]
+    turns = len(messages or ()) + (1 if prompt is not None else 0) + (1 if system else 0)
+    input_bound = sum(len(t.encode("utf-8")) for t in texts) + MESSAGE_OVERHEAD_TOKENS * max(turns, 1)
+    try:
+        prices = default_price_book().unit_prices(Provider(provider), model, at)
+    except UnknownModelError:
+        raise ValueError(
+            f"strict budget: no price is known for {provider}/{model}, so its worst case cannot be reserved"
+        ) from None
+    input_price = max(
+        p for p in (prices.input_mtok, prices.cache_write_mtok, prices.cache_write_1h_mtok) if p is not None
+    )
+    output_price = max(p for p in (prices.output_mtok, prices.reasoning_mtok) if p is not None)
+    usd = (input_bound * input_price + max_tokens * output_price) / _MILLION
+    return int((usd * NANOS_PER_USD).to_integral_value(rounding=ROUND_CEILING))
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    status: BudgetStatus | None
+    until: float
+
+
+class BudgetGuard:
+    """A user's budget state for the library (cached briefly), and strict reservations."""
+
+    def __init__(
+        self,
+        repository: Any | None = None,
+        *,
+        ttl_seconds: float = DEFAULT_STATUS_TTL_S,
+        hold_seconds: int = DEFAULT_HOLD_S,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._repository = repository
+        self._ttl = ttl_seconds
+        self._hold_seconds = hold_seconds
+        self._clock = clock
+        self._now = now
+        self._cache: dict[str, _Cached] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def repository(self) -> Any:
+        if self._repository is not None:
+            return self._repository
+        from llmtally.repositories.budgets import BudgetRepository
+
+        # Built per use (cheap: clients are cached per endpoint by llmtally.aws), so the process-wide
+        # guard follows the current settings.
+        return BudgetRepository()
+
+    def status(self, user_id: str) -> BudgetStatus | None:
+        """The user's budget and its period's ledger, or None without a budget (cached `ttl_seconds`)."""
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(user_id)
+            if hit is not None and hit.until > now:
+                return hit.status
+        budget: Budget | None = self.repository.get_budget(user_id)
+        status = None
+        if budget is not None:
+            period = budget.period(self._now())
+            ledger = self.repository.get_ledger(user_id, period.key)
+            status = BudgetStatus(budget, period, ledger.spent_nanos, ledger.outstanding_nanos)
+        with self._lock:
+            self._cache[user_id] = _Cached(status, now + self._ttl)
+        return status
+
+    def invalidate(self, user_id: str | None = None) -> None:
+        with self._lock:
+            if user_id is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(user_id, None)
+
+    def reserve(self, user_id: str, budget: Budget, nanos: int) -> Any:
+        """Hold `nanos` on the current period's ledger; BudgetExceededError when it does not fit."""
+        from llmtally.repositories.budgets import NoRoomError
+
+        period = budget.period(self._now())
+        try:
+            return self.repository.reserve(
+                user_id, period, nanos, limit_nanos=budget.limit_nanos, hold_seconds=self._hold_seconds
+            )
+        except NoRoomError as exc:
+            self.invalidate(user_id)
+            raise _exceeded(user_id, budget, period.key, exc.committed_nanos, extra_nanos=nanos) from None
+
+    def settle(self, reservation: Any, actual_nanos: int) -> None:
+        self.repository.settle(reservation, actual_nanos)
+
+
+def _exceeded(
+    user_id: str, budget: Budget, period: str, committed_nanos: int, *, extra_nanos: int = 0
+) -> BudgetExceededError:
+    limit = nanos_to_usd(budget.limit_nanos)
+    committed = nanos_to_usd(committed_nanos)
+    detail = f"; this call may cost up to ${nanos_to_usd(extra_nanos).normalize()}" if extra_nanos else ""
+    return BudgetExceededError(
+        f"monthly budget of ${limit.normalize()} for {period} is used up (${committed.normalize()} spent or "
+        f"reserved{detail}); calls are blocked until the next period or a higher limit",
+        user_id=user_id,
+        period=period,
+        limit_usd=limit,
+        committed_usd=committed,
+    )
+
+
+_default_guard: BudgetGuard | None = None
+_default_lock = threading.Lock()
+
+
+def default_budget_guard() -> BudgetGuard:
+    """The process-wide guard (one status cache per process)."""
+    global _default_guard
+    with _default_lock:
+        if _default_guard is None:
+            _default_guard = BudgetGuard()
+        return _default_guard
+
+
+#: Builds the provider to switch to when the target is another provider (e.g. from the user's key).
+SwitchFactory = Callable[[SwitchTarget], TrackedProvider]
+
+
+class BudgetedProvider:
+    """A `TrackedProvider` whose calls obey the user's budget (see the module doc)."""
+
+    def __init__(
+        self,
+        provider: TrackedProvider,
+        *,
+        guard: BudgetGuard | None = None,
+        switch: SwitchFactory | None = None,
+    ) -> None:
+        if not isinstance(provider, TrackedProvider):
+            raise TypeError("a budget is enforced on a TrackedProvider: untracked calls would never count")
+        self.inner = provider
+        self.user_id = provider.user_id
+        self.guard = guard or default_budget_guard()
+        self._switch = switch
+        self._switched: dict[SwitchTarget, TrackedProvider] = {}
+        #: Calls this wrapper sent to the switch target / refused (for callers' own metrics).
+        self.switched_calls = 0
+        self.blocked_calls = 0
+
+    def __repr__(self) -> str:
+        return f"BudgetedProvider({self.inner!r})"
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    def generate(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        **kwargs: Any,
+    ) -> ProviderResponse:
+        status = self.guard.status(self.user_id)
+        call: dict[str, Any] = {"messages": messages, "system": system, "max_tokens": max_tokens, **kwargs}
+        if status is None:
+            return self.inner.generate(prompt, model=model, metadata=metadata, **call)
+        budget = status.budget
+        if budget.strict:
+            return self._strict(budget, status, prompt, model, metadata, call)
+        if not status.exhausted or budget.action is BudgetAction.NOTIFY:
+            return self.inner.generate(prompt, model=model, metadata=metadata, **call)
+        if budget.action is BudgetAction.BLOCK or budget.switch_to is None:
+            self.blocked_calls += 1
+            raise _exceeded(self.user_id, budget, status.period.key, status.committed_nanos)
+        target, target_model = self._target(budget.switch_to)
+        self.switched_calls += 1
+        logger.info("budget spent: call switched", extra={"user_id": self.user_id, "model": target_model})
+        return target.generate(prompt, model=target_model, metadata=metadata, **call)
+
+    def stream(self, prompt: str | None = None, *, model: str | None = None, **kwargs: Any) -> Any:
+        """Streams obey `block` and `switch` from the cached state; strict reservations cover `generate` only."""
+        status = self.guard.status(self.user_id)
+        if status is None or not status.exhausted or status.budget.action is BudgetAction.NOTIFY:
+            return self.inner.stream(prompt, model=model, **kwargs)
+        budget = status.budget
+        if budget.action is BudgetAction.BLOCK or budget.switch_to is None:
+            self.blocked_calls += 1
+            raise _exceeded(self.user_id, budget, status.period.key, status.committed_nanos)
+        target, target_model = self._target(budget.switch_to)
+        self.switched_calls += 1
+        return target.stream(prompt, model=target_model, **kwargs)
+
+    def test_connection(self, model: str | None = None, *, generate: bool = False) -> Any:
+        return self.inner.test_connection(model, generate=generate)
+
+    # -- strict --------------------------------------------------------------------------------
+
+    def _strict(
+        self,
+        budget: Budget,
+        status: BudgetStatus,
+        prompt: str | None,
+        model: str | None,
+        metadata: Mapping[str, MetadataValue] | None,
+        call: dict[str, Any],
+    ) -> ProviderResponse:
+        candidates: list[tuple[TrackedProvider, str]] = []
+        if not (status.exhausted and budget.action is BudgetAction.SWITCH):
+            candidates.append((self.inner, model or self.inner.model))
+        if budget.action is BudgetAction.SWITCH and budget.switch_to is not None:
+            candidates.append(self._target(budget.switch_to))
+        refusal: BudgetExceededError | None = None
+        for provider, chosen in candidates:
+            max_tokens = call["max_tokens"]
+            if max_tokens is None:
+                max_tokens = getattr(provider.inner, "max_tokens", DEFAULT_MAX_TOKENS)
+            worst = worst_case_nanos(
+                provider.inner.provider,
+                chosen,
+                prompt=prompt,
+                messages=call["messages"],
+                system=call["system"],
+                max_tokens=max_tokens,
+            )
+            try:
+                reservation = self.guard.reserve(self.user_id, budget, worst)
+            except BudgetExceededError as exc:
+                refusal = exc
+                continue
+            if (provider, chosen) != (self.inner, model or self.inner.model):
+                self.switched_calls += 1
+            tagged = {**(metadata or {}), STRICT_PERIOD_METADATA: reservation.period}
+            return self._settled(provider, reservation, prompt, chosen, tagged, call)
+        self.blocked_calls += 1
+        assert refusal is not None
+        raise refusal
+
+    def _settled(
+        self,
+        provider: TrackedProvider,
+        reservation: Any,
+        prompt: str | None,
+        model: str,
+        metadata: Mapping[str, MetadataValue],
+        call: dict[str, Any],
+    ) -> ProviderResponse:
+        try:
+            response = provider.generate(prompt, model=model, metadata=metadata, **call)
+        except ProviderError as error:
+            usage = error.usage
+            self._settle(reservation, usage.cost_nanos if usage and usage.cost_source is not CostSource.UNPRICED else 0)
+            raise
+        except BaseException:
+            # No provider answer: nothing was billed that we know of.
+            self._settle(reservation, 0)
+            raise
+        usage = response.usage
+        self._settle(reservation, usage.cost_nanos if usage.cost_source is not CostSource.UNPRICED else 0)
+        return response
+
+    def _settle(self, reservation: Any, actual_nanos: int) -> None:
+        try:
+            self.guard.settle(reservation, actual_nanos)
+        except Exception as exc:  # the call's answer matters more; the hold expires by itself
+            logger.warning(
+                "budget reservation not settled; it expires by itself",
+                extra={"user_id": self.user_id, "error_class": type(exc).__name__},
+            )
+
+    def _target(self, target: SwitchTarget) -> tuple[TrackedProvider, str]:
+        if target.provider.value == self.inner.inner.provider:
+            return self.inner, target.model
+        provider = self._switched.get(target)
+        if provider is None:
+            if self._switch is None:
+                raise ValueError(
+                    f"the budget switches to {target.provider.value}, but no switch factory was given to build it"
+                )
+            provider = self._switch(target)
+            self._switched[target] = provider
+        return provider, target.model
+
+
+def budgeted(
+    provider: TrackedProvider, *, guard: BudgetGuard | None = None, switch: SwitchFactory | None = None
+) -> BudgetedProvider:
+    """Shorthand for `BudgetedProvider(...)`."""
+    return BudgetedProvider(provider, guard=guard, switch=switch)

@@ -1,0 +1,424 @@
+"""Budgets in the settings table: the budget, one ledger per local period, and the alert records.
+
+Items (partition `user_id`, sort `setting_type`):
+
+- `budget`: the `llmtally.budgets.Budget` (`limit_nanos`, `timezone`, `thresholds`, `action`,
+  `switch_to`, `strict`, `updated_at`).
+- `budget_ledger#{period}` (e.g. `budget_ledger#2026-11`): what strict reservations are checked
+  against, in one item so one conditional update can check it atomically —
+  `spent_nanos` (the period's cost in the rollups, SET by the aggregator in the same transaction
+  as the rollup deltas), `outstanding_nanos` (reservations in flight + settled strict calls the
+  rollups do not hold yet; ADDed by reservations, settlements and the aggregator), `holds` (one
+  entry per reservation in flight: `{n: nanos, x: expiry epoch s}`, so a crashed caller's
+  reservation can be swept), `expires_at` (TTL: a year after the period).
+- `budget_alert#{period}#{percent:04d}`: one threshold crossed, written with
+  `attribute_not_exists` — the record that makes an alert fire exactly once — plus
+  `published_at` once its event is on the bus.
+
+DynamoDB conditions cannot add two attributes, so a reservation reads the ledger and writes on the
+condition that `spent_nanos` is unchanged and `outstanding_nanos` still leaves room (see `reserve`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from llmtally.budgets import Budget, BudgetAction, BudgetAlert, Period, SwitchTarget
+from llmtally.errors import StorageError
+from llmtally.events import format_timestamp
+from llmtally.repositories.settings import SettingsRepository, _storage_error
+
+BUDGET: Final = "budget"
+LEDGER_PREFIX: Final = "budget_ledger#"
+ALERT_PREFIX: Final = "budget_alert#"
+#: Ledgers and alert records are kept a year after their period (TTL), then DynamoDB deletes them.
+RECORD_TTL_S: Final = 366 * 86_400
+_MAX_RESERVE_ATTEMPTS: Final = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    nanos: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """A period's ledger as read (absent attributes read as 0 / empty)."""
+
+    spent_nanos: int = 0
+    outstanding_nanos: int = 0
+    holds: Mapping[str, Hold] = field(default_factory=dict)
+    exists: bool = False
+    has_spent: bool = False
+    has_holds: bool = False
+    #: Thresholds whose alert event is known to be on the bus (a number set).
+    alerted: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A strict caller's hold on a ledger: settle it with the call's real cost."""
+
+    user_id: str
+    period: str
+    hold_id: str
+    nanos: int
+
+
+class NoRoomError(Exception):
+    """A reservation did not fit: `committed` (spent + outstanding) + the request would pass the limit."""
+
+    def __init__(self, committed_nanos: int) -> None:
+        super().__init__("the budget has no room for this reservation")
+        self.committed_nanos = committed_nanos
+
+
+class BudgetRepository(SettingsRepository):
+    """The budget items of the settings table (same table and client handling as `SettingsRepository`)."""
+
+    # -- the budget ------------------------------------------------------------------------
+
+    def get_budget(self, user_id: str) -> Budget | None:
+        item = self._get(user_id, BUDGET)
+        if item is None:
+            return None
+        return budget_from_item(item)
+
+    def put_budget(self, user_id: str, budget: Budget) -> None:
+        item: dict[str, Any] = {
+            "user_id": user_id,
+            "setting_type": BUDGET,
+            "limit_nanos": budget.limit_nanos,
+            "timezone": budget.timezone,
+            "thresholds": list(budget.thresholds),
+            "action": budget.action.value,
+            "strict": budget.strict,
+            "updated_at": format_timestamp(budget.updated_at or datetime.now(UTC)),
+        }
+        if budget.switch_to is not None:
+            item["switch_to"] = {"provider": budget.switch_to.provider.value, "model": budget.switch_to.model}
+        self._call("put_item", TableName=self._table, Item=self._serialize(item))
+
+    def delete_budget(self, user_id: str) -> bool:
+        response = self._call(
+            "delete_item",
+            TableName=self._table,
+            Key=self._serialize({"user_id": user_id, "setting_type": BUDGET}),
+            ReturnValues="ALL_OLD",
+        )
+        return bool(response.get("Attributes"))
+
+    def get_budgets(self, user_ids: Iterable[str]) -> dict[str, Budget]:
+        """Several users' budgets in one consistent BatchGetItem per 100 users (the aggregator)."""
+        found: dict[str, Budget] = {}
+        keys = [self._serialize({"user_id": u, "setting_type": BUDGET}) for u in sorted(set(user_ids))]
+        for start in range(0, len(keys), 100):
+            pending: list[dict[str, Any]] = keys[start : start + 100]
+            for attempt in range(8):
+                if not pending:
+                    break
+                if attempt:
+                    time.sleep(min(0.05 * 2**attempt, 1.0))
+                response = self._call(
+                    "batch_get_item", RequestItems={self._table: {"Keys": pending, "ConsistentRead": True}}
+                )
+                for raw in response.get("Responses", {}).get(self._table, []):
+                    item = {k: self._de.deserialize(v) for k, v in raw.items()}
+                    found[str(item["user_id"])] = budget_from_item(item)
+                pending = response.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
+            if pending:
+                raise StorageError(f"{len(pending)} budget reads stayed unprocessed")
+        return found
+
+    # -- the ledger --------------------------------------------------------------------------
+
+    def get_ledger(self, user_id: str, period: str) -> Ledger:
+        item = self._get(user_id, LEDGER_PREFIX + period)
+        if item is None:
+            return Ledger()
+        raw_holds = item.get("holds")
+        holds = {
+            str(k): Hold(int(v.get("n", 0)), int(v.get("x", 0)))
+            for k, v in (raw_holds or {}).items()
+            if isinstance(v, dict)
+        }
+        return Ledger(
+            spent_nanos=int(item.get("spent_nanos", 0)),
+            outstanding_nanos=int(item.get("outstanding_nanos", 0)),
+            holds=holds,
+            exists=True,
+            has_spent="spent_nanos" in item,
+            has_holds=isinstance(raw_holds, dict),
+            alerted=frozenset(int(p) for p in item.get("alerted", ())),
+        )
+
+    def seed_spent(self, user_id: str, period: Period, spent_nanos: int) -> None:
+        """Set the period's spend from the rollups (a budget saved mid-period, or with another timezone)."""
+        self._call(
+            "update_item",
+            TableName=self._table,
+            Key=self._serialize({"user_id": user_id, "setting_type": LEDGER_PREFIX + period.key}),
+            UpdateExpression="SET spent_nanos = :spent, expires_at = :exp",
+            ExpressionAttributeValues={
+                ":spent": {"N": str(spent_nanos)},
+                ":exp": {"N": str(int(period.end_utc.timestamp()) + RECORD_TTL_S)},
+            },
+        )
+
+    def ledger_transaction_item(
+        self, user_id: str, period: Period, *, spent_nanos: int | None, release_nanos: int
+    ) -> dict[str, Any]:
+        """The aggregator's update of a ledger, committed in its rollup transaction.
+
+        `spent_nanos` (the period's rollup total after this transaction) is SET when given;
+        `release_nanos` (settled strict calls this transaction brings into the rollups) leaves
+        `outstanding_nanos`.
+        """
+        sets = ["expires_at = :exp", "updated_at = :now"]
+        values: dict[str, Any] = {
+            ":exp": {"N": str(int(period.end_utc.timestamp()) + RECORD_TTL_S)},
+            ":now": {"S": format_timestamp(datetime.now(UTC))},
+        }
+        if spent_nanos is not None:
+            sets.append("spent_nanos = :spent")
+            values[":spent"] = {"N": str(spent_nanos)}
+        expression = "SET " + ", ".join(sets)
+        if release_nanos:
+            expression += " ADD outstanding_nanos :release"
+            values[":release"] = {"N": str(-release_nanos)}
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": self._serialize({"user_id": user_id, "setting_type": LEDGER_PREFIX + period.key}),
+                "UpdateExpression": expression,
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    def reserve(self, user_id: str, period: Period, nanos: int, *, limit_nanos: int, hold_seconds: int) -> Reservation:
+        """Hold `nanos` on the period's ledger, atomically, if spent + outstanding + nanos ≤ limit.
+
+        Optimistic: read the ledger, then one conditional update — `spent_nanos` unchanged and
+        `outstanding_nanos` ≤ limit − spent − nanos — that adds the hold (sweeping expired holds of
+        crashed callers in the same update). A lost race re-reads and tries again; concurrent
+        reservations only conflict when the budget is nearly full. Raises `NoRoomError`.
+        """
+        if nanos < 0:
+            raise ValueError("a reservation cannot be negative")
+        hold_id = secrets.token_hex(8)
+        key = self._serialize({"user_id": user_id, "setting_type": LEDGER_PREFIX + period.key})
+        ccf = self._client.exceptions.ConditionalCheckFailedException
+        ttl = int(period.end_utc.timestamp()) + RECORD_TTL_S
+        for attempt in range(_MAX_RESERVE_ATTEMPTS):
+            if attempt:
+                time.sleep(min(0.002 * 2 ** min(attempt, 6), 0.1) * (0.5 + secrets.randbelow(1000) / 1000))
+            ledger = self.get_ledger(user_id, period.key)
+            if not ledger.has_holds:
+                self._init_ledger(key, ttl)
+                continue
+            now = int(time.time())
+            expired = {hid: hold for hid, hold in ledger.holds.items() if hold.expires_at <= now}
+            outstanding = ledger.outstanding_nanos - sum(h.nanos for h in expired.values())
+            room = limit_nanos - ledger.spent_nanos - nanos
+            if outstanding > room:
+                raise NoRoomError(ledger.spent_nanos + max(outstanding, 0))
+            names = {"#h": "holds", "#new": hold_id}
+            values: dict[str, Any] = {
+                ":hold": {"M": {"n": {"N": str(nanos)}, "x": {"N": str(now + hold_seconds)}}},
+                ":add": {"N": str(nanos - sum(h.nanos for h in expired.values()))},
+                # the outstanding amount after the sweep must still leave room for this hold
+                ":max": {"N": str(room + sum(h.nanos for h in expired.values()))},
+            }
+            conditions = ["outstanding_nanos <= :max"]
+            if ledger.has_spent:
+                conditions.append("spent_nanos = :spent")
+                values[":spent"] = {"N": str(ledger.spent_nanos)}
+            else:
+                conditions.append("attribute_not_exists(spent_nanos)")
+            removes = []
+            for index, hid in enumerate(expired):
+                names[f"#x{index}"] = hid
+                removes.append(f"#h.#x{index}")
+                conditions.append(f"attribute_exists(#h.#x{index})")
+            expression = "SET #h.#new = :hold ADD outstanding_nanos :add"
+            if removes:
+                expression += " REMOVE " + ", ".join(removes)
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=key,
+                    UpdateExpression=expression,
+                    ConditionExpression=" AND ".join(conditions),
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+            except ccf:
+                continue
+            except Exception as exc:
+                raise _storage_error("update_item", exc) from exc
+            return Reservation(user_id, period.key, hold_id, nanos)
+        raise StorageError("budget reservation: too much contention on the ledger; try again")
+
+    def settle(self, reservation: Reservation, actual_nanos: int) -> None:
+        """Replace a hold by the call's real cost (outstanding until the aggregator brings it into `spent`).
+
+        If the hold was swept meanwhile (the call outlived its hold), its amount has already left
+        `outstanding_nanos`: the real cost is added on its own.
+        """
+        key = self._serialize({"user_id": reservation.user_id, "setting_type": LEDGER_PREFIX + reservation.period})
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="REMOVE #h.#id ADD outstanding_nanos :delta",
+                ConditionExpression="attribute_exists(#h.#id)",
+                ExpressionAttributeNames={"#h": "holds", "#id": reservation.hold_id},
+                ExpressionAttributeValues={":delta": {"N": str(actual_nanos - reservation.nanos)}},
+            )
+            return
+        except self._client.exceptions.ConditionalCheckFailedException:
+            pass
+        except Exception as exc:
+            raise _storage_error("update_item", exc) from exc
+        if actual_nanos:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="ADD outstanding_nanos :delta",
+                ExpressionAttributeValues={":delta": {"N": str(actual_nanos)}},
+            )
+
+    def _init_ledger(self, key: Mapping[str, Any], ttl: int) -> None:
+        self._call(
+            "update_item",
+            TableName=self._table,
+            Key=key,
+            UpdateExpression="SET holds = if_not_exists(holds, :empty), "
+            "outstanding_nanos = if_not_exists(outstanding_nanos, :zero), expires_at = :exp",
+            ExpressionAttributeValues={":empty": {"M": {}}, ":zero": {"N": "0"}, ":exp": {"N": str(ttl)}},
+        )
+
+    # -- alerts --------------------------------------------------------------------------------
+
+    def record_alert(self, alert: BudgetAlert, *, period_end: datetime) -> bool:
+        """Write the alert record if it does not exist: True for the one writer that fired it."""
+        item = {
+            "user_id": alert.user_id,
+            "setting_type": alert_sort_key(alert.period, alert.threshold_percent),
+            "period": alert.period,
+            "timezone": alert.timezone,
+            "threshold_percent": alert.threshold_percent,
+            "limit_nanos": alert.limit_nanos,
+            "spent_nanos": alert.spent_nanos,
+            "action": alert.action.value,
+            "crossed_at": format_timestamp(alert.crossed_at),
+            "expires_at": int(period_end.timestamp()) + RECORD_TTL_S,
+        }
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=self._serialize(item),
+                ConditionExpression="attribute_not_exists(setting_type)",
+            )
+            return True
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        except Exception as exc:
+            raise _storage_error("put_item", exc) from exc
+
+    def get_alert(self, user_id: str, period: str, percent: int) -> tuple[BudgetAlert, bool] | None:
+        """An alert record and whether its event is known to be published."""
+        item = self._get(user_id, alert_sort_key(period, percent))
+        return None if item is None else (alert_from_item(item), "published_at" in item)
+
+    def delete_unpublished_alert(self, alert: BudgetAlert) -> None:
+        """Remove an alert record whose event could not be published (so it fires again on retry)."""
+        key = self._serialize(
+            {"user_id": alert.user_id, "setting_type": alert_sort_key(alert.period, alert.threshold_percent)}
+        )
+        try:
+            self._client.delete_item(
+                TableName=self._table, Key=key, ConditionExpression="attribute_not_exists(published_at)"
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            pass
+        except Exception as exc:
+            raise _storage_error("delete_item", exc) from exc
+
+    def mark_published(self, alert: BudgetAlert) -> None:
+        """Note on the alert record and on the period's ledger that the event is on the bus."""
+        now = {"S": format_timestamp(datetime.now(UTC))}
+        self._call(
+            "update_item",
+            TableName=self._table,
+            Key=self._serialize(
+                {"user_id": alert.user_id, "setting_type": alert_sort_key(alert.period, alert.threshold_percent)}
+            ),
+            UpdateExpression="SET published_at = :now",
+            ExpressionAttributeValues={":now": now},
+        )
+        self._call(
+            "update_item",
+            TableName=self._table,
+            Key=self._serialize({"user_id": alert.user_id, "setting_type": LEDGER_PREFIX + alert.period}),
+            UpdateExpression="ADD alerted :p",
+            ExpressionAttributeValues={":p": {"NS": [str(alert.threshold_percent)]}},
+        )
+
+    def list_alerts(self, user_id: str, limit: int = 50) -> list[BudgetAlert]:
+        """The user's alerts, newest first."""
+        # Sort keys order by period then threshold, so newest-first is a backwards Query.
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "user_id = :u AND begins_with(setting_type, :p)",
+            "ExpressionAttributeValues": {":u": {"S": user_id}, ":p": {"S": ALERT_PREFIX}},
+            "ConsistentRead": True,
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        response = self._call("query", **kwargs)
+        alerts = [
+            alert_from_item({k: self._de.deserialize(v) for k, v in raw.items()}) for raw in response.get("Items", [])
+        ]
+        return sorted(alerts, key=lambda a: (a.period, a.crossed_at, a.threshold_percent), reverse=True)
+
+
+def alert_sort_key(period: str, percent: int) -> str:
+    return f"{ALERT_PREFIX}{period}#{percent:04d}"
+
+
+def budget_from_item(item: Mapping[str, Any]) -> Budget:
+    switch = item.get("switch_to")
+    return Budget(
+        limit_nanos=int(item["limit_nanos"]),
+        timezone=str(item.get("timezone", "UTC")),
+        thresholds=tuple(int(p) for p in item.get("thresholds", ())) or (50, 80, 100),
+        action=BudgetAction(str(item.get("action", "notify"))),
+        switch_to=SwitchTarget.model_validate(dict(switch)) if isinstance(switch, Mapping) else None,
+        strict=bool(item.get("strict", False)),
+        updated_at=_instant(str(item["updated_at"])) if item.get("updated_at") else None,
+    )
+
+
+def alert_from_item(item: Mapping[str, Any]) -> BudgetAlert:
+    return BudgetAlert(
+        user_id=str(item["user_id"]),
+        period=str(item["period"]),
+        timezone=str(item["timezone"]),
+        threshold_percent=int(item["threshold_percent"]),
+        limit_nanos=int(item["limit_nanos"]),
+        spent_nanos=int(item["spent_nanos"]),
+        action=BudgetAction(str(item["action"])),
+        crossed_at=_instant(str(item["crossed_at"])),
+    )
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
