@@ -60,6 +60,9 @@ class AppConfig(BaseModel):
     log_retention_days: int = 30
     #: Where alarm notifications go (an SNS e-mail subscription to confirm); none: topic only.
     alarm_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    #: Where budget alerts go by e-mail (an SNS subscription to confirm; every user's alerts, for the
+    #: operators); none: the alert topic only. Users' own Slack webhooks are set in the dashboard.
+    alert_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
     #: Extra origins allowed by the API's CORS and the sign-in callbacks (the dashboard's own
     #: CloudFront origin is always allowed), e.g. `http://localhost:5173` while developing the UI.
     allowed_web_origins: tuple[str, ...] = ()

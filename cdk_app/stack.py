@@ -9,12 +9,13 @@ from constructs import Construct
 
 from cdk_app.config import AppConfig
 from cdk_app.constructs.aggregation import Aggregation
+from cdk_app.constructs.alerts import Alerts
 from cdk_app.constructs.api import OAUTH_SCOPES, Api
 from cdk_app.constructs.hosting import Hosting
 from cdk_app.constructs.ingestion import Ingestion
 from cdk_app.constructs.monitoring import Monitoring
 from cdk_app.constructs.producers import Producers
-from llmtally.tables import REJECTS, table_specs
+from llmtally.tables import REJECTS, RESPONSE_CACHE, table_specs
 
 #: The stack's outputs, by name (docs/deploy.md, tests/infra).
 OUTPUTS = (
@@ -28,6 +29,7 @@ OUTPUTS = (
     "UserPoolClientId",
     "HostedUiUrl",
     "AlarmTopicArn",
+    "AlertTopicArn",
 )
 
 
@@ -59,7 +61,24 @@ class LlmTallyStack(Stack):
             settings_table=api.settings_table,
             rejects_spec=specs[REJECTS],
         )
-        producers = Producers(self, "Producers", config=config, bus=ingestion.bus, queue=ingestion.queue)
+        aggregation.evaluate_budgets(settings_table=api.settings_table, bus=ingestion.bus)
+        alerts = Alerts(
+            self,
+            "Alerts",
+            config=config,
+            bus=ingestion.bus,
+            secrets_key=api.secrets_key,
+            settings_table=api.settings_table,
+        )
+        producers = Producers(
+            self,
+            "Producers",
+            config=config,
+            bus=ingestion.bus,
+            queue=ingestion.queue,
+            settings_table=api.settings_table,
+            response_cache_spec=specs[RESPONSE_CACHE],
+        )
         hosting.deploy_site(
             {
                 "apiBaseUrl": api.api_url,
@@ -79,8 +98,12 @@ class LlmTallyStack(Stack):
             self,
             "Monitoring",
             config=config,
-            functions=[ingestion.function, aggregation.function, api.function, api.connection_test],
-            dead_letter_queues={"ingest-dlq": ingestion.dlq, "aggregate-failures": aggregation.failures},
+            functions=[ingestion.function, aggregation.function, api.function, api.connection_test, alerts.function],
+            dead_letter_queues={
+                "ingest-dlq": ingestion.dlq,
+                "aggregate-failures": aggregation.failures,
+                "budget-alerts-failures": alerts.failures,
+            },
             aggregate=aggregation.function,
             http_api=api.http_api,
         )
@@ -102,10 +125,11 @@ class LlmTallyStack(Stack):
         output(
             "ProducerPolicyArn",
             producers.policy.managed_policy_arn,
-            "Attach to a producer's role: PutEvents on the bus, SendMessage on the queue",
+            "Attach to a producer's role: publish usage (bus or queue), budgets, the response cache",
             export=True,
         )
         output("UserPoolId", api.user_pool.user_pool_id, "Create users here (admin-create-user)")
         output("UserPoolClientId", api.user_pool_client.user_pool_client_id, "The dashboard's app client")
         output("HostedUiUrl", api.hosted_ui_url, "Cognito's hosted sign-in UI")
         output("AlarmTopicArn", monitoring.topic.topic_arn, "Alarm notifications (subscribe more endpoints here)")
+        output("AlertTopicArn", alerts.topic.topic_arn, "Budget alerts of every user (subscribe endpoints here)")

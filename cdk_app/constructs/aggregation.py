@@ -9,6 +9,8 @@ stream coordinates) in an on-failure queue.
 from __future__ import annotations
 
 from aws_cdk import Duration
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
@@ -21,6 +23,7 @@ from cdk_app.constructs.functions import LlmTallyFunction
 from cdk_app.constructs.tables import table_from_spec
 from cdk_app.nag import acknowledge
 from llmtally import topology as topo
+from llmtally.budgets import ALERT_DETAIL_TYPE, ALERT_SOURCE
 from llmtally.tables import ROLLUPS, USAGE, TableSpec
 
 
@@ -87,4 +90,29 @@ class Aggregation(Construct):
             "dynamodb:ListStreams (added by the stream event source) supports no resource-level permission; "
             "nor do X-Ray's PutTraceSegments/PutTelemetryRecords. Every other statement names its resource.",
             applies_to=["Resource::*"],
+        )
+
+    def evaluate_budgets(self, *, settings_table: dynamodb.ITable, bus: events.IEventBus) -> None:
+        """After each commit the aggregator evaluates the tenants' budgets: the budget items and period
+        ledgers (read, and updated in the rollup transaction), the alert records (written once, then
+        queried and marked published), a period's spend from the rollups, and the alert events on the
+        usage bus — only `BudgetThresholdCrossed` from `llmtally`."""
+        self.function.add_to_role(
+            iam.PolicyStatement(
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:Query",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:ConditionCheckItem",
+                ],
+                resources=[settings_table.table_arn],
+            ),
+            iam.PolicyStatement(actions=["dynamodb:Query"], resources=[self.rollups_table.table_arn]),
+            iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[bus.event_bus_arn],
+                conditions={"StringEquals": {"events:source": ALERT_SOURCE, "events:detail-type": ALERT_DETAIL_TYPE}},
+            ),
         )

@@ -177,12 +177,14 @@ class Api(Construct):
             memory_mb=1024,
             environment=common_env,
         )
+        # Provider keys only (`…/users/{user}/llm/{provider}`): not the users' Slack webhooks.
+        key_arn = secret_arn + "/llm/*"
         self.connection_test.add_to_role(
             # The per-user rate limit of connection tests (a counter item in the settings table).
             iam.PolicyStatement(
                 actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[self.settings_table.table_arn]
             ),
-            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret_arn]),
+            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[key_arn]),
             iam.PolicyStatement(
                 actions=["kms:Decrypt"], resources=[self.secrets_key.key_arn], conditions=via_secrets_manager
             ),
@@ -201,8 +203,8 @@ class Api(Construct):
         acknowledge(
             self.connection_test.role,
             "AwsSolutions-IAM5",
-            f"Users' secrets are per user and provider under `{names.secrets_prefix}` (named at run time).",
-            applies_to=[f"Resource::{secret_arn_pattern}"],
+            f"Users' provider keys are per user and provider under `{names.secrets_prefix}*/llm/` (named at run time).",
+            applies_to=[f"Resource::{secret_arn_pattern}/llm/*"],
         )
         if config.bedrock_enabled:
             acknowledge(

@@ -191,11 +191,13 @@ def function_code(spec: AssetSpec) -> lambda_.Code:
     )
 
 
-#: The four assets. The pipeline and read functions never hold a provider SDK.
+#: The assets. The pipeline, read and notifier functions never hold a provider SDK.
 PIPELINE_REQUIREMENTS: Final = (*library_requirements(), *powertools_requirements())
 INGEST_ASSET: Final = AssetSpec("ingest", PIPELINE_REQUIREMENTS)
 AGGREGATE_ASSET: Final = AssetSpec("aggregate", PIPELINE_REQUIREMENTS)
 API_ASSET: Final = AssetSpec("api", PIPELINE_REQUIREMENTS)
+#: The budget alert notifier (Slack through urllib: no extra dependency).
+NOTIFY_ASSET: Final = AssetSpec("notify", PIPELINE_REQUIREMENTS)
 #: The connection test runs the API's handler with the provider SDKs (it calls the providers).
 CONNECTION_TEST_ASSET: Final = AssetSpec("api", (*PIPELINE_REQUIREMENTS, *provider_requirements()))
 ASSETS: Final = {
@@ -203,4 +205,5 @@ ASSETS: Final = {
     "aggregate": AGGREGATE_ASSET,
     "api": API_ASSET,
     "connection-test": CONNECTION_TEST_ASSET,
+    "notify": NOTIFY_ASSET,
 }

@@ -64,7 +64,8 @@ class Ingestion(Construct):
             "Archive",
             archive_name=f"{config.prefix}-llm-usage",
             description="Every usage event, for replay through the rule (ingest dedupes redelivered events)",
-            event_pattern=events.EventPattern(source=[EVENT_SOURCE]),
+            # Usage events only: a replay must not send budget alerts again.
+            event_pattern=events.EventPattern(source=[EVENT_SOURCE], detail_type=[EVENT_DETAIL_TYPE]),
             retention=Duration.days(config.archive_retention_days) if config.archive_retention_days else None,
         )
 

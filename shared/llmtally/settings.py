@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     rollup_ttl_days: int = Field(default=396, ge=1, le=3650)
     #: KMS key for users' provider secrets (None: the account's default key).
     secrets_kms_key_id: str | None = None
+    #: What a Slack webhook URL must start with, checked when it is stored and again before each
+    #: post (a stored URL can never point the notifier elsewhere). Tests point it at a loopback server.
+    slack_webhook_allowed_prefix: str = Field(
+        default="https://hooks.slack.com/services/", pattern=r"^https?://[A-Za-z0-9.:\[\]-]+/([A-Za-z0-9._-]+/)*$"
+    )
 
     @property
     def names(self) -> ResourceNames:

@@ -1,4 +1,5 @@
-"""The ingestion topology as data: bus, rule, queues and the two event sources' settings.
+"""The messaging topology as data: bus, rule, queues and the two event sources' settings, and the
+budget alerts' rule and topic.
 
 With `tables.py` this is the one source of truth the CDK app and the local stack are both built
 from, so what runs on one machine is what deploys.
@@ -10,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
+from llmtally.budgets import ALERT_DETAIL_TYPE, ALERT_SOURCE
 from llmtally.events import EVENT_DETAIL_TYPE, EVENT_SOURCE
 from llmtally.resources import ResourceNames
 
@@ -35,6 +37,16 @@ AGGREGATE_FUNCTION_TIMEOUT_SECONDS: Final = 60
 def ingest_rule_pattern() -> dict[str, Any]:
     """The rule that routes usage events from the bus to the ingest queue."""
     return {"source": [EVENT_SOURCE], "detail-type": [EVENT_DETAIL_TYPE]}
+
+
+def alerts_rule_pattern() -> dict[str, Any]:
+    """The rule that routes budget alerts (published by the aggregator) to their deliveries."""
+    return {"source": [ALERT_SOURCE], "detail-type": [ALERT_DETAIL_TYPE]}
+
+
+#: The notifier is invoked asynchronously: Lambda tries an event three times (two retries).
+NOTIFY_MAX_RETRY_ATTEMPTS: Final = 2
+NOTIFY_FUNCTION_TIMEOUT_SECONDS: Final = 15
 
 
 def stream_filter_pattern() -> dict[str, Any]:
@@ -122,3 +134,70 @@ def provision_messaging(events_client: Any, sqs_client: Any, topo: Topology) -> 
         Rule=topo.rule_name, EventBusName=topo.bus_name, Targets=[{"Id": "ingest-queue", "Arn": queue_arn}]
     )
     return Provisioned(topo.bus_name, queue_url, queue_arn, dlq_url, dlq_arn)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsTopology:
+    """Budget alerts: a rule on the usage bus → the alert topic (e-mail) and the notifier (Slack).
+
+    The local emulator delivers rule targets to SQS but not to SNS or Lambda, so locally the rule's
+    target is `local_queue` (local only), which the local stack drains into the notifier's handler.
+    """
+
+    bus_name: str
+    rule_name: str
+    rule_pattern: dict[str, Any]
+    topic_name: str
+    local_queue: QueueSpec
+
+
+def alerts_topology(names: ResourceNames) -> AlertsTopology:
+    return AlertsTopology(
+        bus_name=names.event_bus,
+        rule_name=names.alerts_rule,
+        rule_pattern=alerts_rule_pattern(),
+        topic_name=names.alerts_topic,
+        local_queue=QueueSpec(
+            name=f"{names.alerts_rule}-local",
+            visibility_timeout_seconds=NOTIFY_FUNCTION_TIMEOUT_SECONDS,
+            message_retention_seconds=4 * 24 * 3600,
+            dead_letter_queue=f"{names.alerts_rule}-local-dlq",
+            max_receive_count=NOTIFY_MAX_RETRY_ATTEMPTS + 1,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionedAlerts:
+    topic_arn: str
+    queue_url: str
+    queue_arn: str
+
+
+def provision_alerts(events_client: Any, sns_client: Any, sqs_client: Any, topo: AlertsTopology) -> ProvisionedAlerts:
+    """Create the alert topic, the local delivery queue (+ its DLQ) and the rule (idempotent; after the bus)."""
+    topic_arn = sns_client.create_topic(Name=topo.topic_name)["TopicArn"]
+    queue = topo.local_queue
+    dlq_url = sqs_client.create_queue(
+        QueueName=queue.dead_letter_queue or f"{queue.name}-dlq",
+        Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)},
+    )["QueueUrl"]
+    dlq_arn = sqs_client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs_client.create_queue(
+        QueueName=queue.name,
+        Attributes={
+            "VisibilityTimeout": str(queue.visibility_timeout_seconds),
+            "MessageRetentionPeriod": str(queue.message_retention_seconds),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue.max_receive_count}),
+        },
+    )["QueueUrl"]
+    queue_arn = sqs_client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events_client.put_rule(
+        Name=topo.rule_name, EventBusName=topo.bus_name, EventPattern=json.dumps(topo.rule_pattern), State="ENABLED"
+    )
+    events_client.put_targets(
+        Rule=topo.rule_name, EventBusName=topo.bus_name, Targets=[{"Id": "notify-local", "Arn": queue_arn}]
+    )
+    return ProvisionedAlerts(topic_arn, queue_url, queue_arn)

@@ -14,7 +14,7 @@ from tests.infra.conftest import STACK_NAME, Synthesized
 
 pytestmark = pytest.mark.xdist_group("infra")
 
-FUNCTIONS = {"ingest": "ingest", "aggregate": "aggregate", "api": "api", "connection-test": "api"}
+FUNCTIONS = {"ingest": "ingest", "aggregate": "aggregate", "api": "api", "connection-test": "api", "notify": "notify"}
 
 
 def asset_dirs(bundled: Synthesized) -> dict[str, Path]:
@@ -65,7 +65,7 @@ def test_binary_wheels_target_the_runtime(assets: dict[str, Path], function: str
         assert not (root / name).exists(), f"{name} is provided by the Lambda runtime"
 
 
-@pytest.mark.parametrize("function", ["ingest", "aggregate", "api"])
+@pytest.mark.parametrize("function", ["ingest", "aggregate", "api", "notify"])
 def test_no_provider_sdk_in_pipeline_or_api(assets: dict[str, Path], function: str) -> None:
     root = assets[function]
     for sdk in PROVIDER_SDKS:

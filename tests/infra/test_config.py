@@ -38,8 +38,10 @@ def test_cli_strings_are_parsed() -> None:
             "retainData": "false",
             "allowedWebOrigins": "https://llm.example.com, http://localhost:5173",
             "alarmEmail": "ops@example.com",
+            "alertEmail": "finance@example.com",
         }.get
     )
+    assert config.alert_email == "finance@example.com"
     assert config.log_retention_days == 90
     assert config.retain_data is False
     assert config.allowed_web_origins == ("https://llm.example.com", "http://localhost:5173")
@@ -53,6 +55,7 @@ def test_cli_strings_are_parsed() -> None:
         {"allowedWebOrigins": "http://example.com"},
         {"allowedWebOrigins": "https://example.com/"},
         {"alarmEmail": "not-an-address"},
+        {"alertEmail": "finance@"},
         {"cognitoDomainPrefix": "-x"},
     ],
 )

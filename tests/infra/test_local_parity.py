@@ -9,7 +9,7 @@ import pytest
 
 from llmtally.resources import ResourceNames
 from llmtally.tables import table_specs, to_create_table_kwargs
-from llmtally.topology import stream_filter_pattern, topology
+from llmtally.topology import alerts_topology, stream_filter_pattern, topology
 from tests.infra.conftest import Synthesized
 
 pytestmark = pytest.mark.xdist_group("infra")
@@ -63,6 +63,18 @@ def test_messaging_matches_local_topology(synthesized: Synthesized) -> None:
         "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
         "maxReceiveCount": topo.ingest_queue.max_receive_count,
     }
+
+
+def test_alerts_match_local_topology(synthesized: Synthesized) -> None:
+    # The local stack creates the same rule (name, bus, pattern) and topic; only its target differs
+    # (a local queue: the emulator delivers rule targets to SQS, not to SNS or Lambda).
+    alerts = alerts_topology(NAMES)
+    bus_id, _ = synthesized.one("AWS::Events::EventBus", Name=alerts.bus_name)
+    _, rule = synthesized.one("AWS::Events::Rule", Name=alerts.rule_name)
+    assert rule["Properties"]["EventBusName"] == {"Ref": bus_id}
+    assert rule["Properties"]["EventPattern"] == alerts.rule_pattern
+    topic_id, _ = synthesized.one("AWS::SNS::Topic", TopicName=alerts.topic_name)
+    assert {"Ref": topic_id} in [target["Arn"] for target in rule["Properties"]["Targets"]]
 
 
 def test_stream_filter_matches_local_runner(synthesized: Synthesized) -> None:

@@ -18,7 +18,7 @@ from tests.infra.conftest import Synthesized
 pytestmark = pytest.mark.xdist_group("infra")
 
 NAMES = ResourceNames()
-FUNCTIONS = ("ingest", "aggregate", "api", "connection-test")
+FUNCTIONS = ("ingest", "aggregate", "api", "connection-test", "notify")
 PROVIDER_ENV = ("ANTHROPIC", "OPENAI", "GOOGLE", "GEMINI")
 
 
@@ -42,10 +42,10 @@ def _as_list(value: Any) -> list[Any]:
 def test_resource_counts(assertions: Template) -> None:
     # Given the synthesized stack / Then it holds exactly the system's resources
     for kind, count in {
-        "AWS::DynamoDB::Table": 4,
-        "AWS::SQS::Queue": 3,
+        "AWS::DynamoDB::Table": 5,
+        "AWS::SQS::Queue": 4,
         "AWS::Events::EventBus": 1,
-        "AWS::Events::Rule": 1,
+        "AWS::Events::Rule": 2,
         "AWS::Events::Archive": 1,
         "AWS::Lambda::EventSourceMapping": 2,
         "AWS::ApiGatewayV2::Api": 1,
@@ -55,12 +55,13 @@ def test_resource_counts(assertions: Template) -> None:
         "AWS::Cognito::UserPoolClient": 1,
         "AWS::Cognito::UserPoolDomain": 1,
         "AWS::Cognito::UserPoolGroup": 1,
-        "AWS::KMS::Key": 2,
+        "AWS::KMS::Key": 3,
         "AWS::SecretsManager::Secret": 1,
         "AWS::S3::Bucket": 2,
         "AWS::CloudFront::Distribution": 1,
         "AWS::IAM::ManagedPolicy": 1,
-        "AWS::SNS::Topic": 1,
+        "AWS::SNS::Topic": 2,
+        "AWS::Lambda::EventInvokeConfig": 1,
         "AWS::CloudWatch::Dashboard": 1,
         "Custom::CDKBucketDeployment": 1,
     }.items():
@@ -193,6 +194,8 @@ def test_bus_rule_archive(synthesized: Synthesized) -> None:
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dlq_id, "Arn"]}}
     (archive,) = synthesized.resources("AWS::Events::Archive").values()
     assert archive["Properties"]["SourceArn"] == {"Fn::GetAtt": [bus_id, "Arn"]}
+    # Usage events only: replaying the archive never sends a budget alert again.
+    assert archive["Properties"]["EventPattern"] == {"source": ["llmtally"], "detail-type": ["LLMUsage"]}
     assert archive["Properties"]["RetentionDays"] == 30
 
 
@@ -312,10 +315,13 @@ def test_producer_policy_publishes_only(synthesized: Synthesized) -> None:
     queue_id, _ = synthesized.one("AWS::SQS::Queue", QueueName=NAMES.ingest_queue)
     _, policy = synthesized.one("AWS::IAM::ManagedPolicy", ManagedPolicyName=f"{NAMES.prefix}-publish-usage")
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    settings_id, _ = synthesized.one("AWS::DynamoDB::Table", TableName=NAMES.settings_table)
+    cache_id, _ = synthesized.one("AWS::DynamoDB::Table", TableName=NAMES.response_cache_table)
     assert statements == [
         {
             "Action": "events:PutEvents",
-            "Condition": {"StringEquals": {"events:source": "llmtally"}},
+            # Usage events only: a producer cannot publish a budget alert.
+            "Condition": {"StringEquals": {"events:source": "llmtally", "events:detail-type": "LLMUsage"}},
             "Effect": "Allow",
             "Resource": {"Fn::GetAtt": [bus_id, "Arn"]},
             "Sid": "PutUsageEvents",
@@ -325,6 +331,18 @@ def test_producer_policy_publishes_only(synthesized: Synthesized) -> None:
             "Effect": "Allow",
             "Resource": {"Fn::GetAtt": [queue_id, "Arn"]},
             "Sid": "SendUsageMessages",
+        },
+        {
+            "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [settings_id, "Arn"]},
+            "Sid": "EnforceBudgets",
+        },
+        {
+            "Action": ["dynamodb:GetItem", "dynamodb:PutItem"],
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [cache_id, "Arn"]},
+            "Sid": "ResponseCache",
         },
     ]
 
@@ -340,15 +358,19 @@ def test_outputs(synthesized: Synthesized) -> None:
 def test_alarms_and_topic(synthesized: Synthesized) -> None:
     alarms = synthesized.resources("AWS::CloudWatch::Alarm")
     names = {alarm["Properties"]["AlarmName"] for alarm in alarms.values()}
-    expected = {f"{NAMES.prefix}-ingest-dlq-depth", f"{NAMES.prefix}-aggregate-failures-depth"}
+    expected = {
+        f"{NAMES.prefix}-ingest-dlq-depth",
+        f"{NAMES.prefix}-aggregate-failures-depth",
+        f"{NAMES.prefix}-budget-alerts-failures-depth",
+    }
     expected |= {
         f"{NAMES.prefix}-{fn}-{kind}"
-        for fn in ("Ingest", "Aggregate", "Api", "ConnectionTest")
+        for fn in ("Ingest", "Aggregate", "Api", "ConnectionTest", "Notify")
         for kind in ("errors", "throttles")
     }
     expected |= {f"{NAMES.prefix}-aggregate-iterator-age", f"{NAMES.prefix}-ingest-rejects"}
     assert names == expected
-    ((topic_id, topic),) = synthesized.resources("AWS::SNS::Topic").items()
+    topic_id, topic = synthesized.one("AWS::SNS::Topic", TopicName=f"{NAMES.prefix}-alarms")
     assert "KmsMasterKeyId" in topic["Properties"]
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
@@ -391,14 +413,19 @@ def test_function_roles_least_privilege(synthesized: Synthesized, name: str) -> 
                 assert f"secret:{NAMES.secrets_prefix}*" in resource or "bedrock" in resource, f"{name}: {resource}"
 
 
-def test_only_the_connection_test_reads_secrets(synthesized: Synthesized) -> None:
-    readers = set()
+def test_only_the_connection_test_reads_keys_and_the_notifier_webhooks(synthesized: Synthesized) -> None:
+    readers: dict[str, list[str]] = {}
     for name in FUNCTIONS:
         _, fn = _function(synthesized, name)
         for statement in _statements(synthesized, fn["Properties"]["Role"]["Fn::GetAtt"][0]):
             if "secretsmanager:GetSecretValue" in _as_list(statement["Action"]):
-                readers.add(name)
-    assert readers == {"connection-test"}
+                readers.setdefault(name, []).extend(_resources_text(statement))
+    assert set(readers) == {"connection-test", "notify"}
+    # Provider keys for the connection test, Slack webhooks for the notifier: neither reads the other.
+    (keys,) = readers["connection-test"]
+    assert keys.endswith(f':secret:{NAMES.secrets_prefix}*/llm/*"]]}}')
+    (webhooks,) = readers["notify"]
+    assert webhooks.endswith(f':secret:{NAMES.secrets_prefix}*/alerts/slack-webhook-??????"]]}}')
 
 
 def test_pipeline_functions_touch_only_their_tables(synthesized: Synthesized) -> None:
@@ -420,6 +447,8 @@ def test_pipeline_functions_touch_only_their_tables(synthesized: Synthesized) ->
         return found
 
     assert tables_of("ingest") == {"usage", "rejects", "settings"}
-    assert tables_of("aggregate") == {"usage", "rollups"}  # usage: its stream only
+    # usage: its stream only; settings: budgets, ledgers and alert records
+    assert tables_of("aggregate") == {"usage", "rollups", "settings"}
     assert tables_of("api") == {"usage", "rollups", "settings"}
     assert tables_of("connection-test") == {"settings"}
+    assert tables_of("notify") == {"settings"}  # the delivery records

@@ -28,6 +28,7 @@ HANDLERS = {
     "ingest": ("ingest.handler", "lambda_handler"),
     "aggregate": ("aggregate.handler", "lambda_handler"),
     "api": ("api.handler", "lambda_handler"),
+    "notify": ("notify.handler", "lambda_handler"),
 }
 LOCAL_REGION = "us-east-1"
 #: Locally a failed message comes back after seconds, not the deployed three minutes.
@@ -75,6 +76,33 @@ def _one_process_per_function(
             metrics.clear_metrics()
 
     invoke.__wrapped__ = handler  # type: ignore[attr-defined]
+    return invoke
+
+
+def _alert_events_via_queue(
+    handler: Callable[[dict[str, Any], Any], Any],
+) -> Callable[[dict[str, Any], Any], Any]:
+    """Unwrap the EventBridge event from each SQS record and invoke the notifier as Lambda would.
+
+    Logs the alert's e-mail text (what the alert topic's subscribers get on AWS), so alerts are
+    visible in the terminal. A failure raises: the message returns and is retried, then dead-lettered.
+    """
+    import json
+
+    from llmtally.notify import email_text
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        for record in event.get("Records", []):
+            alert_event = json.loads(record["body"])
+            detail = alert_event.get("detail")
+            if isinstance(detail, dict):
+                try:
+                    logger.info("budget alert e-mail: %s", email_text(detail))
+                except (KeyError, IndexError, ValueError):
+                    logger.warning("budget alert event without the e-mail fields")
+            handler(alert_event, context)
+        return None
+
     return invoke
 
 
@@ -190,12 +218,14 @@ class LocalStack:
         # The API caches its settings and services per process, as on Lambda; a stack started again
         # in the same process (tests) must not meet those built for the previous stack's emulator.
         importlib.import_module("api.deps").reset()
+        importlib.import_module("notify.handler").reset()
+        importlib.import_module("aggregate.handler").budget_keeper.cache_clear()
         return loaded
 
     def _provision(self) -> None:
         from llmtally.aws import client
         from llmtally.tables import create_tables
-        from llmtally.topology import provision_messaging, topology
+        from llmtally.topology import alerts_topology, provision_alerts, provision_messaging, topology
 
         names = ResourceNames(self.config.prefix)
         create_tables(client("dynamodb"), names)
@@ -207,6 +237,8 @@ class LocalStack:
         self.queue_url, self.dlq_url = provisioned.queue_url, provisioned.dlq_url
         self._queue_arn = provisioned.queue_arn
         self._stream_arn = client("dynamodb").describe_table(TableName=names.usage_table)["Table"]["LatestStreamArn"]
+        alerts = provision_alerts(client("events"), client("sns"), client("sqs"), alerts_topology(names))
+        self._alerts_queue = (alerts.queue_url, alerts.queue_arn)
 
     def _start_runners(self, handlers: dict[str, Callable[[dict[str, Any], Any], Any]]) -> None:
         from llmtally.aws import client
@@ -229,6 +261,16 @@ class LocalStack:
                 function_name="llmtally-aggregate",
                 batch_size=cfg.aggregate_batch_size,
                 batch_window_seconds=cfg.aggregate_batch_window_seconds,
+            ),
+            # The alerts rule's targets on AWS (SNS e-mail, the notifier invoked asynchronously) are
+            # not delivered by the emulator: locally the rule feeds a queue drained into the notifier.
+            SqsRunner(
+                client("sqs"),
+                *self._alerts_queue,
+                _alert_events_via_queue(handlers["notify"]),
+                function_name="llmtally-notify",
+                batch_size=1,
+                batch_window_seconds=0,
             ),
         ]
         for runner in self._runners:

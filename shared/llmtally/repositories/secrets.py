@@ -1,9 +1,11 @@
 """Users' provider keys in Secrets Manager: one secret per user and provider, KMS-encrypted.
 
 Name: `{prefix}/users/{user_id}/llm/{provider}` (`ResourceNames.secret_name`, which refuses a user
-id that could escape the prefix). A key is written (create, or a new version of the existing
-secret), checked for existence (DescribeSecret: the value is never read to answer `hasApiKeys`),
-read only by the connection test and the provider adapters, and deleted.
+id that could escape the prefix); a user's Slack webhook URL for budget alerts is a secret of the
+same kind, `{prefix}/users/{user_id}/alerts/slack-webhook`, with the same lifecycle (read only by
+the alert notifier). A key is written (create, or a new version of the existing secret), checked
+for existence (DescribeSecret: the value is never read to answer `hasApiKeys`), read only by the
+connection test and the provider adapters, and deleted.
 
 Deletion is immediate (`ForceDeleteWithoutRecovery`): the key is the user's own credential, which
 they still hold at the provider, so a recovery window would protect nothing and would leave the
@@ -56,40 +58,90 @@ class SecretsRepository:
 
     def put_key(self, user_id: str, provider: Provider, key: SecretStr) -> None:
         """Store `key` as the user's secret for `provider`: a new version, or a new secret."""
-        name = self.secret_name(user_id, provider)
+        self._put(
+            self.secret_name(user_id, provider),
+            key,
+            description=f"llmtally: {provider.value} API key of one user",
+            tags={"llmtally:user": user_id, "llmtally:provider": provider.value},
+        )
+
+    def has_key(self, user_id: str, provider: Provider) -> bool:
+        """Whether a live secret exists (DescribeSecret; never GetSecretValue)."""
+        return self._exists(self.secret_name(user_id, provider))
+
+    def has_keys(self, user_id: str, providers: Iterable[Provider]) -> dict[Provider, bool]:
+        return {provider: self.has_key(user_id, provider) for provider in providers}
+
+    def delete_key(self, user_id: str, provider: Provider) -> bool:
+        """Delete the secret now, without a recovery window; False if there was none."""
+        return self._delete(self.secret_name(user_id, provider))
+
+    def get_key(self, user_id: str, provider: Provider) -> SecretStr | None:
+        """The stored key, for the connection test and the provider adapters only — never for a response."""
+        return self._get(self.secret_name(user_id, provider))
+
+    # -- Slack webhooks (budget alerts) ----------------------------------------------------------
+
+    def slack_webhook_secret_name(self, user_id: str) -> str:
+        return self._names.slack_webhook_secret_name(user_id)
+
+    def put_slack_webhook(self, user_id: str, url: SecretStr) -> None:
+        """Store the user's Slack incoming-webhook URL (check it first: `llmtally.notify.check_slack_webhook_url`).
+
+        The URL is a bearer credential — whoever holds it can post to the channel — so it is a
+        secret like a provider key: written, checked for existence, deleted; only the notifier reads it.
+        """
+        self._put(
+            self.slack_webhook_secret_name(user_id),
+            url,
+            description="llmtally: Slack incoming-webhook URL for one user's budget alerts",
+            tags={"llmtally:user": user_id, "llmtally:kind": "slack-webhook"},
+        )
+
+    def has_slack_webhook(self, user_id: str) -> bool:
+        """Whether a live webhook secret exists (DescribeSecret; never GetSecretValue)."""
+        return self._exists(self.slack_webhook_secret_name(user_id))
+
+    def delete_slack_webhook(self, user_id: str) -> bool:
+        """Delete the webhook secret now; False if there was none."""
+        return self._delete(self.slack_webhook_secret_name(user_id))
+
+    def get_slack_webhook(self, user_id: str) -> SecretStr | None:
+        """The stored webhook URL, for the alert notifier only — never for a response or a log."""
+        return self._get(self.slack_webhook_secret_name(user_id))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _put(self, name: str, value: SecretStr, *, description: str, tags: dict[str, str]) -> None:
+        """A new version of secret `name`, or a new secret (restored first if scheduled for deletion)."""
         errors = self._client.exceptions
         try:
-            self._update(name, key)
+            self._update(name, value)
             return
         except errors.ResourceNotFoundException:
             pass
         except errors.InvalidRequestException:
-            self._restore_and_update(name, key)
+            self._restore_and_update(name, value)
             return
         except Exception as exc:
             raise _storage_error("UpdateSecret", exc) from exc
         try:
             self._client.create_secret(
                 Name=name,
-                SecretString=key.get_secret_value(),
-                Description=f"llmtally: {provider.value} API key of one user",
-                Tags=[
-                    {"Key": "llmtally:user", "Value": user_id},
-                    {"Key": "llmtally:provider", "Value": provider.value},
-                ],
+                SecretString=value.get_secret_value(),
+                Description=description,
+                Tags=[{"Key": key, "Value": tag} for key, tag in tags.items()],
                 **self._kms,
             )
         except errors.ResourceExistsException:
             # Created concurrently by another request: write ours as the new version.
-            self._call_update(name, key)
+            self._call_update(name, value)
         except errors.InvalidRequestException:
-            self._restore_and_update(name, key)
+            self._restore_and_update(name, value)
         except Exception as exc:
             raise _storage_error("CreateSecret", exc) from exc
 
-    def has_key(self, user_id: str, provider: Provider) -> bool:
-        """Whether a live secret exists (DescribeSecret; never GetSecretValue)."""
-        name = self.secret_name(user_id, provider)
+    def _exists(self, name: str) -> bool:
         try:
             described = self._client.describe_secret(SecretId=name)
         except self._client.exceptions.ResourceNotFoundException:
@@ -98,13 +150,8 @@ class SecretsRepository:
             raise _storage_error("DescribeSecret", exc) from exc
         return described.get("DeletedDate") is None
 
-    def has_keys(self, user_id: str, providers: Iterable[Provider]) -> dict[Provider, bool]:
-        return {provider: self.has_key(user_id, provider) for provider in providers}
-
-    def delete_key(self, user_id: str, provider: Provider) -> bool:
-        """Delete the secret now, without a recovery window; False if there was none."""
-        name = self.secret_name(user_id, provider)
-        if not self.has_key(user_id, provider):
+    def _delete(self, name: str) -> bool:
+        if not self._exists(name):
             return False
         try:
             self._client.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
@@ -114,9 +161,7 @@ class SecretsRepository:
             raise _storage_error("DeleteSecret", exc) from exc
         return True
 
-    def get_key(self, user_id: str, provider: Provider) -> SecretStr | None:
-        """The stored key, for the connection test and the provider adapters only — never for a response."""
-        name = self.secret_name(user_id, provider)
+    def _get(self, name: str) -> SecretStr | None:
         try:
             response = self._client.get_secret_value(SecretId=name)
         except self._client.exceptions.ResourceNotFoundException:
@@ -127,8 +172,6 @@ class SecretsRepository:
             raise _storage_error("GetSecretValue", exc) from exc
         value = response.get("SecretString")
         return SecretStr(value) if isinstance(value, str) and value else None
-
-    # -- helpers ---------------------------------------------------------------------------
 
     def _update(self, name: str, key: SecretStr) -> None:
         self._client.update_secret(SecretId=name, SecretString=key.get_secret_value(), **self._kms)

@@ -1,0 +1,1 @@
+"""The notifier function: budget alert events → the user's Slack webhook."""
