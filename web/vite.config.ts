@@ -25,6 +25,8 @@ export default defineConfig({
     setupFiles: ["./src/test/setup.ts"],
     include: ["src/**/*.test.{ts,tsx}"],
     restoreMocks: true,
+    // Generous: the suite runs beside the Python tests on small machines; a slow run is not a failure.
+    testTimeout: 15_000,
     css: false,
   },
 });

@@ -389,3 +389,72 @@ def test_screenshots_of_both_pages(stack: Any, browser: Any, scheme: str) -> Non
     assert phone.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     phone.screenshot(path=str(SCREENSHOTS / f"usage-analytics-phone-{scheme}.png"), full_page=False)
     phone.context.close()
+
+
+# -- Cost control (issue #9) -------------------------------------------------------------------
+
+
+def _recent_demo_traffic(count: int, seed: int) -> list[Any]:
+    """Demo calls for the local user, dated in the last minutes (inside this month whatever the zone)."""
+    from datetime import UTC
+
+    from llmtally.demo import demo_events
+
+    now = datetime.now(UTC)
+    events = [e for e in demo_events(count=count * 4, days=1, seed=seed) if e.user_id == USER][:count]
+    return [e.model_copy(update={"timestamp": now - timedelta(seconds=5 + i)}) for i, e in enumerate(events)]
+
+
+def test_a_budget_set_in_configuration_shows_with_its_forecast_and_alerts_after_traffic(
+    stack: Any, browser: Any
+) -> None:
+    from llmtally.demo import publish_demo
+
+    # Given what the demo user spent this month so far, and a budget a bit over twice that
+    forecast = _api(stack, f"/api/llm-usage/{USER}/forecast?tz={BROWSER_TZ}")
+    spent = Decimal(forecast["month_to_date_usd"])
+    limit = (spent * 2 + Decimal("0.02")).quantize(Decimal("0.01"))
+
+    # When the user sets it on the configuration page
+    page = _page(browser)
+    page.goto(f"{stack.api_url}/settings/llm")
+    page.get_by_label("Monthly budget (USD)").fill(str(limit))
+    # the timezone defaults to the browser's (Chromium names Kolkata by its older alias), the action to notify
+    zone = page.get_by_label("Timezone").input_value()
+    assert zone in (BROWSER_TZ, "Asia/Calcutta")
+    assert page.get_by_label("Action at 100%").input_value() == "notify"
+    page.get_by_role("button", name="Save budget").click()
+    page.get_by_text("Budget saved").wait_for()
+    stored = _api(stack, f"/api/llm-settings/{USER}/budget")
+    assert Decimal(stored["budget"]["monthlyLimitUsd"]) == limit
+    assert stored["budget"]["timezone"] == zone
+    assert stored["status"]["crossedThresholds"] == []
+
+    # Then the analytics page shows it, with the month-end forecast
+    page.goto(f"{stack.api_url}/settings/usage")
+    budget_card = page.get_by_role("region", name="Budget", exact=True)
+    budget_card.wait_for()
+    places = 4 if limit < 1 else 2  # the page's money format (src/format.ts)
+    budget_card.get_by_test_id("budget-limit").get_by_text(f"${limit:,.{places}f}").wait_for()
+    page.get_by_test_id("forecast-usd").wait_for()
+    shown = Decimal(page.get_by_test_id("forecast-usd").get_attribute("data-value") or "0")
+    assert shown == Decimal(_api(stack, f"/api/llm-usage/{USER}/forecast?tz={BROWSER_TZ}")["forecast_usd"])
+    alerts = page.get_by_role("region", name="Budget alerts")
+    assert alerts.get_by_text("50%").count() == 0
+
+    # When demo traffic takes the month past 50% of the budget
+    for round_ in range(12):
+        report = publish_demo(_recent_demo_traffic(10, seed=100 + round_))
+        assert report.ok, report
+        assert stack.wait_idle(timeout=120)
+        if 50 in _api(stack, f"/api/llm-settings/{USER}/budget")["status"]["crossedThresholds"]:
+            break
+    else:
+        pytest.fail("the demo traffic never crossed 50% of the budget")
+
+    # Then the 50% alert is listed on the analytics page
+    fired = _api(stack, f"/api/llm-settings/{USER}/budget/alerts")["alerts"]
+    assert [a["thresholdPercent"] for a in fired][-1] == 50
+    page.reload()
+    page.get_by_role("region", name="Budget alerts").get_by_text("50%").first.wait_for()
+    page.context.close()

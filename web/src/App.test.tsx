@@ -2,10 +2,11 @@ import { render, screen } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 import App from "./App";
-import { dailyFor, installFetch, MODELS, SETTINGS, summaryFor } from "./test/fakeApi";
+import { costControlRoutes, dailyFor, installFetch, MODELS, SETTINGS, summaryFor } from "./test/fakeApi";
 
 function allRoutes() {
   return installFetch({
+    ...costControlRoutes(),
     "GET /config.json": () => ({ body: { apiBaseUrl: "", userId: "test", mode: "local" } }),
     "GET /api/llm-settings/test": () => ({ body: SETTINGS }),
     "GET /api/llm-models": () => ({ body: MODELS }),
@@ -89,6 +90,8 @@ describe("App", () => {
     expect(screen.getByTitle("Signed-in user")).toHaveTextContent("ada@example.com");
     expect(screen.getByRole("button", { name: "Sign out" })).toBeInTheDocument();
 
+    // The heading renders before the data: wait for the page to have asked the API.
+    await screen.findByTestId("total-cost");
     const apiCalls = fetchMock.mock.calls.filter(([url]) => String(url).startsWith("https://api.example.com/"));
     expect(apiCalls.length).toBeGreaterThan(0);
     for (const [, init] of apiCalls) {

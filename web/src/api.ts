@@ -97,6 +97,9 @@ export interface UsageSummary {
   errors?: number;
   unpriced_requests?: number;
   avg_latency_ms?: number;
+  /** Calls answered from the response cache (cost nothing), and what they would have cost. */
+  cache_hits?: number;
+  saved_cost_usd?: number;
   timezone?: string;
   start?: string;
   end?: string;
@@ -186,8 +189,14 @@ async function send(path: string, init: RequestInit & { accept?: string } = {}):
     let message = `The API answered HTTP ${response.status}`;
     let details: { loc: (string | number)[]; msg: string }[] = [];
     try {
-      const body = (await response.json()) as { error?: string; message?: string; details?: typeof details };
-      message = body.error ?? body.message ?? message;
+      const body = (await response.json()) as {
+        error?: string | { message?: string };
+        message?: string;
+        details?: typeof details;
+      };
+      // `{"error": "…"}` (docs/api.md) or `{"error": {"message": "…"}}`; never show an object.
+      const said = typeof body.error === "string" ? body.error : body.error?.message;
+      message = said ?? body.message ?? message;
       details = body.details ?? [];
     } catch {
       // not JSON: keep the status line
@@ -282,4 +291,154 @@ export async function getEntriesCsv(userId: string, period: Period): Promise<{ c
     if (!cursor) return { csv: parts.join(""), complete: true };
   }
   return { csv: parts.join(""), complete: false };
+}
+
+// ---- Cost control (issue #9): budgets and alerts (camelCase, settings area) ----
+
+export type BudgetAction = "notify" | "block" | "switch";
+export const BUDGET_ACTIONS: readonly BudgetAction[] = ["notify", "block", "switch"];
+
+export interface Budget {
+  /** USD, an exact JSON number: displayed, never used for arithmetic here. */
+  monthlyLimitUsd: number;
+  timezone: string;
+  thresholds: number[];
+  action: BudgetAction;
+  switchTo: { provider: Provider; model: string } | null;
+  strict: boolean;
+  updatedAt?: string;
+}
+
+export interface BudgetStatus {
+  period: string;
+  periodStart: string;
+  periodEnd: string;
+  spentUsd: number;
+  reservedUsd: number;
+  remainingUsd: number;
+  percentUsed: number;
+  state: "ok" | "warning" | "exhausted";
+  crossedThresholds: number[];
+}
+
+export interface BudgetResponse {
+  budget: Budget | null;
+  /** Whether a Slack webhook is stored; the URL itself is write-only and never comes back. */
+  hasSlackWebhook: boolean;
+  status: BudgetStatus | null;
+}
+
+export interface BudgetInput {
+  /** Sent as the typed decimal string, so the server parses it exactly. */
+  monthlyLimitUsd: string;
+  timezone: string;
+  thresholds?: number[];
+  action: BudgetAction;
+  switchTo?: { provider: Provider; model: string };
+  strict?: boolean;
+  slackWebhookUrl?: string;
+  removeSlackWebhook?: boolean;
+}
+
+export interface BudgetAlert {
+  alertId: string;
+  period: string;
+  thresholdPercent: number;
+  limitUsd: number;
+  spentUsd: number;
+  percentUsed: number;
+  action: BudgetAction;
+  crossedAt: string;
+}
+
+export function getBudget(userId: string): Promise<BudgetResponse> {
+  return json(`/api/llm-settings/${user(userId)}/budget`);
+}
+
+/** The one request that may carry a Slack webhook URL; the page clears its field afterwards. */
+export function saveBudget(userId: string, input: BudgetInput): Promise<BudgetResponse> {
+  return json(`/api/llm-settings/${user(userId)}/budget`, { method: "PUT", body: JSON.stringify(input) });
+}
+
+export function deleteBudget(userId: string): Promise<{ deleted: boolean }> {
+  return json(`/api/llm-settings/${user(userId)}/budget`, { method: "DELETE" });
+}
+
+export async function getBudgetAlerts(userId: string, limit = 20): Promise<BudgetAlert[]> {
+  const query = new URLSearchParams({ limit: String(limit) });
+  const body = await json<{ alerts?: BudgetAlert[] }>(`/api/llm-settings/${user(userId)}/budget/alerts?${query}`);
+  return body.alerts ?? [];
+}
+
+// ---- Cost insights (snake_case like the summary, usage area) ----
+
+export interface Forecast {
+  user_id: string;
+  timezone: string;
+  period: string;
+  period_start: string;
+  period_end: string;
+  days_elapsed: number;
+  days_in_period: number;
+  month_to_date_usd: number;
+  forecast_usd: number;
+  low_usd: number;
+  high_usd: number;
+  method: string;
+}
+
+export interface Anomaly {
+  date: string;
+  cost_usd: number;
+  expected_usd: number;
+  score: number;
+  direction: "high" | "low";
+}
+
+export interface AnomaliesResponse {
+  user_id: string;
+  timezone: string;
+  days: number;
+  method: string;
+  anomalies: Anomaly[];
+}
+
+export interface RecommendationCandidate {
+  provider: string;
+  model: string;
+  cost_usd: number;
+  saving_usd: number;
+  saving_percent: number;
+}
+
+export interface OperationRecommendation {
+  operation_type: string;
+  requests: number;
+  cost_usd: number;
+  input_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+  output_tokens: number;
+  reasoning_tokens: number;
+  cache_hit_rate: number;
+  candidates: RecommendationCandidate[];
+}
+
+export interface RecommendationsResponse {
+  user_id: string;
+  days: number;
+  operations: OperationRecommendation[];
+}
+
+export function getForecast(userId: string, tz: string): Promise<Forecast> {
+  return json(`/api/llm-usage/${user(userId)}/forecast?${new URLSearchParams({ tz })}`);
+}
+
+export function getAnomalies(userId: string, period: Period): Promise<AnomaliesResponse> {
+  const query = new URLSearchParams({ days: String(period.days), tz: period.tz });
+  return json(`/api/llm-usage/${user(userId)}/anomalies?${query}`);
+}
+
+export function getRecommendations(userId: string, days: number): Promise<RecommendationsResponse> {
+  return json(`/api/llm-usage/${user(userId)}/recommendations?${new URLSearchParams({ days: String(days) })}`);
 }

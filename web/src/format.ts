@@ -63,6 +63,15 @@ export function longDay(day: string): string {
   });
 }
 
+/** A budget period ("2026-11") → "November 2026". */
+export function monthName(period: string): string {
+  const [y, m] = period.split("-").map(Number) as [number, number];
+  if (!y || !m) return period;
+  return new Date(Date.UTC(y, m - 1, 1)).toLocaleDateString("en-US", { month: "long", year: "numeric", timeZone: "UTC" });
+}
+
+export const BUDGET_STATE_LABELS = { ok: "On track", warning: "Warning", exhausted: "Exhausted" } as const;
+
 export function browserTimezone(): string {
   try {
     return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";

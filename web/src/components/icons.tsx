@@ -108,3 +108,11 @@ export const CloudIcon = (p: IconProps) => (
     <path d="M18 10h-1.26A8 8 0 1 0 9 20h9a5 5 0 0 0 0-10z" />
   </Icon>
 );
+
+/** A stack of disks: the response cache. */
+export const CacheIcon = (p: IconProps) => (
+  <Icon {...p}>
+    <ellipse cx="12" cy="5" rx="9" ry="3" />
+    <path d="M3 5v14c0 1.7 4 3 9 3s9-1.3 9-3V5M3 12c0 1.7 4 3 9 3s9-1.3 9-3" />
+  </Icon>
+);

@@ -1,11 +1,12 @@
 import { render, screen, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
-import { installFetch, MODELS, SETTINGS } from "../test/fakeApi";
+import { costControlRoutes, installFetch, MODELS, SETTINGS } from "../test/fakeApi";
 import LLMConfiguration from "./LLMConfiguration";
 
 function routes(overrides: Parameters<typeof installFetch>[0] = {}) {
   return installFetch({
+    ...costControlRoutes(),
     "GET /api/llm-settings/test": () => ({ body: SETTINGS }),
     "GET /api/llm-models": () => ({ body: MODELS }),
     "PUT /api/llm-settings/test": (_url, body) => {
@@ -82,7 +83,8 @@ describe("LLMConfiguration", () => {
     expect(screen.getByTestId("cost-preview-query")).toHaveTextContent("$6.00");
     expect(screen.getByTestId("cost-preview-detection")).toHaveTextContent("$18.00");
     // Dropdown labels carry the catalog's prices per 1M tokens.
-    expect(screen.getAllByRole("option", { name: /Claude Haiku 4.5 — \$1 \/ \$5 per 1M tokens/ })).toHaveLength(2);
+    const models = screen.getByRole("region", { name: "Model Selection" });
+    expect(within(models).getAllByRole("option", { name: /Claude Haiku 4.5 — \$1 \/ \$5 per 1M tokens/ })).toHaveLength(2);
   });
 
   it("shows the API's validation error when saving fails", async () => {

@@ -16,6 +16,7 @@ import {
   type Provider,
 } from "../api";
 import { CheckIcon, CloudIcon, KeyIcon, SpinnerIcon, TrashIcon, XIcon, ZapIcon } from "../components/icons";
+import BudgetSettings from "../components/BudgetSettings";
 import { Banner, Section } from "../components/ui";
 import { formatPrice, formatUsd, providerName } from "../format";
 
@@ -29,7 +30,8 @@ const DEFAULT_PREFERENCES: Preferences = {
   detectionModel: "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
   maxTokens: 2000,
   temperature: 0,
-  enableCaching: true,
+  // The response cache is opt-in (issue #9): off until the user turns it on.
+  enableCaching: false,
   trackUsage: true,
 };
 const NO_KEYS: HasApiKeys = { anthropic: false, openai: false, google: false, bedrock: false };
@@ -542,14 +544,21 @@ export default function LLMConfiguration({ userId }: { userId: string }) {
           </div>
         </div>
         <div className="mt-4 space-y-2">
-          <label className="flex items-center gap-3 text-sm">
+          <label className="flex items-start gap-3 text-sm">
             <input
               type="checkbox"
-              className="h-4 w-4 accent-mono-900 dark:accent-mono-100"
+              className="mt-0.5 h-4 w-4 accent-mono-900 dark:accent-mono-100"
               checked={prefs.enableCaching}
               onChange={(event) => setPrefs((p) => ({ ...p, enableCaching: event.target.checked }))}
+              aria-describedby={`${ids}-caching-help`}
             />
-            Enable prompt caching
+            <span>
+              Enable response cache
+              <span id={`${ids}-caching-help`} className="muted block text-xs">
+                Identical temperature-0 requests are answered from a cache for 1 hour; hits cost nothing and are shown
+                on the analytics page.
+              </span>
+            </span>
           </label>
           <label className="flex items-center gap-3 text-sm">
             <input
@@ -569,6 +578,8 @@ export default function LLMConfiguration({ userId }: { userId: string }) {
           {saving ? "Saving…" : "Save Settings"}
         </button>
       </div>
+
+      <BudgetSettings userId={userId} catalog={catalog} />
     </div>
   );
 }

@@ -1,11 +1,12 @@
 import { render, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it, vi } from "vitest";
-import { dailyFor, installFetch, summaryFor } from "../test/fakeApi";
+import { costControlRoutes, dailyFor, installFetch, summaryFor } from "../test/fakeApi";
 import LLMUsageAnalytics, { periodFor } from "./LLMUsageAnalytics";
 
 function usageRoutes() {
   return installFetch({
+    ...costControlRoutes(),
     "GET /api/llm-usage/test/summary": (url) => {
       const start = url.searchParams.get("start")!;
       const end = url.searchParams.get("end")!;
@@ -98,6 +99,7 @@ describe("LLMUsageAnalytics", () => {
 
   it("shows an empty state when there is no usage", async () => {
     installFetch({
+      ...costControlRoutes(),
       "GET /api/llm-usage/test/summary": () => ({
         body: { total_requests: 0, total_tokens: 0, total_cost_usd: 0, avg_cost_per_request_usd: 0, by_provider: {}, by_operation: {}, by_model: {} },
       }),
@@ -112,6 +114,7 @@ describe("LLMUsageAnalytics", () => {
     const user = userEvent.setup();
     let fail = true;
     installFetch({
+      ...costControlRoutes(),
       "GET /api/llm-usage/test/summary": () => (fail ? { status: 503, body: { error: "the store is unavailable" } } : { body: summaryFor(1) }),
       "GET /api/llm-usage/test/daily": () => ({ body: dailyFor(30) }),
     });
@@ -132,6 +135,7 @@ describe("LLMUsageAnalytics", () => {
   it("exports the period's entries as CSV, following the cursor header", async () => {
     const user = userEvent.setup();
     const { calls } = installFetch({
+      ...costControlRoutes(),
       "GET /api/llm-usage/test/summary": () => ({ body: summaryFor(1) }),
       "GET /api/llm-usage/test/daily": () => ({ body: dailyFor(30) }),
       "GET /api/llm-usage/test": (url) =>

@@ -1,9 +1,25 @@
 import { useCallback, useEffect, useId, useMemo, useState, type ComponentType } from "react";
-import { ApiError, getDaily, getEntriesCsv, getSummary, type Breakdown, type DailyRow, type Period, type UsageSummary } from "../api";
+import {
+  ApiError,
+  getAnomalies,
+  getBudget,
+  getBudgetAlerts,
+  getDaily,
+  getEntriesCsv,
+  getForecast,
+  getRecommendations,
+  getSummary,
+  type Breakdown,
+  type DailyRow,
+  type Period,
+  type UsageSummary,
+} from "../api";
+import { BudgetAlertsList, BudgetCard, InlineError, RecommendationsPanel } from "../components/CostInsights";
 import DailyTrendChart from "../components/DailyTrendChart";
 import {
   ActivityIcon,
   AlertIcon,
+  CacheIcon,
   DollarIcon,
   DownloadIcon,
   SpinnerIcon,
@@ -23,6 +39,7 @@ import {
   providerName,
   timezones,
 } from "../format";
+import { useResource } from "../useResource";
 
 export const PERIODS = [7, 30, 90] as const;
 
@@ -39,12 +56,14 @@ function StatCard({
   exact,
   icon: Icon,
   testId,
+  note,
 }: {
   label: string;
   value: string;
   exact: string;
   icon: ComponentType<{ className?: string }>;
   testId: string;
+  note?: string;
 }) {
   return (
     <div className="card flex items-center gap-3">
@@ -61,6 +80,7 @@ function StatCard({
         >
           {value}
         </p>
+        {note ? <p className="muted text-xs">{note}</p> : null}
       </div>
     </div>
   );
@@ -120,8 +140,33 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
   const [error, setError] = useState<string | null>(null);
   const [exporting, setExporting] = useState(false);
   const [exportNote, setExportNote] = useState<{ kind: "success" | "error"; text: string } | null>(null);
-  const zoneList = useMemo(() => timezones(tz), [tz]);
+  // ~400 zones: the <option> elements are built once per zone change, not on every render.
+  const zoneOptions = useMemo(
+    () =>
+      timezones(tz).map((zone) => (
+        <option key={zone} value={zone}>
+          {zone}
+        </option>
+      )),
+    [tz],
+  );
   const ids = useId();
+
+  // Cost control: independent requests, each with its own inline error (one failing breaks nothing).
+  const fetchBudget = useCallback(() => getBudget(userId), [userId]);
+  const fetchAlerts = useCallback(() => getBudgetAlerts(userId, 20), [userId]);
+  const fetchAnomalies = useCallback(() => getAnomalies(userId, periodFor(days, tz)), [userId, days, tz]);
+  const fetchRecommendations = useCallback(() => getRecommendations(userId, days), [userId, days]);
+  const budget = useResource(fetchBudget);
+  const alerts = useResource(fetchAlerts);
+  const anomalies = useResource(fetchAnomalies);
+  const recommendations = useResource(fetchRecommendations);
+  // The forecast describes the budget's month, so it is asked in the budget's timezone; without
+  // a budget (or when the budget cannot be read), in the page's.
+  const forecastTz =
+    budget.resource.state === "loading" ? null : budget.resource.state === "ok" ? (budget.resource.value.budget?.timezone ?? tz) : tz;
+  const fetchForecast = useCallback(() => getForecast(userId, forecastTz ?? "UTC"), [userId, forecastTz]);
+  const forecast = useResource(forecastTz === null ? null : fetchForecast);
 
   const load = useCallback(
     async (signal: { live: boolean }) => {
@@ -211,11 +256,7 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
               Timezone
             </label>
             <select id={`${ids}-tz`} className="input w-48 py-1.5!" value={tz} onChange={(e) => setTz(e.target.value)}>
-              {zoneList.map((zone) => (
-                <option key={zone} value={zone}>
-                  {zone}
-                </option>
-              ))}
+              {zoneOptions}
             </select>
           </div>
           <button
@@ -290,6 +331,27 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
             />
           </div>
 
+          <div className="grid grid-cols-1 gap-4 lg:grid-cols-3">
+            <div className="lg:col-span-2">
+              <BudgetCard
+                budget={budget.resource}
+                forecast={forecast.resource}
+                retryBudget={budget.retry}
+                retryForecast={forecast.retry}
+              />
+            </div>
+            <div className="self-start">
+              <StatCard
+                label="Cache hits"
+                value={formatNumber(summary.cache_hits ?? 0)}
+                exact={String(summary.cache_hits ?? 0)}
+                icon={CacheIcon}
+                testId="cache-hits"
+                note={`${formatUsd(summary.saved_cost_usd ?? 0)} saved by the response cache`}
+              />
+            </div>
+          </div>
+
           {empty ? (
             <div className="card py-12 text-center" data-testid="empty-state">
               <p className="font-medium text-mono-900 dark:text-mono-100">No usage in the last {data.period.days} days</p>
@@ -337,9 +399,22 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
             {data.daily.length === 0 ? (
               <p className="muted py-8 text-center">No usage data available for this period</p>
             ) : (
-              <DailyTrendChart days={data.daily} />
+              <DailyTrendChart
+                days={data.daily}
+                anomalies={anomalies.resource.state === "ok" ? anomalies.resource.value.anomalies : undefined}
+              />
             )}
+            {anomalies.resource.state === "error" ? (
+              <div className="mt-3">
+                <InlineError what="unusual days" message={anomalies.resource.message} onRetry={anomalies.retry} />
+              </div>
+            ) : null}
           </Section>
+
+          <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
+            <RecommendationsPanel recommendations={recommendations.resource} retry={recommendations.retry} />
+            <BudgetAlertsList alerts={alerts.resource} retry={alerts.retry} />
+          </div>
 
           {!empty ? (
             <Section id="by-model" title="Usage by Model">

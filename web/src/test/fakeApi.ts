@@ -1,6 +1,15 @@
 /** A fake of the HTTP API for component tests: routes by method + path, records every request. */
 import { vi } from "vitest";
-import type { ModelsResponse, SettingsResponse, UsageSummary } from "../api";
+import type {
+  AnomaliesResponse,
+  BudgetAlert,
+  BudgetResponse,
+  Forecast,
+  ModelsResponse,
+  RecommendationsResponse,
+  SettingsResponse,
+  UsageSummary,
+} from "../api";
 
 export type Recorded = { method: string; url: string; body: unknown };
 type Handler = (url: URL, body: unknown) => { status?: number; body: unknown; headers?: Record<string, string> };
@@ -35,7 +44,7 @@ export const SETTINGS: SettingsResponse = {
     detectionModel: "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
     maxTokens: 2000,
     temperature: 0,
-    enableCaching: true,
+    enableCaching: false,
     trackUsage: true,
   },
   hasApiKeys: { anthropic: false, openai: false, google: false, bedrock: true },
@@ -91,6 +100,8 @@ export function summaryFor(scale: number): UsageSummary {
     avg_cost_per_request_usd: 0.102880658,
     errors: 2,
     unpriced_requests: 0,
+    cache_hits: 17 * scale,
+    saved_cost_usd: 1.234567891 * scale,
     by_provider: {
       anthropic: breakdown(80 * scale, 200_000 * scale, 9.345678901 * scale),
       openai: breakdown(40 * scale, 145_678 * scale, 3 * scale),
@@ -114,4 +125,131 @@ export function dailyFor(days: number) {
     rows.push({ date, requests: i, tokens: i * 100, cost_usd: i * 0.25, errors: 0, unpriced_requests: 0 });
   }
   return { user_id: "test", timezone: "UTC", days, daily_usage: rows };
+}
+
+export const BUDGET: BudgetResponse = {
+  budget: {
+    monthlyLimitUsd: 30,
+    timezone: "America/Los_Angeles",
+    thresholds: [50, 80, 100],
+    action: "notify",
+    switchTo: null,
+    strict: false,
+    updatedAt: "2026-11-29T10:00:00.000Z",
+  },
+  hasSlackWebhook: false,
+  status: {
+    period: "2026-11",
+    periodStart: "2026-11-01T00:00:00-07:00",
+    periodEnd: "2026-12-01T00:00:00-08:00",
+    spentUsd: 12.5,
+    reservedUsd: 0,
+    remainingUsd: 17.5,
+    percentUsed: 41.7,
+    state: "ok",
+    crossedThresholds: [],
+  },
+};
+
+export const NO_BUDGET: BudgetResponse = { budget: null, hasSlackWebhook: false, status: null };
+
+export const ALERTS: BudgetAlert[] = [
+  {
+    alertId: "test:2026-11:80",
+    period: "2026-11",
+    thresholdPercent: 80,
+    limitUsd: 30,
+    spentUsd: 24.3,
+    percentUsed: 81,
+    action: "notify",
+    crossedAt: "2026-11-28T18:30:00.000Z",
+  },
+  {
+    alertId: "test:2026-11:50",
+    period: "2026-11",
+    thresholdPercent: 50,
+    limitUsd: 30,
+    spentUsd: 15.2,
+    percentUsed: 50.7,
+    action: "notify",
+    crossedAt: "2026-11-20T10:00:00.000Z",
+  },
+];
+
+export function forecastFor(tz: string): Forecast {
+  return {
+    user_id: "test",
+    timezone: tz,
+    period: "2026-11",
+    period_start: "2026-11-01",
+    period_end: "2026-11-30",
+    days_elapsed: 29,
+    days_in_period: 30,
+    month_to_date_usd: 12.5,
+    forecast_usd: 38.75,
+    low_usd: 30.1,
+    high_usd: 47.2,
+    method: "linear",
+  };
+}
+
+export function anomaliesFor(days: number, tz: string): AnomaliesResponse {
+  return {
+    user_id: "test",
+    timezone: tz,
+    days,
+    method: "robust_zscore",
+    anomalies: [{ date: "2026-11-27", cost_usd: 6.75, expected_usd: 1.2, score: 4.2, direction: "high" }],
+  };
+}
+
+export function recommendationsFor(days: number): RecommendationsResponse {
+  return {
+    user_id: "test",
+    days,
+    operations: [
+      {
+        operation_type: "query_generation",
+        requests: 100,
+        cost_usd: 10,
+        input_tokens: 250_000,
+        cache_read_tokens: 20_000,
+        cache_write_tokens: 0,
+        output_tokens: 30_000,
+        reasoning_tokens: 0,
+        cache_hit_rate: 0.074,
+        candidates: [
+          { provider: "anthropic", model: "claude-haiku-4-5-20251001", cost_usd: 3.3333, saving_usd: 6.6667, saving_percent: 66.7 },
+          { provider: "google", model: "gemini-2.5-flash", cost_usd: 1.5, saving_usd: 8.5, saving_percent: 85 },
+        ],
+      },
+      {
+        operation_type: "detection_rule",
+        requests: 20,
+        cost_usd: 0.5,
+        input_tokens: 40_000,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
+        output_tokens: 5_678,
+        reasoning_tokens: 0,
+        cache_hit_rate: 0,
+        candidates: [],
+      },
+    ],
+  };
+}
+
+/** The cost-control routes (budget, alerts, forecast, anomalies, recommendations) for user "test". */
+export function costControlRoutes(budget: BudgetResponse = BUDGET, alerts: BudgetAlert[] = ALERTS) {
+  return {
+    "GET /api/llm-settings/test/budget": () => ({ body: budget }),
+    "GET /api/llm-settings/test/budget/alerts": () => ({ body: { alerts } }),
+    "GET /api/llm-usage/test/forecast": (url: URL) => ({ body: forecastFor(url.searchParams.get("tz") ?? "UTC") }),
+    "GET /api/llm-usage/test/anomalies": (url: URL) => ({
+      body: anomaliesFor(Number(url.searchParams.get("days")), url.searchParams.get("tz") ?? "UTC"),
+    }),
+    "GET /api/llm-usage/test/recommendations": (url: URL) => ({
+      body: recommendationsFor(Number(url.searchParams.get("days"))),
+    }),
+  };
 }

@@ -1,7 +1,11 @@
 import "@testing-library/jest-dom/vitest";
-import { cleanup } from "@testing-library/react";
+import { cleanup, configure } from "@testing-library/react";
 import { afterEach, vi } from "vitest";
 import { setAuthorization } from "../api";
+
+// findBy*/waitFor give up after 5 s instead of 1 s: on a busy machine (the Python suite beside
+// this one) a page can take over a second to settle; a slower pass is still a pass.
+configure({ asyncUtilTimeout: 5000 });
 
 afterEach(() => {
   cleanup();
