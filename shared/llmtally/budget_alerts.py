@@ -190,8 +190,11 @@ class BudgetKeeper:
                 raise
             self.budgets.mark_published(alert)
             outcome.published.append(alert)
-            logger.info(
-                "budget threshold crossed",
+            logger.warning(
+                "budget threshold crossed: %s%% of %s's %s budget",
+                percent,
+                user_id,
+                alert.period,
                 extra={
                     "user_id": user_id,
                     "alert_id": alert.alert_id,

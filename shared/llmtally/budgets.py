@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from llmtally.errors import LLMTallyError
 from llmtally.events import EVENT_SOURCE, Provider, format_timestamp
-from llmtally.money import nanos_to_usd
+from llmtally.money import format_usd, nanos_to_usd
 
 #: EventBridge detail-type of an alert (source `llmtally`, on the usage bus).
 ALERT_DETAIL_TYPE: Final = "BudgetThresholdCrossed"
@@ -271,6 +271,9 @@ class BudgetAlert(BaseModel):
             "limit_usd": str(nanos_to_usd(self.limit_nanos)),
             "spent_usd": str(nanos_to_usd(self.spent_nanos)),
             "percent_used": str(self.percent_used),
+            # for messages that cannot compute (an e-mail rendered by EventBridge): cents, half-even
+            "spent_display": format_usd(self.spent_nanos, 2),
+            "limit_display": format_usd(self.limit_nanos, 2),
             "action": self.action.value,
             "crossed_at": format_timestamp(self.crossed_at),
         }

@@ -206,14 +206,14 @@ def slack_payload(notice: AlertNotice) -> dict[str, Any]:
 
 
 #: The e-mail (SNS) message. EventBridge fills it in (input transformer), so only the detail's own
-#: fields are available — amounts as the event carries them (exact USD, nine decimal places).
+#: fields are available — amounts in the detail's display form (`spent_display`: "$24.12").
 EMAIL_FIELDS: Final = (
     "user_id",
     "threshold_percent",
     "period",
     "timezone",
-    "spent_usd",
-    "limit_usd",
+    "spent_display",
+    "limit_display",
     "percent_used",
     "action",
     "alert_id",
@@ -221,7 +221,7 @@ EMAIL_FIELDS: Final = (
 )
 EMAIL_TEMPLATE: Final = (
     "llmtally budget alert: user {user_id} reached {threshold_percent}% of the {period} budget "
-    "({timezone}). Spent {spent_usd} USD of {limit_usd} USD ({percent_used}%). "
+    "({timezone}). Spent {spent_display} of {limit_display} ({percent_used}%). "
     "Action at 100%: {action}. Alert {alert_id} at {crossed_at}."
 )
 

@@ -100,7 +100,7 @@ def test_email_template_uses_only_the_event_detail() -> None:
     text = email_text(detail)
     assert text == EMAIL_TEMPLATE.format(**detail)
     assert "user alice reached 80% of the 2026-11 budget" in text
-    assert "Spent 24.120000000 USD of 30.000000000 USD (80.4%)" in text
+    assert "Spent $24.12 of $30.00 (80.4%)" in text
 
 
 def test_the_envelope_as_eventbridge_delivers_it() -> None:

@@ -97,7 +97,8 @@ def _alert_events_via_queue(
             detail = alert_event.get("detail")
             if isinstance(detail, dict):
                 try:
-                    logger.info("budget alert e-mail: %s", email_text(detail))
+                    # WARNING: `llmtally local` shows warnings and up; an alert is what the user waits for
+                    logger.warning("budget alert e-mail: %s", email_text(detail))
                 except (KeyError, IndexError, ValueError):
                     logger.warning("budget alert event without the e-mail fields")
             handler(alert_event, context)
