@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench insights
 
-Series (integer nano-USD, integer noise, no float) are drawn per seed from four scenarios — flat,
-trend up (+1%/day of the starting level), trend down (−0.8%/day), strong weekday rhythm (weekends at 30%) — each with
-±15% noise and injected spikes (×2.5–5) and dips (×0–0.3) on about 3% of days.
+Series (integer nano-USD, integer noise, no float) are drawn per seed from five scenarios — flat,
+trend up (+1%/day of the starting level), trend down (−0.8%/day), strong weekday rhythm (weekends at
+30%) — each with ±15% noise and injected spikes (×2.5–5) and dips (×0–0.3) on about 3% of days —
+and intermittent (sessions on ~40% of days, ±50% apart, spikes ×3–6 on ~3% of days).
 
 - Forecast: at day 7, 14 and 21 of a month (today half spent), the month-end total is forecast
   and compared with the true total: MAPE, and how often the true total falls in [low, high]
@@ -29,7 +30,7 @@ from llmtally.forecast import HISTORY_DAYS, forecast_month, month_bounds
 
 USD = 1_000_000_000
 SEEDS = 40
-SCENARIOS = ("flat", "trend up", "trend down", "weekday rhythm")
+SCENARIOS = ("flat", "trend up", "trend down", "weekday rhythm", "intermittent")
 CUTOFFS = (7, 14, 21)
 SCAN = 116
 
@@ -53,6 +54,13 @@ def synthesize(rng: random.Random, scenario: str, first: date, days: int, *, inj
             base = base * weekend_percent // 100
         noise = rng.randint(-15, 15)
         cost = base * (100 + noise) // 100
+        if scenario == "intermittent":  # sessions on ~40% of days, ±50% apart; only spikes are news
+            cost = base * rng.randint(50, 150) // 100 if rng.randint(1, 100) <= 40 else 0
+            if inject and rng.randint(1, 100) <= 3:
+                cost = base * rng.randint(300, 600) // 100
+                out.anomalies.add(i)
+            out.costs.append(cost)
+            continue
         if inject and rng.randint(1, 100) <= 3:
             spike = rng.randint(1, 2) == 1
             cost = cost * (rng.randint(250, 500) if spike else rng.randint(0, 30)) // 100

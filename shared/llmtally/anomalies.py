@@ -16,6 +16,14 @@ a day is flagged with what was known when it ended:
    modified-z cut-off) *and* |cost − expected| ≥ max(`MIN_DEVIATION_NANOS`, `MIN_RELATIVE_DEVIATION`
    × expected), so a near-zero or near-constant series does not fire on a cent.
 
+Intermittent usage — more than `INTERMITTENT_ZERO_SHARE` of the previous `SCALE_DAYS` days cost
+nothing (a tenant who uses LLMs a few days a week, in sessions) — breaks step 1: the level sits
+between the zero days and the active ones, so every active day looks high and every idle day low.
+There a day is judged against the active days instead: expected = the median cost of the previous
+`SCALE_DAYS` days with usage, scale = 1.4826 × their MAD, and only `high` is flagged (an idle day is
+normal), at twice a typical active day or more (a MAD of a few active days is noisy); with fewer
+than `MIN_ACTIVE_DAYS` active days nothing is flagged.
+
 A day is predicted once there are `MIN_HISTORY_DAYS` days since the first day with usage, and
 scored once `MIN_SCALE_DAYS` earlier days were predicted. Today is in progress: it can be flagged
 `high` (what is spent so far is a lower bound) but never `low`. No float: `Decimal` statistics
@@ -30,7 +38,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Final, Literal
 
-from llmtally.robust import MAD_TO_SIGMA, fit_seasonal_trend, mad, round_nanos
+from llmtally.robust import MAD_TO_SIGMA, fit_seasonal_trend, mad, median, round_nanos
 
 TRAILING_DAYS: Final = 28
 FACTOR_DAYS: Final = 56
@@ -43,12 +51,19 @@ THRESHOLD: Final = Decimal("3.5")
 MIN_DEVIATION_NANOS: Final = 10_000_000  # $0.01
 MIN_RELATIVE_DEVIATION: Final = Decimal("0.2")
 SCALE_FLOOR_NANOS: Final = 1_000_000  # $0.001
+#: Above this share of idle days in the previous `SCALE_DAYS`, usage is intermittent (see the module doc).
+INTERMITTENT_ZERO_SHARE: Final = Decimal("0.4")
+MIN_ACTIVE_DAYS: Final = 5
+#: ...and a day is flagged only at this multiple of a typical active day (a MAD of a few active days is noisy).
+INTERMITTENT_MIN_RATIO: Final = 2
 #: Days of series needed before the first scanned day for it to be scored.
 WARMUP_DAYS: Final = FACTOR_DAYS + SCALE_DAYS
 METHOD: Final = (
     "expected = trailing 28-day Theil–Sen level × weekday factor (8 weeks of medians); "
     "score = (cost − expected) / (1.4826 × MAD of the previous 28 days' prediction errors); "
-    "flagged when |score| ≥ 3.5 and |cost − expected| ≥ max($0.01, 20% of expected)"
+    "flagged when |score| ≥ 3.5 and |cost − expected| ≥ max($0.01, 20% of expected); "
+    "intermittent usage (over 40% idle days): against the median and MAD of the active days, high only, "
+    "at twice the median or more"
 )
 _SCORE_QUANTUM: Final = Decimal("0.01")
 
@@ -73,6 +88,8 @@ class DayScore:
     expected: Decimal
     scale: Decimal
     score: Decimal
+    #: Judged against the active days of intermittent usage: only `high` can be flagged.
+    intermittent: bool = False
 
     @property
     def deviation(self) -> Decimal:
@@ -112,13 +129,24 @@ def score_days(costs: Sequence[int], first_day: date, scan: int) -> list[DayScor
         errors[t] = costs[t] - expected
         if t < first_scanned or len(earlier) < MIN_SCALE_DAYS:
             continue
-        scale = max(MAD_TO_SIGMA * mad(earlier), Decimal(SCALE_FLOOR_NANOS))
         day = first_day + timedelta(days=t)
+        recent = costs[max(started, t - SCALE_DAYS) : t]
+        active = [c for c in recent if c]
+        if len(recent) - len(active) > INTERMITTENT_ZERO_SHARE * len(recent):
+            if len(active) < MIN_ACTIVE_DAYS:
+                continue
+            typical = median(active)
+            scale = max(MAD_TO_SIGMA * mad(active), Decimal(SCALE_FLOOR_NANOS))
+            scores.append(DayScore(day, costs[t], typical, scale, (costs[t] - typical) / scale, intermittent=True))
+            continue
+        scale = max(MAD_TO_SIGMA * mad(earlier), Decimal(SCALE_FLOOR_NANOS))
         scores.append(DayScore(day, costs[t], expected, scale, (costs[t] - expected) / scale))
     return scores
 
 
 def is_anomalous(scored: DayScore) -> bool:
+    if scored.intermittent and (scored.score < 0 or scored.cost_nanos < INTERMITTENT_MIN_RATIO * scored.expected):
+        return False
     floor = max(Decimal(MIN_DEVIATION_NANOS), MIN_RELATIVE_DEVIATION * scored.expected)
     return abs(scored.score) >= THRESHOLD and abs(scored.deviation) >= floor
 

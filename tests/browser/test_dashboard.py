@@ -372,6 +372,16 @@ def test_navigation_by_keyboard_between_the_two_pages(stack: Any, browser: Any) 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_screenshots_of_both_pages(stack: Any, browser: Any, scheme: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    if _api(stack, f"/api/llm-settings/{USER}/budget")["budget"] is None:  # show the budget card too
+        body = json.dumps({"monthlyLimitUsd": "1.00", "timezone": BROWSER_TZ, "action": "block"}).encode()
+        put = urllib.request.Request(
+            f"{stack.api_url}/api/llm-settings/{USER}/budget",
+            data=body,
+            method="PUT",
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(put, timeout=30) as response:
+            assert response.status == 200
     page = _page(browser, color_scheme=scheme)
     page.goto(f"{stack.api_url}/settings/llm")
     page.get_by_role("heading", name="LLM Configuration", level=1).wait_for()

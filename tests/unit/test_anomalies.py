@@ -133,3 +133,12 @@ def test_every_flagged_day_passes_both_cut_offs_and_lies_in_the_scan(costs: list
 @given(st.integers(0, 10**6), st.sampled_from([2, 3, 5]))
 def test_no_anomaly_on_a_clean_seasonal_series_of_any_level(seed: int, level_usd: int) -> None:
     assert detect_anomalies(seasonal(seed, level=level_usd * USD, noise_percent=3), FIRST, SCAN) == []
+
+
+def test_intermittent_usage_flags_only_days_far_above_its_active_days() -> None:
+    # A tenant active about three days in seven, in sessions of $0.02–$0.08, one day of $2
+    rng = random.Random(5)
+    costs = [rng.randrange(20_000_000, 80_000_000) if rng.random() < 0.4 else 0 for _ in range(200)]
+    costs[180] = 2_000_000_000
+    found = detect_anomalies(costs, date(2026, 5, 1), 120, last_is_partial=False)
+    assert [(a.day, a.direction) for a in found] == [(date(2026, 5, 1) + timedelta(days=180), "high")]

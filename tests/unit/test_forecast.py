@@ -171,3 +171,16 @@ def test_a_constant_rate_forecasts_rate_times_days(rate: int, today: date, lengt
     # Days before the series count as zero: the month-to-date covers only what the series holds
     month_before = min(today.day - 1, length - 1)
     assert result.forecast_nanos == rate * (month_before + 1 + result.days_in_period - today.day)
+
+
+def test_intermittent_usage_is_forecast_at_its_mean_day() -> None:
+    # Sessions every third day at $0.30 for 8 weeks: the mean day is $0.10, whatever the last session
+    today = date(2026, 11, 15)
+    costs = [300_000_000 if i % 3 == 0 else 0 for i in range(56)] + [0]
+    result = forecast_month(costs, today)
+    assert result.method == "intermittent"
+    completed_mtd = sum(costs[-15:-1])
+    mean_day = Decimal(sum(costs[:-1])) / 56
+    expected = completed_mtd + mean_day * (30 - 15 + 1)  # today (nothing yet) counts at the mean day
+    assert abs(result.forecast_nanos - expected) <= 1
+    assert result.low_nanos < result.forecast_nanos < result.high_nanos

@@ -353,7 +353,7 @@ class ForecastResponse(BaseModel):
     forecast_usd: UsdAmount = Field(description="Forecast month-end total; never below month_to_date_usd")
     low_usd: UsdAmount = Field(description="Low end of an ~80% range (never below month_to_date_usd)")
     high_usd: UsdAmount = Field(description="High end of an ~80% range")
-    method: Literal["seasonal_trend", "trend", "run_rate", "first_day", "none"] = Field(
+    method: Literal["seasonal_trend", "trend", "intermittent", "run_rate", "first_day", "none"] = Field(
         description="seasonal_trend/trend with ≥ 21/14 days of history; run_rate (wide range) before; "
         "first_day on the first day of use; none without usage (see docs/insights.md)"
     )
