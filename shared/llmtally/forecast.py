@@ -184,7 +184,7 @@ def forecast_month(costs: Sequence[int], today: date) -> MonthForecast:
     recent = history[-TREND_DAYS:]
     if sum(1 for c in recent if c == 0) > INTERMITTENT_ZERO_SHARE * len(recent):
         rate = Decimal(sum(history)) / n
-        spread = (sum((Decimal(c) - rate) ** 2 for c in history) / n).sqrt()
+        spread = (sum(((Decimal(c) - rate) ** 2 for c in history), Decimal(0)) / n).sqrt()
         forecast = mtd_completed + max(Decimal(today_actual), rate) + rate * future_days
         margin = Z_80 * spread * Decimal(future_days + 1).sqrt()
         return answer(forecast, forecast - margin, forecast + margin, "intermittent")
