@@ -390,6 +390,8 @@ def test_screenshots_of_both_pages(stack: Any, browser: Any, scheme: str) -> Non
 
     page.get_by_role("link", name="Usage Analytics").click()
     _wait_for_period(page, 30)
+    page.get_by_test_id("forecast-usd").wait_for()
+    page.get_by_role("region", name="Recommendations").wait_for()
     page.screenshot(path=str(SCREENSHOTS / f"usage-analytics-{scheme}.png"), full_page=True)
     page.context.close()
 
