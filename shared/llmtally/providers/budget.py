@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
+from functools import cache
 from typing import Any, Final
 
 from llmtally.budgets import (
@@ -180,17 +181,10 @@ def _exceeded(
     )
 
 
-_default_guard: BudgetGuard | None = None
-_default_lock = threading.Lock()
-
-
+@cache
 def default_budget_guard() -> BudgetGuard:
     """The process-wide guard (one status cache per process)."""
-    global _default_guard
-    with _default_lock:
-        if _default_guard is None:
-            _default_guard = BudgetGuard()
-        return _default_guard
+    return BudgetGuard()
 
 
 #: Builds the provider to switch to when the target is another provider (e.g. from the user's key).

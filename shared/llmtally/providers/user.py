@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -140,17 +141,10 @@ class PreferencesStore:
         return LLMPreferences.model_validate(stored or {})
 
 
-_default_key_store: SecretKeyStore | None = None
-_default_lock = threading.Lock()
-
-
+@cache
 def default_key_store() -> SecretKeyStore:
     """The process-wide key cache."""
-    global _default_key_store
-    with _default_lock:
-        if _default_key_store is None:
-            _default_key_store = SecretKeyStore()
-        return _default_key_store
+    return SecretKeyStore()
 
 
 def provider_for_user(
@@ -227,15 +221,9 @@ def provider_for_user(
     return BudgetedProvider(tracked, guard=budget_guard or default_budget_guard(), switch=switch)
 
 
-_default_response_cache: ResponseCache | None = None
-
-
+@cache
 def default_response_cache() -> ResponseCache:
     """The process-wide response cache (DynamoDB, the deployment's cache table)."""
-    global _default_response_cache
-    with _default_lock:
-        if _default_response_cache is None:
-            from llmtally.response_cache import ResponseCache
+    from llmtally.response_cache import ResponseCache
 
-            _default_response_cache = ResponseCache()
-        return _default_response_cache
+    return ResponseCache()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -45,3 +46,29 @@ def storage_errors(action: str) -> Iterator[None]:
         raise StorageError(f"{action} failed: {error_code(exc) or 'ClientError'}") from exc
     except BotoCoreError as exc:
         raise StorageError(f"{action} failed: {type(exc).__name__}") from exc
+
+
+#: BatchGetItem's limit of keys per request.
+BATCH_GET_KEYS: Final = 100
+
+
+def batch_get(
+    client: Any, table: str, keys: Sequence[Mapping[str, Any]], *, consistent: bool = True
+) -> list[dict[str, Any]]:
+    """Every item of `keys` that exists (DynamoDB JSON), 100 keys per BatchGetItem, retrying
+    unprocessed keys with backoff; StorageError if some stay unprocessed."""
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), BATCH_GET_KEYS):
+        pending = list(keys[start : start + BATCH_GET_KEYS])
+        for attempt in range(8):
+            if not pending:
+                break
+            if attempt:
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+            with storage_errors(f"{table} batch_get_item"):
+                response = client.batch_get_item(RequestItems={table: {"Keys": pending, "ConsistentRead": consistent}})
+            found.extend(response.get("Responses", {}).get(table, []))
+            pending = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+        if pending:
+            raise StorageError(f"{len(pending)} reads of {table} stayed unprocessed")
+    return found

@@ -31,6 +31,7 @@ from typing import Any, Final
 from llmtally.budgets import Budget, BudgetAction, BudgetAlert, Period, SwitchTarget
 from llmtally.errors import StorageError
 from llmtally.events import format_timestamp
+from llmtally.repositories._dynamodb import batch_get
 from llmtally.repositories.settings import SettingsRepository, _storage_error
 
 BUDGET: Final = "budget"
@@ -116,24 +117,11 @@ class BudgetRepository(SettingsRepository):
 
     def get_budgets(self, user_ids: Iterable[str]) -> dict[str, Budget]:
         """Several users' budgets in one consistent BatchGetItem per 100 users (the aggregator)."""
-        found: dict[str, Budget] = {}
         keys = [self._serialize({"user_id": u, "setting_type": BUDGET}) for u in sorted(set(user_ids))]
-        for start in range(0, len(keys), 100):
-            pending: list[dict[str, Any]] = keys[start : start + 100]
-            for attempt in range(8):
-                if not pending:
-                    break
-                if attempt:
-                    time.sleep(min(0.05 * 2**attempt, 1.0))
-                response = self._call(
-                    "batch_get_item", RequestItems={self._table: {"Keys": pending, "ConsistentRead": True}}
-                )
-                for raw in response.get("Responses", {}).get(self._table, []):
-                    item = {k: self._de.deserialize(v) for k, v in raw.items()}
-                    found[str(item["user_id"])] = budget_from_item(item)
-                pending = response.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
-            if pending:
-                raise StorageError(f"{len(pending)} budget reads stayed unprocessed")
+        found: dict[str, Budget] = {}
+        for raw in batch_get(self._client, self._table, keys):
+            item = {k: self._de.deserialize(v) for k, v in raw.items()}
+            found[str(item["user_id"])] = budget_from_item(item)
         return found
 
     # -- the ledger --------------------------------------------------------------------------

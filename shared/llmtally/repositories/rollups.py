@@ -14,7 +14,6 @@ Item shapes (key design in `llmtally.rollups`):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any, Final
 
 from llmtally.errors import LLMTallyError, StorageError
 from llmtally.events import format_timestamp
+from llmtally.repositories._dynamodb import batch_get
 from llmtally.rollups import (
     COUNTER_FIELDS,
     BucketRun,
@@ -37,7 +37,6 @@ CHECKPOINT_PK_PREFIX: Final = "C#"
 SEQUENCE_WIDTH: Final = 40
 #: DynamoDB's TransactWriteItems limit.
 MAX_TRANSACTION_ITEMS: Final = 100
-_BATCH_GET_KEYS: Final = 100
 _QUERY_THREADS: Final = 8
 
 
@@ -99,24 +98,10 @@ class RollupRepository:
     def checkpoints(self, stream_arn: str, user_ids: Iterable[str]) -> dict[str, str]:
         """The last applied (padded) sequence number per tenant on a stream; absent tenants omitted."""
         keys = [{"pk": {"S": CHECKPOINT_PK_PREFIX + u}, "sk": {"S": stream_arn}} for u in sorted(set(user_ids))]
-        found: dict[str, str] = {}
-        for chunk_start in range(0, len(keys), _BATCH_GET_KEYS):
-            pending: list[dict[str, Any]] = keys[chunk_start : chunk_start + _BATCH_GET_KEYS]
-            for attempt in range(8):
-                if not pending:
-                    break
-                if attempt:
-                    time.sleep(min(0.05 * 2**attempt, 1.0))
-                response = self._call(
-                    "batch_get_item",
-                    RequestItems={self.table: {"Keys": pending, "ConsistentRead": True}},
-                )
-                for item in response.get("Responses", {}).get(self.table, []):
-                    found[item["pk"]["S"].removeprefix(CHECKPOINT_PK_PREFIX)] = item["seq"]["S"]
-                pending = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
-            if pending:
-                raise StorageError(f"{len(pending)} checkpoint reads stayed unprocessed")
-        return found
+        return {
+            item["pk"]["S"].removeprefix(CHECKPOINT_PK_PREFIX): item["seq"]["S"]
+            for item in batch_get(self._client, self.table, keys)
+        }
 
     # -- writes ------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import {
 } from "../api";
 import { BUDGET_STATE_LABELS, browserTimezone, formatUsd, monthName, providerName, timezones } from "../format";
 import { CheckIcon, KeyIcon, SpinnerIcon, TrashIcon } from "./icons";
-import { Banner, Section } from "./ui";
+import { LoadErrorBanner, type Notice, NoticeBanner, Section } from "./ui";
 
 /** What the API accepts (docs/api.md): 1–10 distinct whole percents, 1..1000. */
 export const DEFAULT_THRESHOLDS = [50, 80, 100];
@@ -44,7 +44,6 @@ type Form = {
   removeWebhook: boolean;
 };
 type Field = "limit" | "thresholds" | "switchModel" | "webhook";
-type Notice = { kind: "success" | "error"; title: string; lines?: string[] } | null;
 
 /** 30 → "30", 1e-7 → "0.0000001": the limit as the user would type it (never exponent notation). */
 export function plainDecimal(value: number): string {
@@ -243,25 +242,8 @@ function BudgetSettings({ userId, catalog }: { userId: string; catalog: CatalogP
         </div>
       ) : (
         <div className="space-y-4" data-testid="budget-form">
-          {loadError ? (
-            <Banner kind="error" title="Could not load your budget">
-              <p>{loadError}</p>
-              <button type="button" className="btn-secondary mt-2" onClick={() => void load()}>
-                Retry
-              </button>
-            </Banner>
-          ) : null}
-          {notice ? (
-            <Banner kind={notice.kind} title={notice.title}>
-              {notice.lines?.length ? (
-                <ul className="list-disc pl-5">
-                  {notice.lines.map((line) => (
-                    <li key={line}>{line}</li>
-                  ))}
-                </ul>
-              ) : null}
-            </Banner>
-          ) : null}
+          <LoadErrorBanner title="Could not load your budget" error={loadError} onRetry={() => void load()} />
+          <NoticeBanner notice={notice} />
 
           {budget && status ? (
             <p className="text-sm text-mono-800 dark:text-mono-200" data-testid="budget-status-line">

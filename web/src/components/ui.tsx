@@ -59,6 +59,37 @@ export function Banner({
   );
 }
 
+/** A form's outcome: a title, and the lines of detail (e.g. one per field refused). */
+export type Notice = { kind: "success" | "error"; title: string; lines?: string[] } | null;
+
+export function NoticeBanner({ notice }: { notice: Notice }) {
+  if (!notice) return null;
+  return (
+    <Banner kind={notice.kind} title={notice.title}>
+      {notice.lines?.length ? (
+        <ul className="list-disc pl-5">
+          {notice.lines.map((line) => (
+            <li key={line}>{line}</li>
+          ))}
+        </ul>
+      ) : null}
+    </Banner>
+  );
+}
+
+/** What failed to load, with a Retry button. */
+export function LoadErrorBanner({ title, error, onRetry }: { title: string; error: string | null; onRetry: () => void }) {
+  if (!error) return null;
+  return (
+    <Banner kind="error" title={title}>
+      <p>{error}</p>
+      <button type="button" className="btn-secondary mt-2" onClick={onRetry}>
+        Retry
+      </button>
+    </Banner>
+  );
+}
+
 /** The seed's 8px bar: `share` of the whole (0..1), monochrome. */
 export function ProgressBar({ share, label }: { share: number; label: string }) {
   const percent = Math.max(0, Math.min(100, share * 100));

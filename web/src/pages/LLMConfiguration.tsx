@@ -17,7 +17,7 @@ import {
 } from "../api";
 import { CheckIcon, CloudIcon, KeyIcon, SpinnerIcon, TrashIcon, XIcon, ZapIcon } from "../components/icons";
 import BudgetSettings from "../components/BudgetSettings";
-import { Banner, Section } from "../components/ui";
+import { Banner, LoadErrorBanner, type Notice, NoticeBanner, Section } from "../components/ui";
 import { formatPrice, formatUsd, providerName } from "../format";
 
 /** What the API accepts (docs/api.md): Anthropic and Bedrock 0–1, OpenAI and Gemini 0–2. */
@@ -38,7 +38,6 @@ const NO_KEYS: HasApiKeys = { anthropic: false, openai: false, google: false, be
 const EMPTY_KEYS: Record<Provider, string> = { anthropic: "", openai: "", google: "", bedrock: "" };
 
 type TestState = { running: boolean; result: ConnectionTestResult | null };
-type Notice = { kind: "success" | "error"; title: string; lines?: string[] } | null;
 
 function describeError(err: unknown): { title: string; lines: string[] } {
   if (err instanceof ApiError) {
@@ -214,25 +213,8 @@ export default function LLMConfiguration({ userId }: { userId: string }) {
         </p>
       </div>
 
-      {loadError ? (
-        <Banner kind="error" title="Could not load your settings">
-          <p>{loadError}</p>
-          <button type="button" className="btn-secondary mt-2" onClick={() => void load()}>
-            Retry
-          </button>
-        </Banner>
-      ) : null}
-      {notice ? (
-        <Banner kind={notice.kind} title={notice.title}>
-          {notice.lines?.length ? (
-            <ul className="list-disc pl-5">
-              {notice.lines.map((line) => (
-                <li key={line}>{line}</li>
-              ))}
-            </ul>
-          ) : null}
-        </Banner>
-      ) : null}
+      <LoadErrorBanner title="Could not load your settings" error={loadError} onRetry={() => void load()} />
+      <NoticeBanner notice={notice} />
 
       <Section id="provider" title="Default Provider" description="The provider llmtally calls for your requests.">
         <div className="grid grid-cols-1 gap-3 min-[420px]:grid-cols-2 md:grid-cols-4" role="group" aria-label="Default provider">
