@@ -439,3 +439,36 @@ def test_a_users_provider_switches_to_another_provider_with_their_stored_key(ale
     assert response.usage.cost_nanos > 0
     (event,) = sink.events
     assert (event.provider, event.model, event.user_id) == (Provider.OPENAI, response.model, "u-user")
+
+
+def test_a_strict_stream_is_reserved_and_settled_when_it_ends_or_is_closed(alert_queue: str) -> None:
+    from tests.unit.providers.conftest import fixture_text, sse_reply
+
+    budget = put_budget("u-stream", "0.10", action=BudgetAction.BLOCK, strict=True)
+    period = budget.period(datetime.now(UTC)).key
+    repo = BudgetRepository()
+    api, sink = MockAPI([sse_reply(fixture_text("anthropic", "stream_cache.sse"))]), Sink()
+    provider = BudgetedProvider(anthropic(api, sink, "u-stream"), guard=BudgetGuard())
+
+    # consumed to the end: the hold becomes the stream's real cost
+    stream = provider.stream("hi", max_tokens=100)
+    assert next(stream) == "Hello"
+    assert len(repo.get_ledger("u-stream", period).holds) == 1  # reserved while it runs
+    list(stream)
+    assert stream.usage is not None
+    ledger = repo.get_ledger("u-stream", period)
+    assert (ledger.outstanding_nanos, ledger.holds) == (stream.usage.cost_nanos, {})
+    assert sink.events[-1].metadata[STRICT_PERIOD_METADATA] == period
+
+    # closed early: the hold is released, nothing is left outstanding for it
+    with provider.stream("hi", max_tokens=100) as early:
+        assert next(early) == "Hello"
+    ledger_after = repo.get_ledger("u-stream", period)
+    assert (ledger_after.outstanding_nanos, ledger_after.holds) == (stream.usage.cost_nanos, {})
+    assert sink.events[-1].error_type == "cancelled"
+
+    # no room for the worst case: refused before any request
+    requests = len(api.requests)
+    with pytest.raises(BudgetExceededError):
+        provider.stream("hi", max_tokens=100_000)
+    assert len(api.requests) == requests

@@ -18,7 +18,8 @@ dearest output price (output or reasoning) — on the period's ledger, atomicall
 After the call the reservation is settled to the real cost, which stays outstanding until the
 aggregator brings the call's event into the rollups (the event carries the ledger period in
 `metadata`, see `llmtally.budgets.STRICT_PERIOD_METADATA`). So N concurrent strict callers can never
-commit more than the limit: each one's real cost is at most its reservation.
+commit more than the limit: each one's real cost is at most its reservation. Streams too: their
+reservation is settled when the stream ends or is closed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
@@ -44,7 +45,7 @@ from llmtally.budgets import (
 from llmtally.events import MetadataValue, Provider
 from llmtally.money import NANOS_PER_USD, nanos_to_usd
 from llmtally.pricing import CostSource, default_price_book
-from llmtally.providers.base import DEFAULT_MAX_TOKENS, Message, ProviderResponse
+from llmtally.providers.base import DEFAULT_MAX_TOKENS, LLMStream, Message, ProviderResponse, StreamItem
 from llmtally.providers.errors import ProviderError
 from llmtally.providers.tracking import TrackedProvider
 
@@ -251,18 +252,33 @@ class BudgetedProvider:
         logger.info("budget spent: call switched", extra={"user_id": self.user_id, "model": target_model})
         return target.generate(prompt, model=target_model, metadata=metadata, **call)
 
-    def stream(self, prompt: str | None = None, *, model: str | None = None, **kwargs: Any) -> Any:
-        """Streams obey `block` and `switch` from the cached state; strict reservations cover `generate` only."""
+    def stream(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        **kwargs: Any,
+    ) -> LLMStream:
+        """Like `generate`; under strict mode the reservation is settled when the stream ends (or is closed)."""
         status = self.guard.status(self.user_id)
+        call: dict[str, Any] = {"messages": messages, "system": system, "max_tokens": max_tokens, **kwargs}
+        if status is not None and status.budget.strict:
+            provider, chosen, reservation, tagged = self._reserve(status.budget, status, prompt, model, metadata, call)
+            inner = provider.stream(prompt, model=chosen, metadata=tagged, **call)
+            return LLMStream(self._settling(inner, reservation), inner._state)
         if status is None or not status.exhausted or status.budget.action is BudgetAction.NOTIFY:
-            return self.inner.stream(prompt, model=model, **kwargs)
+            return self.inner.stream(prompt, model=model, metadata=metadata, **call)
         budget = status.budget
         if budget.action is BudgetAction.BLOCK or budget.switch_to is None:
             self.blocked_calls += 1
             raise _exceeded(self.user_id, budget, status.period.key, status.committed_nanos)
         target, target_model = self._target(budget.switch_to)
         self.switched_calls += 1
-        return target.stream(prompt, model=target_model, **kwargs)
+        return target.stream(prompt, model=target_model, metadata=metadata, **call)
 
     def test_connection(self, model: str | None = None, *, generate: bool = False) -> Any:
         return self.inner.test_connection(model, generate=generate)
@@ -278,6 +294,19 @@ class BudgetedProvider:
         metadata: Mapping[str, MetadataValue] | None,
         call: dict[str, Any],
     ) -> ProviderResponse:
+        provider, chosen, reservation, tagged = self._reserve(budget, status, prompt, model, metadata, call)
+        return self._settled(provider, reservation, prompt, chosen, tagged, call)
+
+    def _reserve(
+        self,
+        budget: Budget,
+        status: BudgetStatus,
+        prompt: str | None,
+        model: str | None,
+        metadata: Mapping[str, MetadataValue] | None,
+        call: dict[str, Any],
+    ) -> tuple[TrackedProvider, str, Any, dict[str, MetadataValue]]:
+        """Reserve the worst case on the configured model, else (switch) on the switch target; or refuse."""
         candidates: list[tuple[TrackedProvider, str]] = []
         if not (status.exhausted and budget.action is BudgetAction.SWITCH):
             candidates.append((self.inner, model or self.inner.model))
@@ -303,11 +332,30 @@ class BudgetedProvider:
                 continue
             if (provider, chosen) != (self.inner, model or self.inner.model):
                 self.switched_calls += 1
-            tagged = {**(metadata or {}), STRICT_PERIOD_METADATA: reservation.period}
-            return self._settled(provider, reservation, prompt, chosen, tagged, call)
+            return provider, chosen, reservation, {**(metadata or {}), STRICT_PERIOD_METADATA: reservation.period}
         self.blocked_calls += 1
         assert refusal is not None
         raise refusal
+
+    def _settling(self, stream: LLMStream, reservation: Any) -> Iterator[StreamItem]:
+        """Pass a strict stream through; settle its reservation however it ends.
+
+        Completed: the real cost. Failed: what the error billed. Closed early: nothing — the
+        cancelled call's event carries no reported cost, so the aggregator releases nothing either,
+        and its partial tokens reach `spent` through the rollups.
+        """
+        actual = 0
+        try:
+            yield from stream
+            usage = stream.usage
+            if usage is not None and usage.cost_source is not CostSource.UNPRICED:
+                actual = usage.cost_nanos
+        except ProviderError as error:
+            if error.usage is not None and error.usage.cost_source is not CostSource.UNPRICED:
+                actual = error.usage.cost_nanos
+            raise
+        finally:
+            self._settle(reservation, actual)
 
     def _settled(
         self,
