@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from llmtally.budgets import STRICT_PERIOD_METADATA, Budget, BudgetAlert, Period, crossed_thresholds, period_by_key
 from llmtally.errors import LLMTallyError
-from llmtally.rollups import Dimension, Granularity, RollupSource, decompose, plan_runs
+from llmtally.rollups import Dimension, RollupSource
 
 logger = logging.getLogger("llmtally.budget_alerts")
 
@@ -35,10 +35,10 @@ LEDGER_ITEMS_PER_TENANT: Final = 2
 
 def period_total_nanos(repository: Any, user_id: str, start: datetime, end: datetime) -> int:
     """The exact cost in [start, end) from the rollups' total dimension (consistent reads)."""
-    wanted: set[tuple[Granularity, datetime]] = set(decompose(start, end))
-    runs = plan_runs(wanted)
-    items = repository.read_runs(user_id, [(Dimension.TOTAL, run) for run in runs], consistent=True)
-    return sum(item.counters.cost_nanos for item in items if (item.key.granularity, item.key.bucket) in wanted)
+    from llmtally.queries import range_totals
+
+    totals = range_totals(user_id, start, end, (Dimension.TOTAL,), repository=repository, consistent=True)
+    return totals.total().cost_nanos
 
 
 @dataclass(slots=True)

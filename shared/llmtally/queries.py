@@ -13,7 +13,7 @@ the one asked for. Dates stand for whole local days (an end date is inclusive).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -34,6 +34,7 @@ from llmtally.rollups import (
     decompose,
     plan_runs,
     split_model_value,
+    sum_counters,
 )
 
 MAX_SERIES_DAYS: Final = 366
@@ -159,6 +160,38 @@ def last_days(days: int, tz: str = "UTC", *, today: date | None = None) -> list[
 # -- the summary -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class RangeTotals:
+    """Counters per dimension value over a range, and what reading them cost."""
+
+    by_dimension: dict[Dimension, dict[str, Counters]]
+    items_read: int
+    queries: int
+
+    def total(self) -> Counters:
+        return sum_counters(self.by_dimension.get(Dimension.TOTAL, {}).values())
+
+
+def range_totals(
+    user_id: str,
+    low: datetime,
+    high: datetime,
+    dimensions: Sequence[Dimension] = DIMENSIONS,
+    *,
+    repository: RollupRepository | None = None,
+    consistent: bool = False,
+) -> RangeTotals:
+    """Each dimension value's counters over [low, high) (15-minute aligned): the coarsest buckets that
+    fit, one Query per run of consecutive buckets and dimension."""
+    runs = plan_runs(decompose(low, high))
+    requests = [(dimension, run) for dimension in dimensions for run in runs]
+    items = (repository or RollupRepository()).read_runs(user_id, requests, consistent=consistent) if requests else []
+    by_dimension: dict[Dimension, dict[str, Counters]] = {d: {} for d in dimensions}
+    for item in items:
+        by_dimension[item.key.dimension].setdefault(item.key.value, Counters()).add(item.counters)
+    return RangeTotals(by_dimension, items_read=len(items), queries=len(requests))
+
+
 def summarize(
     user_id: str,
     start: date | datetime,
@@ -169,15 +202,9 @@ def summarize(
 ) -> UsageSummary:
     """Totals and breakdowns by provider, operation and model for [start, end) (see `resolve_range`)."""
     low, high = resolve_range(start, end, tz)
-    runs = plan_runs(decompose(low, high))
-    requests = [(dimension, run) for dimension in DIMENSIONS for run in runs]
-    items = (repository or RollupRepository()).read_runs(user_id, requests) if requests else []
-    by_dimension: dict[Dimension, dict[str, Counters]] = {d: {} for d in DIMENSIONS}
-    for item in items:
-        by_dimension[item.key.dimension].setdefault(item.key.value, Counters()).add(item.counters)
-    total = Counters()
-    for counters in by_dimension[Dimension.TOTAL].values():
-        total.add(counters)
+    totals = range_totals(user_id, low, high, repository=repository)
+    by_dimension = totals.by_dimension
+    total = totals.total()
     where = zone(tz)
     return UsageSummary(
         user_id=user_id,
@@ -202,8 +229,8 @@ def summarize(
         by_provider=_breakdowns(by_dimension[Dimension.PROVIDER]),
         by_operation=_breakdowns(by_dimension[Dimension.OPERATION]),
         by_model=_model_breakdowns(by_dimension[Dimension.MODEL]),
-        items_read=len(items),
-        queries=len(requests),
+        items_read=totals.items_read,
+        queries=totals.queries,
     )
 
 

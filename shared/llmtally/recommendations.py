@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final
 
 from llmtally.events import TokenCounts
 from llmtally.money import usd_to_nanos
-from llmtally.rollups import Counters, Dimension, decompose, plan_runs
+from llmtally.rollups import Counters, Dimension
 
 if TYPE_CHECKING:
     from llmtally.pricing import CatalogModel, PriceBook
@@ -122,17 +122,14 @@ def operation_totals(
     user_id: str, first: date, last: date, tz: str, *, repository: RollupRepository
 ) -> dict[str, Counters]:
     """Each operation type's counters summed over whole local days [first, last] (rollups only)."""
-    from llmtally.queries import local_midnight, zone
+    from llmtally.queries import local_midnight, range_totals, zone
 
     where = zone(tz)
     low: datetime = local_midnight(first, where)
     high: datetime = local_midnight(last + timedelta(days=1), where)
-    runs = plan_runs(decompose(low, high))
-    items = repository.read_runs(user_id, [(Dimension.OPERATION, run) for run in runs])
-    totals: dict[str, Counters] = {}
-    for item in items:
-        totals.setdefault(item.key.value, Counters()).add(item.counters)
-    return totals
+    return range_totals(user_id, low, high, (Dimension.OPERATION,), repository=repository).by_dimension[
+        Dimension.OPERATION
+    ]
 
 
 __all__ = [

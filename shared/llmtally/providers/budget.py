@@ -237,20 +237,11 @@ class BudgetedProvider:
     ) -> ProviderResponse:
         status = self.guard.status(self.user_id)
         call: dict[str, Any] = {"messages": messages, "system": system, "max_tokens": max_tokens, **kwargs}
-        if status is None:
-            return self.inner.generate(prompt, model=model, metadata=metadata, **call)
-        budget = status.budget
-        if budget.strict:
-            return self._strict(budget, status, prompt, model, metadata, call)
-        if not status.exhausted or budget.action is BudgetAction.NOTIFY:
-            return self.inner.generate(prompt, model=model, metadata=metadata, **call)
-        if budget.action is BudgetAction.BLOCK or budget.switch_to is None:
-            self.blocked_calls += 1
-            raise _exceeded(self.user_id, budget, status.period.key, status.committed_nanos)
-        target, target_model = self._target(budget.switch_to)
-        self.switched_calls += 1
-        logger.info("budget spent: call switched", extra={"user_id": self.user_id, "model": target_model})
-        return target.generate(prompt, model=target_model, metadata=metadata, **call)
+        if status is not None and status.budget.strict:
+            provider, chosen, reservation, tagged = self._reserve(status, prompt, model, metadata, call)
+            return self._settled(provider, reservation, prompt, chosen, tagged, call)
+        provider, routed = self._route(status, model)
+        return provider.generate(prompt, model=routed, metadata=metadata, **call)
 
     def stream(
         self,
@@ -267,39 +258,34 @@ class BudgetedProvider:
         status = self.guard.status(self.user_id)
         call: dict[str, Any] = {"messages": messages, "system": system, "max_tokens": max_tokens, **kwargs}
         if status is not None and status.budget.strict:
-            provider, chosen, reservation, tagged = self._reserve(status.budget, status, prompt, model, metadata, call)
+            provider, chosen, reservation, tagged = self._reserve(status, prompt, model, metadata, call)
             inner = provider.stream(prompt, model=chosen, metadata=tagged, **call)
             return LLMStream(self._settling(inner, reservation), inner._state)
+        provider, routed = self._route(status, model)
+        return provider.stream(prompt, model=routed, metadata=metadata, **call)
+
+    def test_connection(self, model: str | None = None, *, generate: bool = False) -> Any:
+        return self.inner.test_connection(model, generate=generate)
+
+    # -- routing ---------------------------------------------------------------------------------
+
+    def _route(self, status: BudgetStatus | None, model: str | None) -> tuple[TrackedProvider, str | None]:
+        """Where a call goes from the cached state: as asked, to the switch target, or refused."""
         if status is None or not status.exhausted or status.budget.action is BudgetAction.NOTIFY:
-            return self.inner.stream(prompt, model=model, metadata=metadata, **call)
+            return self.inner, model
         budget = status.budget
         if budget.action is BudgetAction.BLOCK or budget.switch_to is None:
             self.blocked_calls += 1
             raise _exceeded(self.user_id, budget, status.period.key, status.committed_nanos)
         target, target_model = self._target(budget.switch_to)
         self.switched_calls += 1
-        return target.stream(prompt, model=target_model, metadata=metadata, **call)
-
-    def test_connection(self, model: str | None = None, *, generate: bool = False) -> Any:
-        return self.inner.test_connection(model, generate=generate)
+        logger.info("budget spent: call switched", extra={"user_id": self.user_id, "model": target_model})
+        return target, target_model
 
     # -- strict --------------------------------------------------------------------------------
 
-    def _strict(
-        self,
-        budget: Budget,
-        status: BudgetStatus,
-        prompt: str | None,
-        model: str | None,
-        metadata: Mapping[str, MetadataValue] | None,
-        call: dict[str, Any],
-    ) -> ProviderResponse:
-        provider, chosen, reservation, tagged = self._reserve(budget, status, prompt, model, metadata, call)
-        return self._settled(provider, reservation, prompt, chosen, tagged, call)
-
     def _reserve(
         self,
-        budget: Budget,
         status: BudgetStatus,
         prompt: str | None,
         model: str | None,
@@ -307,6 +293,7 @@ class BudgetedProvider:
         call: dict[str, Any],
     ) -> tuple[TrackedProvider, str, Any, dict[str, MetadataValue]]:
         """Reserve the worst case on the configured model, else (switch) on the switch target; or refuse."""
+        budget = status.budget
         candidates: list[tuple[TrackedProvider, str]] = []
         if not (status.exhausted and budget.action is BudgetAction.SWITCH):
             candidates.append((self.inner, model or self.inner.model))
