@@ -50,6 +50,11 @@ OPERATION_TYPE_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
 MODEL_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255}$"
 REQUEST_ID_PATTERN: Final = r"^[\x21-\x7e]{1,128}$"  # printable ASCII, no spaces
 METADATA_KEY_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,64}$"
+#: Tag keys become rollup dimensions and query syntax (`by=tag:<key>`, `where=tag:<key>:<value>`):
+#: lower case, no colon, short.
+TAG_KEY_PATTERN: Final = r"^[a-z][a-z0-9_.-]{0,39}$"
+#: Tag values: printable, no leading/trailing space, no parentheses (`(other)` is the reserved fold).
+TAG_VALUE_PATTERN: Final = r"^[A-Za-z0-9_.:@/+=#-](?:[A-Za-z0-9 _.:@/+=#-]{0,126}[A-Za-z0-9_.:@/+=#-])?$"
 
 #: The largest count any one bucket may hold for one call; keeps sums far from any overflow.
 MAX_TOKENS_PER_BUCKET: Final = 1_000_000_000
@@ -58,6 +63,9 @@ MAX_REPORTED_COST_USD: Final = Decimal(1_000_000)
 MAX_METADATA_KEYS: Final = 16
 MAX_METADATA_VALUE_CHARS: Final = 256
 MAX_METADATA_BYTES: Final = 2048
+MAX_TAGS: Final = 8
+#: The value every tag value past a tenant's cardinality bound folds into (never sent by producers).
+OTHER_TAG_VALUE: Final = "(other)"
 #: How far in the future a timestamp may be (producer clock skew).
 MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
 #: How old an event may be when validated (the raw-entry retention; older would be born expired).
@@ -80,6 +88,17 @@ class Provider(StrEnum):
 class Status(StrEnum):
     OK = "ok"
     ERROR = "error"
+
+
+class UsageSource(StrEnum):
+    """Where an event's token ledger came from."""
+
+    #: The provider reported the usage (the default; also a cache hit's zero ledger).
+    REPORTED = "reported"
+    #: The usage never arrived: a stream closed early, the provider omitted it, or an error came
+    #: after partial output. The ledger holds what is known (often zeros); the call is counted
+    #: as `usage_missing`, never as a silent $0 success.
+    MISSING = "missing"
 
 
 TokenCount = Annotated[StrictInt, Field(ge=0, le=MAX_TOKENS_PER_BUCKET)]
@@ -165,6 +184,25 @@ def check_metadata(value: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
     return value
 
 
+def check_tags(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_TAGS:
+        raise ValueError(f"tags has {len(value)} keys; at most {MAX_TAGS} are allowed")
+    for key, item in value.items():
+        if not re.match(TAG_KEY_PATTERN, key):
+            raise ValueError(f"tag key {key[:70]!r} must match {TAG_KEY_PATTERN}")
+        if SECRET_KEY_NAME.search(key):
+            raise ValueError(f"tag key {key!r} looks like a secret's name; secrets never go in events")
+        if not isinstance(item, str) or not re.match(TAG_VALUE_PATTERN, item):
+            shown = item[:70] if isinstance(item, str) else type(item).__name__
+            raise ValueError(
+                f"tag value for {key!r} ({shown!r}) must be 1-128 printable characters "
+                "(letters, digits, space inside, _ . : @ / + = # -)"
+            )
+        if SECRET_VALUE.search(item):
+            raise ValueError(f"tag value for {key!r} looks like an API key; secrets never go in events")
+    return value
+
+
 def new_event_id() -> str:
     """A fresh producer-side event id (the dedupe key)."""
     return uuid.uuid4().hex
@@ -225,6 +263,17 @@ class UsageEvent(TokenCounts):
         default_factory=dict,
         description=f"Small map (≤ {MAX_METADATA_KEYS} keys, ≤ {MAX_METADATA_BYTES} bytes); never a secret.",
     )
+    tags: Annotated[dict[str, str], AfterValidator(check_tags)] = Field(
+        default_factory=dict,
+        description=f"Attribution dimensions (customer, feature, team, environment, ...): ≤ {MAX_TAGS} "
+        f"keys matching {TAG_KEY_PATTERN}, string values matching {TAG_VALUE_PATTERN}; never a secret. "
+        "Rolled up like provider/model/operation, with a bounded number of values per tenant.",
+    )
+    usage_source: UsageSource = Field(
+        default=UsageSource.REPORTED,
+        description="Where the token ledger came from: 'reported' by the provider, or 'missing' (a "
+        "stream closed early, the provider omitted usage, or an error came after partial output).",
+    )
     cache_hit: StrictBool = Field(
         default=False,
         description="The answer came from llmtally's response cache: no provider call, nothing billed "
@@ -273,6 +322,8 @@ class UsageEvent(TokenCounts):
             return self
         if self.status is not Status.OK:
             raise ValueError("a cache_hit event has status 'ok' (a failed call is never a cache hit)")
+        if self.usage_source is not UsageSource.REPORTED:
+            raise ValueError("a cache_hit event's usage is known (zero): usage_source must be 'reported'")
         if self.total_tokens:
             raise ValueError("a cache_hit event carries no tokens: nothing was sent to the provider")
         if self.reported_cost_usd:
@@ -301,9 +352,16 @@ class UsageEvent(TokenCounts):
         return self.model_dump(mode="json", exclude_none=True, exclude=self._wire_exclusions())
 
     def _wire_exclusions(self) -> set[str]:
-        # `cache_hit: false` is the default: leaving it out keeps ordinary events byte-identical to
-        # what producers sent before the response cache existed.
-        return {"total_tokens"} if self.cache_hit else {"total_tokens", "cache_hit"}
+        # Additive v1 fields at their defaults are left out: ordinary events stay byte-identical to
+        # what producers sent before those fields existed.
+        excluded = {"total_tokens"}
+        if not self.cache_hit:
+            excluded.add("cache_hit")
+        if not self.tags:
+            excluded.add("tags")
+        if self.usage_source is UsageSource.REPORTED:
+            excluded.add("usage_source")
+        return excluded
 
     @property
     def sort_key(self) -> str:
