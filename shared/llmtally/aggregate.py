@@ -94,7 +94,7 @@ EntryParser = Callable[[Mapping[str, Any]], RollupSource]
 
 def parse_new_image(image: Mapping[str, Any]) -> RollupSource:
     """A raw entry from a stream NEW_IMAGE (DynamoDB JSON)."""
-    from llmtally.ingest import RawEntry
+    from llmtally.entries import RawEntry
 
     return RawEntry.from_dynamodb(image)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypedDict
 
-from llmtally.ingest import RawEntry
+from llmtally.entries import RawEntry
 from llmtally.money import nanos_to_usd
 from llmtally.pricing import PriceBook
 from llmtally.repositories.rollups import (

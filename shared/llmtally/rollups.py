@@ -96,7 +96,7 @@ DIMENSIONS: Final = tuple(Dimension)
 
 
 class RollupSource(Protocol):
-    """What a rollup needs from a raw entry (`llmtally.ingest.RawEntry` has it)."""
+    """What a rollup needs from a raw entry (`llmtally.entries.RawEntry` has it)."""
 
     @property
     def user_id(self) -> str: ...

@@ -29,7 +29,7 @@ from llmtally.events import Provider, Status, format_timestamp
 from llmtally.money import nanos_to_usd
 
 if TYPE_CHECKING:
-    from llmtally.ingest import RawEntry
+    from llmtally.entries import RawEntry
     from llmtally.repositories.rollups import RollupRepository
     from llmtally.repositories.usage import UsageRepository
 

@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from llmtally import aws
+from llmtally.entries import RawEntry
 from llmtally.errors import InvalidCursorError
 from llmtally.events import Provider, Status, format_timestamp
-from llmtally.ingest import RawEntry
 from llmtally.repositories._dynamodb import (
     CONDITIONAL_CHECK_FAILED,
     deserialize,
