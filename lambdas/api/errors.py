@@ -18,6 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 
 from api.responses import error_response
+from llmtally import safejson
 from llmtally.api.errors import ApiError
 from llmtally.errors import InvalidCursorError, StorageError
 from llmtally.rollups import InvalidRangeError
@@ -32,7 +33,9 @@ def _loc(loc: Any) -> list[str | int]:
 
 def _msg(error: dict[str, Any]) -> str:
     if error.get("type") == "json_invalid":
-        return "the body is not valid JSON"
+        # The bounded parser's own messages name the limit (and never quote the body).
+        detail = str((error.get("ctx") or {}).get("error", ""))
+        return f"the body is refused: {detail}" if safejson.is_limit_message(detail) else "the body is not valid JSON"
     msg = str(error.get("msg", "invalid value"))
     # pydantic prefixes our own validators' messages with "Value error, ".
     return msg.removeprefix("Value error, ")

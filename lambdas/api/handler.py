@@ -25,10 +25,13 @@ from api import errors, openapi
 from api.deps import api_settings
 from api.responses import SECURITY_HEADERS, error_body, json_response
 from api.routes import budgets, insights, models, settings, usage
+from llmtally import safejson
 from llmtally.api import jsonout
 from llmtally.observability import logger, tracer
 
-app = APIGatewayHttpResolver(enable_validation=True)
+# Bodies are parsed with bounded depth and number length: a 5,000-digit integer or 10,000 nested
+# arrays is a 400 (as bad JSON), never Python's ValueError/RecursionError and a 500.
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=safejson.loads)
 
 app.include_router(usage.router)
 app.include_router(settings.router)

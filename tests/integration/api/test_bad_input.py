@@ -172,3 +172,58 @@ def test_an_unknown_provider_in_the_path_is_400(stack: MotoServer, as_alice: Api
 def test_an_unknown_route_is_404_and_a_wrong_method_is_4xx(stack: MotoServer, as_alice: Api) -> None:
     assert as_alice("GET", "/api/nope").status == 404
     assert 400 <= as_alice("PATCH", f"/api/llm-settings/{ALICE}", body={}).status < 500
+
+
+BODY_ROUTES = [
+    ("PUT", f"/api/llm-settings/{ALICE}"),
+    ("POST", f"/api/llm-settings/{ALICE}/test"),
+    ("PUT", f"/api/llm-settings/{ALICE}/budget"),
+]
+#: Bodies that made Python's json raise something other than JSONDecodeError (a 500 before).
+PARSER_BOMBS = [
+    ("5,000-digit integer", '{"preferences": {"maxTokens": ' + "9" * 5000 + "}}", "a number longer than 64"),
+    ("5,000-digit integer alone", "9" * 5000, "a number longer than 64"),
+    ("5,000-digit fraction", '{"monthlyLimitUsd": 0.' + "1" * 5000 + "}", "a number longer than 64"),
+    ("5,000 nested arrays", "[" * 5000 + "]" * 5000, "nested deeper than 32"),
+    ("3,000 nested objects", '{"":' * 3000 + "1" + "}" * 3000, "nested deeper than 32"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), BODY_ROUTES, ids=[f"{m} {p}" for m, p in BODY_ROUTES])
+@pytest.mark.parametrize(("case", "raw", "mentions"), PARSER_BOMBS, ids=[c for c, _, _ in PARSER_BOMBS])
+def test_a_body_beyond_the_parser_bounds_is_400_naming_the_bound(
+    stack: MotoServer, as_alice: Api, method: str, path: str, case: str, raw: str, mentions: str
+) -> None:
+    # Given a body within the size limit that Python's json cannot parse safely
+    assert len(raw.encode()) <= 16 * 1024
+    # When it is sent to a route that reads a body
+    response = as_alice(method, path, raw_body=raw)
+    # Then it is a 400 that says which bound, not a 500
+    assert response.status == 400, response.text
+    assert mentions in response.json()["error"]
+    assert "9999" not in response.text
+
+
+def test_ten_thousand_nested_arrays_are_400_under_a_raised_body_limit(
+    stack: MotoServer, as_alice: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api import deps
+
+    # Given a deployment that accepts bodies of 64 KiB
+    monkeypatch.setenv("LLMTALLY_API_MAX_BODY_BYTES", str(64 * 1024))
+    deps.reset()
+    # When 10,000 nested arrays (20,000 bytes) are sent
+    response = as_alice("PUT", f"/api/llm-settings/{ALICE}", raw_body="[" * 10_000 + "]" * 10_000)
+    # Then the depth bound refuses them before the parser recurses
+    assert response.status == 400, response.text
+    assert "nested deeper than 32 levels" in response.json()["error"]
+
+
+def test_brackets_and_digits_inside_strings_are_not_counted(stack: MotoServer, as_alice: Api) -> None:
+    # Given a valid body whose string values hold many brackets and a long digit run
+    prefs = {**GOOD_PREFS}
+    body = {"preferences": prefs, "apiKeys": {"openai": "sk-proj-" + "[{" * 40 + "9" * 100}}
+    # When it is stored
+    response = as_alice("PUT", f"/api/llm-settings/{ALICE}", body=body)
+    # Then the bounds did not mistake string content for structure
+    assert response.status == 200, response.text
