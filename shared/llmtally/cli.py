@@ -326,7 +326,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
             if summary.billed_cost_usd != summary.total_cost_usd
             else ""
         ),
-        f"  requests   {summary.total_requests:,}  ({summary.errors:,} errors, {summary.unpriced_requests:,} unpriced)",
+        f"  requests   {summary.total_requests:,}  ({summary.errors:,} errors, {summary.unpriced_requests:,} unpriced"
+        + (f", {summary.usage_missing:,} usage missing" if summary.usage_missing else "")
+        + ")",
         f"  tokens     {summary.total_tokens:,}  = input {summary.input_tokens:,} + cache read "
         f"{summary.cache_read_tokens:,} + cache write {summary.cache_write_tokens:,} + output "
         f"{summary.output_tokens:,} + reasoning {summary.reasoning_tokens:,}",

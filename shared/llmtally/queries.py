@@ -55,6 +55,7 @@ class Breakdown(BaseModel):
     billed_cost_usd: Decimal
     errors: int
     unpriced_requests: int
+    usage_missing: int = 0
     provider: str | None = None
 
 
@@ -64,7 +65,8 @@ class UsageSummary(BaseModel):
     `total_cost_usd` is the current rating; `billed_cost_usd` is what was billed at ingest (they
     differ only after a re-rating rebuild). `items_read`/`queries` say what the answer cost.
     `cache_hits` are requests the response cache answered (in `total_requests`, at $0);
-    `saved_cost_usd` is what those answers cost when they were first produced.
+    `saved_cost_usd` is what those answers cost when they were first produced. `usage_missing` counts
+    requests whose provider never reported usage (their tokens and cost are lower bounds).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -85,6 +87,7 @@ class UsageSummary(BaseModel):
     reasoning_tokens: int
     errors: int
     unpriced_requests: int
+    usage_missing: int
     avg_latency_ms: Decimal
     cache_hits: int
     saved_cost_usd: Decimal
@@ -107,6 +110,7 @@ class DailyUsage(BaseModel):
     billed_cost_usd: Decimal
     errors: int
     unpriced_requests: int
+    usage_missing: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +227,7 @@ def summarize(
         reasoning_tokens=total.reasoning_tokens,
         errors=total.errors,
         unpriced_requests=total.unpriced_requests,
+        usage_missing=total.usage_missing,
         avg_latency_ms=average_latency(total),
         cache_hits=total.cache_hits,
         saved_cost_usd=nanos_to_usd(total.saved_nanos),
@@ -255,6 +260,7 @@ def _breakdown(counters: Counters, provider: str | None = None) -> Breakdown:
         billed_cost_usd=nanos_to_usd(counters.billed_cost_nanos),
         errors=counters.errors,
         unpriced_requests=counters.unpriced_requests,
+        usage_missing=counters.usage_missing,
         provider=provider,
     )
 
@@ -315,6 +321,7 @@ def daily_usage(
             billed_cost_usd=nanos_to_usd(c.billed_cost_nanos),
             errors=c.errors,
             unpriced_requests=c.unpriced_requests,
+            usage_missing=c.usage_missing,
         )
         for day, c in zip(dates, sums, strict=True)
     ]

@@ -136,6 +136,8 @@ class RollupSource(Protocol):
     def cache_hit(self) -> bool: ...
     @property
     def saved_nanos(self) -> int: ...
+    @property
+    def usage_missing(self) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -146,6 +148,8 @@ class Counters:
     ingest. They are equal until a rebuild re-rates with new prices (see `llmtally.rebuild`).
     `cache_hits` counts requests answered from the response cache (also counted in `requests`, at
     zero cost) and `saved_nanos` what those answers cost when first produced (never re-rated).
+    `usage_missing` counts requests whose provider never reported usage (a stream closed early or
+    ended without it, an error after partial output): their tokens and cost are lower bounds.
     """
 
     requests: int = 0
@@ -164,6 +168,7 @@ class Counters:
     latency_ms_sum: int = 0
     cache_hits: int = 0
     saved_nanos: int = 0
+    usage_missing: int = 0
 
     @classmethod
     def of(cls, entry: RollupSource, *, cost_nanos: int | None = None, cost_source: str | None = None) -> Counters:
@@ -186,6 +191,7 @@ class Counters:
             latency_ms_sum=entry.latency_ms,
             cache_hits=1 if entry.cache_hit else 0,
             saved_nanos=entry.saved_nanos if entry.cache_hit else 0,
+            usage_missing=1 if entry.usage_missing else 0,
         )
 
     def add(self, other: Counters) -> None:

@@ -109,11 +109,15 @@ class UsageTracker:
         error_type: str | None = None,
         timestamp: datetime | None = None,
         event_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        usage_source: str = "reported",
     ) -> UsageEvent | None:
         """Record one LLM call: the event handed to the publisher, or None if the input was invalid.
 
         `input_tokens` is *uncached* input (the ledger's buckets never overlap); `cost_usd` is the
         producer's own figure (`reported_cost_usd`; None when unknown) — the ingest prices centrally.
+        `tags` are attribution dimensions (≤ 8; see the contract); `usage_source="missing"` records a
+        call whose usage the provider never reported (counted as `usage_missing`, never a silent $0).
         The event is returned even if the publisher dropped it (see its `stats()`).
         """
         try:
@@ -135,6 +139,8 @@ class UsageTracker:
                 "metadata": dict(metadata or {}),
                 "status": status,
                 "error_type": error_type,
+                "tags": dict(tags or {}),
+                "usage_source": usage_source,
             }
             if timestamp is not None:
                 fields["timestamp"] = timestamp
@@ -181,8 +187,12 @@ class UsageTrackerMiddleware:
         """Record the call behind `llm_response`; None if it could not be turned into an event."""
         try:
             usage = llm_response.usage
-            # An unpriced cost is 0 by convention; reporting it would let the ingest bill a silent $0.
-            cost = None if usage.cost_source is CostSource.UNPRICED else usage.cost_usd
+            # llmtally's adapters say when a stream's usage never arrived (ProviderResponse.usage_source).
+            source = str(getattr(llm_response, "usage_source", "reported"))
+            # An unpriced cost is 0 by convention, and so is a missing usage's: reporting either would
+            # let the ingest bill a silent $0.
+            unknown = usage.cost_source is CostSource.UNPRICED or source != "reported"
+            cost = None if unknown else usage.cost_usd
             provider = usage.provider or llm_response.provider
             model = usage.model or llm_response.model
         except Exception as exc:
@@ -205,6 +215,7 @@ class UsageTrackerMiddleware:
             cache_write_1h_tokens=usage.cache_write_1h_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             status=Status.OK.value,
+            usage_source=source,
         )
 
 

@@ -72,6 +72,7 @@ entries_strategy = st.lists(
         cost_source=st.sampled_from(["catalog", "unpriced"]),
         cache_hit=st.booleans(),
         saved_nanos=st.integers(0, 10**9),
+        usage_missing=st.booleans(),
     ),
     max_size=40,
 )
@@ -94,10 +95,13 @@ def test_a_summary_equals_brute_force_for_any_aligned_range(entries: list[Entry]
     assert summary.total_cost_usd == nanos_to_usd(expected.cost_nanos)
     assert summary.errors == expected.errors
     assert summary.unpriced_requests == expected.unpriced_requests
+    assert summary.usage_missing == expected.usage_missing
     assert (summary.cache_hits, summary.saved_cost_usd) == (expected.cache_hits, nanos_to_usd(expected.saved_nanos))
     by_provider = {p: brute([e for e in entries if e.provider == p], low, high) for p in {e.provider for e in entries}}
-    assert {p: (b.requests, b.tokens, b.cost_usd) for p, b in summary.by_provider.items()} == {
-        p: (c.requests, c.total_tokens, nanos_to_usd(c.cost_nanos)) for p, c in by_provider.items() if c.requests
+    assert {p: (b.requests, b.tokens, b.cost_usd, b.usage_missing) for p, b in summary.by_provider.items()} == {
+        p: (c.requests, c.total_tokens, nanos_to_usd(c.cost_nanos), c.usage_missing)
+        for p, c in by_provider.items()
+        if c.requests
     }
     # At most 7 runs per dimension (2 of quarters, hours and days, 1 of months), whatever the events.
     assert summary.queries <= 4 * 7
@@ -112,11 +116,12 @@ def test_a_daily_series_equals_brute_force_per_local_day(entries: list[Entry], t
         low = datetime.combine(row.date, datetime.min.time(), tzinfo=zone).astimezone(UTC)
         high = datetime.combine(row.date + timedelta(days=1), datetime.min.time(), tzinfo=zone).astimezone(UTC)
         expected = brute(entries, low, high)
-        assert (row.requests, row.tokens, row.cost_usd, row.errors) == (
+        assert (row.requests, row.tokens, row.cost_usd, row.errors, row.usage_missing) == (
             expected.requests,
             expected.total_tokens,
             nanos_to_usd(expected.cost_nanos),
             expected.errors,
+            expected.usage_missing,
         )
 
 
@@ -147,6 +152,7 @@ def test_the_seed_shape_and_the_extras() -> None:
             operation_type="query_generation",
             cost_nanos=0,
             cost_source="unpriced",
+            usage_missing=True,
         ),
         Entry(timestamp=datetime(2025, 3, 2, 12, tzinfo=UTC), provider="bedrock", model="claude-sonnet-4-5"),
     ]
@@ -158,6 +164,7 @@ def test_the_seed_shape_and_the_extras() -> None:
     assert summary["avg_latency_ms"] == Decimal("125.2")  # 125.25, half to even
     assert summary["errors"] == 1
     assert summary["unpriced_requests"] == 1
+    assert summary["usage_missing"] == 1
     assert set(summary["by_provider"]) == {"anthropic", "openai", "bedrock"}
     assert summary["by_operation"]["query_generation"]["requests"] == 1
     # The same model name under two providers is never merged.
@@ -169,6 +176,7 @@ def test_the_seed_shape_and_the_extras() -> None:
         "billed_cost_usd": Decimal("0E-9"),
         "errors": 0,
         "unpriced_requests": 1,
+        "usage_missing": 1,
         "provider": "openai",
     }
     # end date inclusive: 1 March only

@@ -54,6 +54,7 @@ class Entry:
     cost_source: str = "catalog"
     cache_hit: bool = False
     saved_nanos: int = 0
+    usage_missing: bool = False
 
 
 quarters = st.integers(min_value=0, max_value=4 * 24 * 800).map(lambda n: BASE + n * QUARTER)

@@ -2,12 +2,16 @@
 
 Cells that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR at the start) are
 prefixed with `'` (OWASP's CSV-injection advice); numbers are written as they are, money exactly.
+`tags` is one column holding the tags as compact JSON with sorted keys (`{"customer":"acme"}`;
+empty when there are none): tag keys differ between tenants and rows, so fixed per-key columns
+would change shape from one export page to the next (docs/api.md).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final
@@ -36,6 +40,8 @@ CSV_COLUMNS: Final = (
     "cost_source",
     "price_version",
     "reported_cost_usd",
+    "usage_source",
+    "tags",
     "cache_hit",
     "saved_cost_usd",
 )
@@ -51,6 +57,9 @@ def _cell(value: Any) -> str:
         return format(value, "f")
     if isinstance(value, int | float):
         return str(value)
+    if isinstance(value, Mapping):
+        # Starts with `{`, so never a formula whatever the values hold.
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False) if value else ""
     text = str(getattr(value, "value", value))
     return "'" + text if text.startswith(_FORMULA_START) else text
 

@@ -234,6 +234,11 @@ class ErrorResponse(BaseModel):
 
 # -- usage ------------------------------------------------------------------------------------
 
+USAGE_MISSING_DESCRIPTION: Final = (
+    "Requests whose provider never reported usage (a stream closed early or ended without it, an error "
+    "after partial output): counted, never a silent $0; their tokens and cost are lower bounds"
+)
+
 
 class UsageBreakdownOut(BaseModel):
     """One provider, operation or model: the seed's `requests`, `tokens`, `cost_usd`, and more."""
@@ -244,6 +249,7 @@ class UsageBreakdownOut(BaseModel):
     billed_cost_usd: UsdAmount = Field(description="What was billed at ingest (differs after a re-rating)")
     errors: int
     unpriced_requests: int
+    usage_missing: int = Field(description=USAGE_MISSING_DESCRIPTION)
     provider: str | None = Field(default=None, description="by_model only: the model's provider")
 
 
@@ -266,6 +272,7 @@ class UsageSummaryResponse(BaseModel):
     reasoning_tokens: int
     errors: int
     unpriced_requests: int = Field(description="Requests no price covers: counted, never a silent $0")
+    usage_missing: int = Field(description=USAGE_MISSING_DESCRIPTION)
     avg_latency_ms: Annotated[Decimal, WithJsonSchema({"type": "number", "minimum": 0})]
     cache_hits: int = Field(description="Requests answered from the response cache (in total_requests, at $0)")
     saved_cost_usd: UsdAmount = Field(description="What the cache hits' answers cost when first produced")
@@ -284,6 +291,7 @@ class DailyUsageOut(BaseModel):
     billed_cost_usd: UsdAmount
     errors: int
     unpriced_requests: int
+    usage_missing: int = Field(description=USAGE_MISSING_DESCRIPTION)
 
 
 class DailyUsageResponse(BaseModel):
@@ -324,6 +332,11 @@ class UsageEntryOut(BaseModel):
     price_version: str
     reported_cost_usd: UsdAmount | None = Field(description="What the producer computed, if it said")
     metadata: dict[str, str | int | bool | None]
+    tags: dict[str, str] = Field(description="Attribution dimensions the producer sent ({} when none)")
+    usage_source: Literal["reported", "missing"] = Field(
+        description="'missing' when the provider never reported the call's usage (a stream closed early or "
+        "ended without it, an error after partial output): its tokens and cost are lower bounds"
+    )
     cache_hit: bool = Field(description="Answered from the response cache: no provider call, $0")
     saved_cost_usd: UsdAmount | None = Field(description="For a cache hit: what the answer cost when first produced")
 

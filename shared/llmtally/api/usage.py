@@ -226,6 +226,8 @@ def entry_row(entry: RawEntry) -> dict[str, Any]:
         "price_version": entry.price_version,
         "reported_cost_usd": nanos_to_usd(entry.reported_cost_nanos) if entry.reported_cost_nanos is not None else None,
         "metadata": dict(entry.metadata),
+        "tags": dict(entry.tags),
+        "usage_source": entry.usage_source.value,
         "cache_hit": entry.cache_hit,
         "saved_cost_usd": entry.saved_cost_usd,
     }
