@@ -11,7 +11,10 @@ Anthropic's `output_tokens` includes thinking; the SDK now reports the thinking 
 (`output_tokens_details`), so it moves to the reasoning bucket; the sum is unchanged.
 `temperature` is not sent: the SDK's Messages API no longer takes sampling parameters.
 Streaming: `message_start` carries input and cache counts (and the split), `message_delta`
-cumulative counts; the last value of each field wins.
+cumulative counts; the last value of each field wins. The usage is complete only once a
+`message_delta` with usage arrived: a stream that ends before it (cut off, or a proxy that drops
+it) is a call whose usage is missing (`usage_source=missing`, the counts seen so far), never a
+$0 success.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from llmtally.events import Provider, TokenCounts
+from llmtally.events import Provider, TokenCounts, UsageSource
 from llmtally.providers.base import ChatCall, KeyedProvider, RawResult, StreamPiece
 from llmtally.providers.errors import (
     ErrorType,
@@ -91,6 +94,7 @@ class AnthropicProvider(KeyedProvider["anthropic.Anthropic"]):
     def _stream(self, call: ChatCall) -> Iterator[StreamPiece]:
         stream = self.client.messages.create(**self._params(call), stream=True)
         usage: dict[str, Any] = {}
+        final_usage = False
         model, stop_reason = call.model, None
         request_id = stream.response.headers.get("request-id")
         try:
@@ -104,6 +108,7 @@ class AnthropicProvider(KeyedProvider["anthropic.Anthropic"]):
                     yield ledger_from_dict(usage)
                 elif event.type == "message_delta":
                     usage.update(event.usage.model_dump(exclude_none=True))
+                    final_usage = True
                     stop_reason = event.delta.stop_reason or stop_reason
                     yield ledger_from_dict(usage)
         finally:
@@ -116,6 +121,7 @@ class AnthropicProvider(KeyedProvider["anthropic.Anthropic"]):
             stop_reason=stop_reason,
             filtered=stop_reason in FILTERED_STOP_REASONS,
             raw={"usage": usage, "stop_reason": stop_reason},
+            usage_source=UsageSource.REPORTED if final_usage else UsageSource.MISSING,
         )
 
     def _check_model(self, model: str) -> None:

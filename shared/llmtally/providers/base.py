@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypedDict, TypeVar
 
-from llmtally.events import Provider, TokenCounts
+from llmtally.events import Provider, TokenCounts, UsageSource
 from llmtally.pricing import PriceBook
 from llmtally.providers.errors import (
     ContentFilteredError,
     ErrorType,
     ProviderError,
-    UnavailableError,
     describe,
 )
 from llmtally.responses import LLMResponse, LLMUsage
@@ -101,6 +100,9 @@ class RawResult:
     #: The provider refused or filtered the answer (tokens are still billed).
     filtered: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
+    #: MISSING when a stream ended without the provider's final usage: `tokens` then holds what
+    #: was seen (often zeros) and is a lower bound.
+    usage_source: UsageSource = UsageSource.REPORTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +112,17 @@ class ProviderResponse(LLMResponse):
     `cache_hit` is true when llmtally's response cache answered (no provider call): `usage` then
     holds zero tokens at $0 and the lookup's latency, and `saved_cost_usd` what the answer cost when
     it was first produced (None if that call was unpriced). See docs/caching.md.
+
+    `usage_source` is MISSING when a stream ended without the provider's final usage: the text is
+    whole as far as the provider sent it, but `usage` holds only what was seen (a lower bound,
+    often zeros) — tracking records it as such, never as a $0 success (docs/providers.md).
     """
 
     request_id: str | None = None
     stop_reason: str | None = None
     cache_hit: bool = False
     saved_cost_usd: Decimal | None = None
+    usage_source: UsageSource = UsageSource.REPORTED
 
 
 StreamPiece = str | TokenCounts | RawResult
@@ -125,7 +132,9 @@ StreamItem = str | LLMUsage
 class LLMStream:
     """Iterate for text chunks; the last item is the call's `LLMUsage`. `response` is set once done.
 
-    Closing the stream early (break, `close()`) closes the provider's connection too.
+    Closing the stream early (break, `close()`) closes the provider's connection too. A stream that
+    ends without the provider's usage does not raise: its text is delivered, and `usage_source`
+    (like `response.usage_source`) says `missing`.
     """
 
     def __init__(self, items: Iterator[StreamItem], state: _StreamState) -> None:
@@ -162,6 +171,11 @@ class LLMStream:
     @property
     def usage(self) -> LLMUsage | None:
         return self._state.response.usage if self._state.response else None
+
+    @property
+    def usage_source(self) -> UsageSource | None:
+        """Where the final usage came from, once the stream is done (None before)."""
+        return self._state.response.usage_source if self._state.response else None
 
     @property
     def partial_tokens(self) -> TokenCounts | None:
@@ -399,6 +413,7 @@ class LLMProvider(ABC):
             raw_response=result.raw,
             request_id=result.request_id,
             stop_reason=result.stop_reason,
+            usage_source=result.usage_source,
         )
 
     def _stream_items(self, call: ChatCall, state: _StreamState) -> Iterator[StreamItem]:
@@ -441,10 +456,17 @@ class LLMProvider(ABC):
             if close is not None:
                 close()
         if final is None:
-            raise UnavailableError(
-                f"{describe(ErrorType.UNAVAILABLE, self.name)}: the stream ended without usage",
-                provider=self.name,
-                model=call.model,
+            # The adapter never produced a result: whatever usage was seen is all there is.
+            final = RawResult(
+                text="", model=call.model, tokens=state.partial or TokenCounts(), usage_source=UsageSource.MISSING
+            )
+        if final.usage_source is UsageSource.MISSING:
+            # Not an error for the caller (the text arrived); tracking records the call as
+            # usage-missing, and this line says it happened.
+            logger.warning(
+                "%s stream ended without usage",
+                self.name,
+                extra={"provider": self.name, "model": final.model or call.model},
             )
         final.text = "".join(text)
         response = self._finish(call, final, started)

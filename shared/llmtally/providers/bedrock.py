@@ -5,7 +5,8 @@ Usage mapping (Converse `TokenUsage`; `inputTokens` EXCLUDES cache tokens):
     cache_read_tokens   = cacheReadInputTokens
     cache_write_tokens  = cacheWriteInputTokens   (5m / 1h split from cacheDetails[{ttl, inputTokens}])
     output_tokens       = outputTokens
-Streams report the same `usage` in their final `metadata` event.
+Streams report the same `usage` in their final `metadata` event; a stream that ends without it
+is a call whose usage is missing (`usage_source=missing`), never a $0 success.
 
 The clients are built here rather than by `llmtally.aws.client`: generation needs a long read
 timeout and no botocore retries (llmtally retries), which the shared client config does not have.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Final
 
-from llmtally.events import Provider, TokenCounts
+from llmtally.events import Provider, TokenCounts, UsageSource
 from llmtally.providers.base import ChatCall, LLMProvider, RawResult, StreamPiece
 from llmtally.providers.errors import (
     ErrorType,
@@ -147,8 +148,6 @@ class BedrockProvider(LLMProvider):
                     usage = event["metadata"].get("usage")
         finally:
             stream.close()
-        if usage is None:
-            return
         yield RawResult(
             text="",
             model=call.model,
@@ -157,6 +156,7 @@ class BedrockProvider(LLMProvider):
             stop_reason=stop,
             filtered=stop in FILTERED_STOP_REASONS,
             raw={"usage": usage, "stopReason": stop},
+            usage_source=UsageSource.REPORTED if usage is not None else UsageSource.MISSING,
         )
 
     def _check_model(self, model: str) -> None:

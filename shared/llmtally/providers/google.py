@@ -8,7 +8,10 @@ Usage mapping (`GenerateContentResponseUsageMetadata`):
     reasoning_tokens    = thoughts_token_count (reported apart from the candidates)
 Gemini has no cache-write charge per request (explicit caches are billed for storage).
 Streams carry usage on each chunk, final on the last; with automatic continuation the SDK
-sends several requests ("hops"), each billed, so their finals are added up.
+sends several requests ("hops"), each billed, so their finals are added up. The usage is complete
+only if the chunk that ends the stream (its finish reason) or a later one carries usage
+metadata: otherwise (no finish, or a finish without usage) the call's usage is missing
+(`usage_source=missing`, the counts seen so far), never a $0 success.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from llmtally.events import Provider, TokenCounts
+from llmtally.events import Provider, TokenCounts, UsageSource
 from llmtally.providers.base import ChatCall, KeyedProvider, RawResult, StreamPiece
 from llmtally.providers.errors import (
     ErrorType,
@@ -99,6 +102,7 @@ class GoogleProvider(KeyedProvider["genai.Client"]):
         totals: dict[str, int] = dict.fromkeys(_USAGE_FIELDS, 0)
         hop: dict[str, int] = {}
         model, finish, request_id, blocked = call.model, None, None, False
+        finished = final_usage = False
         for chunk in chunks:
             model = chunk.model_version or model
             request_id = chunk.response_id or request_id
@@ -107,8 +111,12 @@ class GoogleProvider(KeyedProvider["genai.Client"]):
                 yield text
             if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason is not None:
                 blocked = True
+            ends = bool(chunk_finish) and chunk_finish != "CONTINUATION"
+            if ends:
+                finished, final_usage = True, False
             if chunk.usage_metadata is not None:
                 hop = {f: getattr(chunk.usage_metadata, f) or 0 for f in _USAGE_FIELDS}
+                final_usage = final_usage or finished
                 yield _ledger_from_counts(_add(totals, hop))
             if chunk_finish:
                 finish = chunk_finish
@@ -121,6 +129,7 @@ class GoogleProvider(KeyedProvider["genai.Client"]):
             request_id=request_id,
             stop_reason=finish,
             filtered=blocked or finish in FILTERED_FINISH_REASONS,
+            usage_source=UsageSource.REPORTED if final_usage else UsageSource.MISSING,
         )
 
     def _check_model(self, model: str) -> None:

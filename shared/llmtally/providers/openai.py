@@ -7,7 +7,8 @@ Usage mapping (the SDK's `CompletionUsage`; OpenAI's counts INCLUDE their detail
     reasoning_tokens    = completion_tokens_details.reasoning_tokens
     output_tokens       = completion_tokens - reasoning
 Streams ask for usage (`stream_options={"include_usage": True}`): it arrives in a last chunk
-with no choices.
+with no choices. A stream that ends without that chunk (cut off, or a compatible server that
+ignores the option) is a call whose usage is missing (`usage_source=missing`), never a $0 success.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from llmtally.events import Provider, TokenCounts
+from llmtally.events import Provider, TokenCounts, UsageSource
 from llmtally.providers.base import ChatCall, KeyedProvider, RawResult, StreamPiece
 from llmtally.providers.errors import (
     ErrorType,
@@ -108,8 +109,6 @@ class OpenAIProvider(KeyedProvider["openai.OpenAI"]):
                     finish = choice.finish_reason or finish
         finally:
             stream.close()
-        if usage is None:
-            return  # the stream ended without its usage chunk: the caller reports it
         yield RawResult(
             text="",
             model=model,
@@ -117,7 +116,8 @@ class OpenAIProvider(KeyedProvider["openai.OpenAI"]):
             request_id=request_id,
             stop_reason="refusal" if refused else finish,
             filtered=refused or finish in FILTERED_FINISH_REASONS,
-            raw={"usage": usage.model_dump(mode="json", exclude_none=True), "finish_reason": finish},
+            raw={"usage": usage.model_dump(mode="json", exclude_none=True) if usage else None, "finish_reason": finish},
+            usage_source=UsageSource.REPORTED if usage is not None else UsageSource.MISSING,
         )
 
     def _check_model(self, model: str) -> None:

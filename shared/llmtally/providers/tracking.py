@@ -10,6 +10,14 @@ temperature exactly 0) is first looked up in the cache: a hit returns the stored
 provider call and is tracked as a zero-token, $0 event with `cache_hit` and `saved_cost_usd`; a
 miss calls the provider, is tracked as usual, then stored. Streams are never cached. The cache
 never breaks a call (see `llmtally.response_cache`).
+
+A stream publishes exactly one event however it ends. Completed: its usage, `usage_source` as the
+adapter saw it (`missing` when the provider's usage never arrived). Closed early by the caller:
+`error_type=cancelled`, the tokens seen so far, `usage_source=missing` (the provider bills what
+it generated, which nobody reported). Failed: the error's type, and `usage_source=missing` if
+anything had arrived before the failure (an error after partial output), else `reported` (a
+refused request bills nothing). A `missing` event never reports a cost: the ingest prices what
+is known and counts the call as `usage_missing`.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from llmtally.events import (
     Status,
     TokenCounts,
     UsageEvent,
+    UsageSource,
     check_metadata,
 )
 from llmtally.pricing import CostSource
@@ -144,7 +153,7 @@ class TrackedProvider:
         except ProviderError as error:
             self._track_error(context, model_name, error)
             raise
-        self._track(context, response.usage, model=response.model, provider_request_id=response.request_id)
+        self._track(context, response, model=response.model, provider_request_id=response.request_id)
         if cache_key is not None and self.response_cache is not None:
             self.response_cache.store(self.user_id, cache_key, response)
         return response
@@ -179,6 +188,7 @@ class TrackedProvider:
     ) -> LLMStream:
         """Tracked when the stream ends: completed, failed, or closed early (`error_type=cancelled`)."""
         context = self._context(operation_type, request_id, metadata)
+        started = time.perf_counter()
         inner = self.inner.stream(
             prompt,
             messages=messages,
@@ -189,7 +199,7 @@ class TrackedProvider:
             cache=cache,
             **extra,
         )
-        return LLMStream(self._tracked_items(inner, context, model or self.inner.model), inner._state)
+        return LLMStream(self._tracked_items(inner, context, model or self.inner.model, started), inner._state)
 
     def test_connection(self, model: str | None = None, *, generate: bool = False) -> ConnectionTestResult:
         return self.inner.test_connection(model, generate=generate)
@@ -206,45 +216,84 @@ class TrackedProvider:
         merged = {**self.metadata, **(metadata or {})}
         return {"operation_type": op, "request_id": request_id, "metadata": check_metadata(merged)}
 
-    def _tracked_items(self, inner: LLMStream, context: dict[str, Any], model: str) -> Iterator[StreamItem]:
-        done = False
+    def _tracked_items(
+        self, inner: LLMStream, context: dict[str, Any], model: str, started: float
+    ) -> Iterator[StreamItem]:
+        # Exactly one event, from this `finally`, however the stream ends.
+        received = False
+        failure: BaseException | None = None
         try:
-            yield from inner
-            done = True
-        except ProviderError as error:
-            done = True
-            self._track_error(context, model, error)
+            for item in inner:
+                received = True
+                yield item
+        except BaseException as exc:  # GeneratorExit (closed early) included: recorded, then re-raised
+            failure = exc
             raise
         finally:
-            if done and inner.response is not None:
-                response = inner.response
-                self._track(context, response.usage, model=response.model, provider_request_id=response.request_id)
-            elif not done:
+            response = inner.response
+            if response is not None:
+                # Completed (also when the caller stopped right after the final usage item).
+                self._track(context, response, model=response.model, provider_request_id=response.request_id)
+            else:
                 inner.close()
-                partial = inner.partial_tokens or TokenCounts()
-                self._publish(context, model=model, tokens=partial, status=Status.ERROR, error_type="cancelled")
+                received = received or inner.partial_tokens is not None
+                latency_ms = int((time.perf_counter() - started) * 1000)
+                if isinstance(failure, ProviderError):
+                    self._track_error(context, model, failure, partial=inner.partial_tokens, received=received)
+                else:
+                    # Closed early (GeneratorExit: always after some output, a generator only pauses
+                    # at a yield), or an unexpected exception mid-stream.
+                    cancelled = failure is None or isinstance(failure, GeneratorExit)
+                    self._publish(
+                        context,
+                        model=model,
+                        tokens=inner.partial_tokens or TokenCounts(),
+                        latency_ms=latency_ms,
+                        status=Status.ERROR,
+                        error_type="cancelled" if cancelled else "other",
+                        usage_source=UsageSource.MISSING if received else UsageSource.REPORTED,
+                    )
 
-    def _track(self, context: dict[str, Any], usage: LLMUsage, *, model: str, provider_request_id: str | None) -> None:
+    def _track(
+        self, context: dict[str, Any], response: ProviderResponse, *, model: str, provider_request_id: str | None
+    ) -> None:
+        usage, source = response.usage, response.usage_source
         self._publish(
             context,
             model=model,
             tokens=usage.tokens(),
             latency_ms=usage.latency_ms,
-            reported_cost_usd=usage.cost_usd if usage.cost_source is not CostSource.UNPRICED else None,
+            reported_cost_usd=_known_cost(usage) if source is UsageSource.REPORTED else None,
             provider_request_id=provider_request_id,
+            usage_source=source,
         )
 
-    def _track_error(self, context: dict[str, Any], model: str, error: ProviderError) -> None:
+    def _track_error(
+        self,
+        context: dict[str, Any],
+        model: str,
+        error: ProviderError,
+        *,
+        partial: TokenCounts | None = None,
+        received: bool = False,
+    ) -> None:
+        """An error event. `received`: output had arrived before it (a stream), so its usage is missing."""
         usage = error.usage
+        if usage is not None:
+            tokens, source = usage.tokens(), UsageSource.REPORTED
+        else:
+            tokens = partial or TokenCounts()
+            source = UsageSource.MISSING if received else UsageSource.REPORTED
         self._publish(
             context,
             model=usage.model if usage else (error.model or model),
-            tokens=usage.tokens() if usage else TokenCounts(),
+            tokens=tokens,
             latency_ms=usage.latency_ms if usage else 0,
-            reported_cost_usd=usage.cost_usd if usage and usage.cost_source is not CostSource.UNPRICED else None,
+            reported_cost_usd=_known_cost(usage) if usage else None,
             status=Status.ERROR,
             error_type=error.error_type.value,
             provider_request_id=error.request_id,
+            usage_source=source,
         )
 
     def _publish(
@@ -260,6 +309,7 @@ class TrackedProvider:
         provider_request_id: str | None = None,
         cache_hit: bool = False,
         saved_cost_usd: Decimal | None = None,
+        usage_source: UsageSource = UsageSource.REPORTED,
     ) -> None:
         try:
             metadata = dict(context["metadata"])
@@ -279,6 +329,7 @@ class TrackedProvider:
                 metadata=metadata,
                 cache_hit=cache_hit,
                 saved_cost_usd=saved_cost_usd,
+                usage_source=usage_source,
                 **tokens.ledger().model_dump(exclude={"total_tokens"}),
             )
             accepted = self.publisher.publish(event)
@@ -291,6 +342,11 @@ class TrackedProvider:
         if not accepted:
             with self._lock:
                 self.tracking_failures += 1
+
+
+def _known_cost(usage: LLMUsage) -> Decimal | None:
+    """The adapter's cost, unless no price covered it (0 by convention: never report a silent $0)."""
+    return usage.cost_usd if usage.cost_source is not CostSource.UNPRICED else None
 
 
 def track(

@@ -7,6 +7,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from llmtally.events import UsageSource
 from llmtally.pricing import PriceBook
 from llmtally.providers import (
     ContentFilteredError,
@@ -99,12 +100,15 @@ def test_stream_asks_for_usage_and_reports_it_last(price_book: PriceBook) -> Non
     assert sent["stream_options"] == {"include_usage": True}
 
 
-def test_a_stream_without_its_usage_chunk_is_an_error(price_book: PriceBook) -> None:
+def test_a_stream_without_its_usage_chunk_is_delivered_and_marked_usage_missing(price_book: PriceBook) -> None:
+    # Given a stream whose usage chunk never comes (cut off after the finish reason)
     text = fixture_text("openai", "stream_usage.sse").split("\n\n")
     without_usage = "\n\n".join(text[:4] + text[5:])
     api = MockAPI([sse_reply(without_usage)])
-    with pytest.raises(ProviderError, match="without usage"):
-        list(make(api, price_book).stream(prompt="hi"))
+    # When read to the end, Then the text arrives, nothing is raised, and the usage is missing
+    stream = make(api, price_book).stream(prompt="hi")
+    assert [item for item in stream if isinstance(item, str)] == ["Hello", ", world"]
+    assert stream.usage_source is UsageSource.MISSING
 
 
 def test_content_filter_finish_reason(price_book: PriceBook) -> None:
