@@ -24,18 +24,19 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmtally import safejson
 from llmtally.entries import RawEntry as RawEntry
 from llmtally.entries import raw_entry_item as raw_entry_item
 from llmtally.events import (
     EVENT_DETAIL_TYPE,
     EVENT_SOURCE,
     SCHEMA_VERSION,
-    SECRET_KEY_NAME,
-    SECRET_VALUE,
     USER_ID_PATTERN,
     UsageEvent,
 )
 from llmtally.pricing import CostSource, PriceBook
+from llmtally.redaction import redact as redact
+from llmtally.redaction import redact_bounded
 
 if TYPE_CHECKING:
     from llmtally.repositories.operation_types import OperationTypeRegistry
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 
 #: SQS's classic message limit; a larger body is refused before it is parsed.
 MAX_BODY_BYTES: Final = 256 * 1024
+#: The most of an original body a reject keeps, redacted (its full size is recorded beside it).
+MAX_STORED_BODY_BYTES: Final = 16 * 1024
 #: Pydantic errors quoted in a reject reason (the rest are counted).
 MAX_REASON_ERRORS: Final = 8
 MAX_REASON_CHARS: Final = 2000
@@ -111,7 +114,8 @@ def extract_detail(body: str) -> dict[str, Any]:
         raise Rejected(RejectReason.OVERSIZED, f"body is {size} bytes; at most {MAX_BODY_BYTES} are accepted")
     try:
         # Decimal for numbers with a fraction: no float ever touches money; NaN/Infinity refused.
-        parsed = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+        # Bounded nesting and number length: Python's own limits would raise ValueError/RecursionError.
+        parsed = safejson.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise Rejected(RejectReason.MALFORMED_JSON, f"body is not valid JSON: {_json_error(exc)}") from None
     if not isinstance(parsed, dict):
@@ -172,6 +176,8 @@ def readable_errors(exc: ValidationError) -> str:
 
 
 def _json_error(exc: BaseException) -> str:
+    if isinstance(exc, safejson.JSONLimitError):
+        return exc.msg
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
     if isinstance(exc, RecursionError):
@@ -181,20 +187,6 @@ def _json_error(exc: BaseException) -> str:
 
 def _json_type(value: Any) -> str:
     return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
-
-
-# -- redaction of stored reject bodies ----------------------------------------------------------
-
-_SECRET_FIELD = re.compile(
-    r'("[^"\\]*' + SECRET_KEY_NAME.pattern + r'[^"\\]*"\s*:\s*)"(?:[^"\\]|\\.)*"', SECRET_KEY_NAME.flags
-)
-
-
-def redact(body: str) -> str:
-    """The body with anything shaped like a key replaced: a refused event may be refused *because*
-    it carried one, and the rejects table must not become the place secrets end up."""
-    body = SECRET_VALUE.sub("[REDACTED]", body)
-    return _SECRET_FIELD.sub(r'\1"[REDACTED]"', body)
 
 
 def tenant_hint(detail: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
@@ -251,10 +243,13 @@ class Ingestor:
             event = parse_event(body, now=now)
         except Rejected as rejected:
             user_id, event_id = tenant_hint(rejected.detail)
+            # Cut to what a reject keeps *before* redacting: the work is bounded by 16 KiB, not the body.
+            kept, truncated = redact_bounded(body, MAX_STORED_BODY_BYTES)
             self.rejects.record(
                 reason=rejected.code,
                 message=rejected.message,
-                body=redact(body),
+                body=kept,
+                body_truncated=truncated,
                 body_bytes=len(body.encode("utf-8", errors="surrogatepass")),
                 message_id=message_id,
                 received_at=now,

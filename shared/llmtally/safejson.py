@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, Final
 
 #: Deeper than any document llmtally accepts (an enveloped event is 3 levels, an API body 3).
@@ -55,6 +56,7 @@ def nesting_depth(text: str) -> int:
     return deepest
 
 
+@lru_cache(maxsize=32)
 def _bounded(convert: Callable[[str], Any], max_chars: int) -> Callable[[str], Any]:
     def parse(literal: str) -> Any:
         if len(literal) > max_chars:

@@ -78,6 +78,16 @@ def bad_inputs(now: datetime) -> list[BadInput]:
         BadInput("NaN token count", bare().replace("1500", "NaN"), RejectReason.MALFORMED_JSON, "NaN"),
         BadInput("Infinity latency", bare().replace("842", "Infinity"), RejectReason.MALFORMED_JSON, "Infinity"),
         BadInput("single quotes", "{'user_id': 'user-1'}", RejectReason.MALFORMED_JSON, "not valid JSON"),
+        # Beyond Python's own int-from-string limit (ValueError) and recursion limit (RecursionError)
+        BadInput(
+            "5,000-digit integer", bare().replace("1500", "9" * 5000), RejectReason.MALFORMED_JSON, "longer than 64"
+        ),
+        BadInput(
+            "10,000 nested arrays", "[" * 10_000 + "]" * 10_000, RejectReason.MALFORMED_JSON, "nested deeper than 32"
+        ),
+        BadInput(
+            "deep metadata", bare(metadata={"a": json.loads("[" * 40 + "]" * 40)}), RejectReason.MALFORMED_JSON, "32"
+        ),
         # -- JSON, but not an object
         BadInput("array", "[]", RejectReason.NOT_AN_OBJECT, "array"),
         BadInput("string", '"event"', RejectReason.NOT_AN_OBJECT, "string"),

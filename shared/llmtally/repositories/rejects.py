@@ -14,12 +14,12 @@ from pydantic import BaseModel, ConfigDict
 
 from llmtally import aws
 from llmtally.events import format_timestamp
+from llmtally.ingest import MAX_STORED_BODY_BYTES as MAX_STORED_BODY_BYTES
 from llmtally.ingest import RejectReason
+from llmtally.redaction import truncate_utf8 as truncate_utf8
 from llmtally.repositories._dynamodb import deserialize, serialize, storage_errors
 from llmtally.settings import get_settings
 
-#: The most of an original body a reject keeps (its full size is recorded beside it).
-MAX_STORED_BODY_BYTES: Final = 16 * 1024
 MAX_LIST: Final = 1000
 
 
@@ -37,14 +37,6 @@ class RejectRecord(BaseModel):
     received_at: datetime
     user_id: str | None = None
     event_id: str | None = None
-
-
-def truncate_utf8(text: str, max_bytes: int) -> tuple[str, bool]:
-    """`text` cut to at most `max_bytes` of UTF-8 on a character boundary, and whether it was cut."""
-    raw = text.encode("utf-8", errors="replace")
-    if len(raw) <= max_bytes:
-        return text.encode("utf-8", errors="replace").decode("utf-8"), False
-    return raw[:max_bytes].decode("utf-8", errors="ignore"), True
 
 
 class RejectsRepository:
@@ -74,9 +66,14 @@ class RejectsRepository:
         received_at: datetime,
         user_id: str | None = None,
         event_id: str | None = None,
+        body_truncated: bool = False,
     ) -> None:
-        """Keep one refused message. Raises StorageError: the caller must not drop the message then."""
-        stored, truncated = truncate_utf8(body, MAX_STORED_BODY_BYTES)
+        """Keep one refused message. Raises StorageError: the caller must not drop the message then.
+
+        `body_truncated`: the caller already cut `body` (the ingest cuts before it redacts).
+        """
+        stored, cut = truncate_utf8(body, MAX_STORED_BODY_BYTES)
+        truncated = body_truncated or cut
         received_at = received_at.astimezone(UTC)
         ttl_days = self._ttl_days or get_settings().raw_ttl_days
         item: dict[str, Any] = {
