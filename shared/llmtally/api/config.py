@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
+from typing import Final
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CLAIM_NAME_PATTERN = r"^[A-Za-z0-9_:.\-/]{1,128}$"
+
+_LABEL: Final = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+#: `https://host[:port]`: any DNS name (IDNs in their `xn--` form).
+_HTTPS_ORIGIN: Final = re.compile(rf"https://{_LABEL}(?:\.{_LABEL})*(?::(?P<port>[1-9][0-9]{{0,4}}))?")
+#: `http://` only for this machine, the host matched exactly: `http://localhost.evil.com` is not local.
+_LOOPBACK_ORIGIN: Final = re.compile(r"http://(?:localhost|127\.0\.0\.1|\[::1\])(?::(?P<port>[1-9][0-9]{0,4}))?")
+
+
+def web_origin(value: str) -> str:
+    """A browser origin allowed to call the API (CORS, sign-in callbacks), checked and lower-cased.
+
+    Exactly `scheme://host[:port]` as a browser sends it in `Origin`: `https://` with any host, or
+    `http://` with the loopback host itself (`localhost`, `127.0.0.1`, `[::1]`) — compared as a whole
+    host, never as a prefix. No path, query, credentials, wildcard or trailing slash.
+    """
+    origin = value.strip().lower()
+    match = _HTTPS_ORIGIN.fullmatch(origin) or _LOOPBACK_ORIGIN.fullmatch(origin)
+    port = match.group("port") if match else None
+    if match is None or (port is not None and int(port) > 65535):
+        raise ValueError(
+            f"an origin is https://host[:port] or http://localhost[:port] (127.0.0.1, [::1]), got {value[:100]!r}"
+        )
+    return origin
 
 
 class ApiSettings(BaseSettings):
