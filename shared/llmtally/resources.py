@@ -71,6 +71,26 @@ class ResourceNames:
         return f"{self.prefix}-budget-alerts-failures"
 
     @property
+    def reconciliation_table(self) -> str:
+        """Metered against billed, per tenant, provider, model and UTC day (docs/reconciliation.md)."""
+        return f"{self.prefix}-llm-reconciliation"
+
+    @property
+    def reconcile_schedule(self) -> str:
+        """The EventBridge Scheduler schedule that runs the daily reconciliation."""
+        return f"{self.prefix}-reconcile-daily"
+
+    @property
+    def reconcile_failures(self) -> str:
+        """Reconciliation runs that failed after the scheduler's retries (deployed)."""
+        return f"{self.prefix}-reconcile-failures"
+
+    @property
+    def reconciliation_alerts_rule(self) -> str:
+        """The EventBridge rule routing `ReconciliationAlert` events to the alert topic and the notifier."""
+        return f"{self.prefix}-reconciliation-alerts"
+
+    @property
     def secrets_prefix(self) -> str:
         return f"{self.prefix}/users/"
 
@@ -81,6 +101,10 @@ class ResourceNames:
     def slack_webhook_secret_name(self, user_id: str) -> str:
         """`{prefix}/users/{user_id}/alerts/slack-webhook`: a user's Slack incoming-webhook URL (a secret)."""
         return f"{self.secrets_prefix}{_user_segment(user_id)}/alerts/slack-webhook"
+
+    def billing_secret_name(self, user_id: str, provider: Provider) -> str:
+        """`{prefix}/users/{user_id}/billing/{provider}`: a tenant's provider admin key (reconciliation)."""
+        return f"{self.secrets_prefix}{_user_segment(user_id)}/billing/{Provider(provider).value}"
 
 
 def _user_segment(user_id: str) -> str:

@@ -10,6 +10,8 @@ CreateTable arguments and the CDK construct (later) into `dynamodb.Table` props.
 - settings: `user_id` / `setting_type` (preferences, budgets, the ingest's operation-type registry).
 - response cache: `user_id` / `cache_key` (a sha256 that also covers the user id); TTL; no stream
   (see `llmtally.repositories.response_cache` and docs/caching.md).
+- reconciliation: `user_id` / `sk` = `{day}#{provider}#{model}` (a row), `alert#…`, `source#…`; TTL
+  (see `llmtally.repositories.reconciliation` and docs/reconciliation.md).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ ROLLUPS: Final = "rollups"
 REJECTS: Final = "rejects"
 SETTINGS: Final = "settings"
 RESPONSE_CACHE: Final = "response_cache"
+RECONCILIATION: Final = "reconciliation"
 
 #: The usage table's GSIs: per-tenant provider and operation filtering.
 USAGE_BY_PROVIDER: Final = "by_provider"
@@ -55,7 +58,7 @@ class TableSpec:
 
 
 def table_specs(names: ResourceNames) -> dict[str, TableSpec]:
-    """The tables, keyed `usage`, `rollups`, `rejects`, `settings`, `response_cache`."""
+    """The tables, keyed `usage`, `rollups`, `rejects`, `settings`, `response_cache`, `reconciliation`."""
     return {
         USAGE: TableSpec(
             name=names.usage_table,
@@ -94,6 +97,13 @@ def table_specs(names: ResourceNames) -> dict[str, TableSpec]:
             partition_key="user_id",
             sort_key="cache_key",
             attributes={"user_id": "S", "cache_key": "S"},
+            ttl_attribute=TTL_ATTRIBUTE,
+        ),
+        RECONCILIATION: TableSpec(
+            name=names.reconciliation_table,
+            partition_key="user_id",
+            sort_key="sk",
+            attributes={"user_id": "S", "sk": "S"},
             ttl_attribute=TTL_ATTRIBUTE,
         ),
     }

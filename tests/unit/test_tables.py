@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from llmtally.resources import ResourceNames
 from llmtally.tables import (
+    RECONCILIATION,
     REJECTS,
     RESPONSE_CACHE,
     ROLLUPS,
@@ -16,7 +17,8 @@ from llmtally.tables import (
 
 def test_every_table_is_specified_with_the_prefixed_name() -> None:
     specs = table_specs(ResourceNames("acme-prod"))
-    assert set(specs) == {USAGE, ROLLUPS, REJECTS, SETTINGS, RESPONSE_CACHE}
+    assert set(specs) == {USAGE, ROLLUPS, REJECTS, SETTINGS, RESPONSE_CACHE, RECONCILIATION}
+    assert specs[RECONCILIATION].name == "acme-prod-llm-reconciliation"
     assert specs[RESPONSE_CACHE].name == "acme-prod-llm-response-cache"
     assert specs[USAGE].name == "acme-prod-llm-usage"
     assert specs[SETTINGS].name == "acme-prod-user-settings"
