@@ -500,3 +500,57 @@ class Patches:
     @property
     def active(self) -> bool:
         return bool(self.originals)
+
+
+class RawResponseSpec:
+    """A spec's non-stream entry point called through `with_raw_response` (the SDK's legacy raw
+    response, `X-Stainless-Raw-Response: true`): the usage is read from `parse()`, which the SDK
+    caches, so the caller's own `parse()` returns the very object read here."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.provider = spec.provider
+        self.name = spec.name
+
+    def prepare(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        return kwargs, None
+
+    def model(self, kwargs: dict[str, Any]) -> str | None:
+        return self.spec.model(kwargs)
+
+    def is_stream(self, kwargs: dict[str, Any], result: Any) -> bool:
+        return False
+
+    def outcome(self, result: Any, state: Any) -> Outcome:
+        return self.spec.outcome(result.parse(), state)
+
+    def accumulator(self, result: Any, state: Any) -> Accumulator:
+        raise NotImplementedError("raw responses are read whole")
+
+    def error_type(self, exc: BaseException, model: str | None) -> str:
+        return self.spec.error_type(exc, model)
+
+
+RAW_HEADER: Final = "X-Stainless-Raw-Response"
+
+
+def raw_aware(spec: Spec, lookup: Lookup, *, is_async: bool, count_unmetered: Callable[[Any], None]) -> Any:
+    """The wrapper for an SDK method that its `with_raw_response` / `with_streaming_response` also call.
+
+    A legacy raw response of a non-stream call is metered (LangChain's ChatOpenAI calls through
+    it); a raw stream and `with_streaming_response` (`stream`/`raw`) pass through, counted unmetered.
+    """
+    make = async_wrapper if is_async else sync_wrapper
+    plain, raw = make(spec, lookup), make(RawResponseSpec(spec), lookup)
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        headers = kwargs.get("extra_headers")
+        mode = headers.get(RAW_HEADER) if isinstance(headers, dict) else None
+        if mode is None:
+            return plain(wrapped, instance, args, kwargs)
+        if mode == "true" and kwargs.get("stream") is not True:
+            return raw(wrapped, instance, args, kwargs)
+        count_unmetered(instance)
+        return wrapped(*args, **kwargs)
+
+    return wrapper

@@ -10,10 +10,10 @@ underneath the SDK's helper: the helper's raw event stream is the metered proxy,
 `text_stream`, `get_final_message()`, `until_done()` and the context manager all work unchanged,
 and the event is published when the helper closes its stream.
 
-Not metered (passed through, counted in `stats().unmetered`): `with_raw_response` /
-`with_streaming_response`, `messages.count_tokens`, batches, and the Bedrock / Vertex clients
-of this SDK (`AnthropicBedrock`, `AnthropicVertex`: their prices are not Anthropic's API prices
-— meter Bedrock through boto3 instead).
+Not metered (passed through, counted in `stats().unmetered`): `with_streaming_response` and raw
+streams (a non-stream `with_raw_response` call is metered), `messages.count_tokens`, batches,
+and the Bedrock / Vertex clients of this SDK (`AnthropicBedrock`, `AnthropicVertex`: their prices
+are not Anthropic's API prices — meter Bedrock through boto3 instead).
 """
 
 from __future__ import annotations
@@ -25,18 +25,17 @@ from typing import Any, Final
 from llmtally.events import Provider, TokenCounts, UsageSource
 from llmtally.instrumentation._core import (
     OTHER,
+    RAW_HEADER,
     Call,
     Defaults,
     Outcome,
     Patches,
-    async_wrapper,
     defaults_of,
-    sync_wrapper,
+    raw_aware,
 )
 from llmtally.instrumentation.stats import STATS
 from llmtally.providers.anthropic import ledger_from_dict
 
-_RAW_HEADER: Final = "X-Stainless-Raw-Response"
 _PATCHES: Final = Patches()
 
 
@@ -73,7 +72,7 @@ def lookup(resource: Any) -> Defaults | None:
 
 def _wants_raw(kwargs: dict[str, Any]) -> bool:
     headers = kwargs.get("extra_headers")
-    return isinstance(headers, dict) and _RAW_HEADER in headers
+    return isinstance(headers, dict) and RAW_HEADER in headers
 
 
 class StreamUsage:
@@ -142,15 +141,13 @@ PARSE: Final = MessagesSpec("anthropic.messages.parse")
 STREAM: Final = MessagesSpec("anthropic.messages.stream")
 
 
+def _count_unmetered(resource: Any) -> None:
+    if lookup(resource) is not None:
+        STATS.add("unmetered")
+
+
 def _create_wrapper(spec: MessagesSpec, *, is_async: bool) -> Any:
-    inner = (async_wrapper if is_async else sync_wrapper)(spec, lookup)
-
-    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if _wants_raw(kwargs):
-            return wrapped(*args, **kwargs)
-        return inner(wrapped, instance, args, kwargs)
-
-    return wrapper
+    return raw_aware(spec, lookup, is_async=is_async, count_unmetered=_count_unmetered)
 
 
 # -- messages.stream(): meter the helper's raw stream ---------------------------------------------------

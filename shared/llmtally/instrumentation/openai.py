@@ -19,8 +19,10 @@ for usage itself, that chunk reaches it as usual. A Responses stream always ends
 
 Not metered: Azure OpenAI clients (`AzureOpenAI`, `AsyncAzureOpenAI` — a deployment name is not a
 model and Azure's prices are not OpenAI's list prices, so the cost could not be stated honestly),
-`with_raw_response` / `with_streaming_response`, and the other endpoints (embeddings, images,
-audio, batches). Those calls pass through untouched and are counted in `stats().unmetered`.
+`with_streaming_response` and raw streams (`with_raw_response.create(stream=True)`; a non-stream
+`with_raw_response` call IS metered — LangChain's ChatOpenAI makes its calls that way), and the
+other endpoints (embeddings, images, audio, batches). Those calls pass through untouched and
+are counted in `stats().unmetered`.
 """
 
 from __future__ import annotations
@@ -29,11 +31,10 @@ import functools
 from typing import Any, Final
 
 from llmtally.events import Provider, TokenCounts, UsageSource
-from llmtally.instrumentation._core import OTHER, Defaults, Outcome, Patches, async_wrapper, defaults_of, sync_wrapper
+from llmtally.instrumentation._core import OTHER, Defaults, Outcome, Patches, defaults_of, raw_aware
 from llmtally.instrumentation.stats import STATS
 from llmtally.providers.openai import ledger as chat_ledger
 
-_RAW_HEADER: Final = "X-Stainless-Raw-Response"
 _PATCHES: Final = Patches()
 #: Responses stream events that carry the final Response (with its usage).
 _FINAL_EVENTS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -196,18 +197,13 @@ RESPONSES_CREATE: Final = ResponsesSpec("openai.responses.create")
 RESPONSES_PARSE: Final = ResponsesSpec("openai.responses.parse")
 
 
+def _count_unmetered(resource: Any) -> None:
+    if lookup(resource) is not None:
+        STATS.add("unmetered")
+
+
 def _wrapper(spec: _Spec, *, is_async: bool) -> Any:
-    inner = (async_wrapper if is_async else sync_wrapper)(spec, lookup)  # type: ignore[arg-type]
-
-    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        headers = kwargs.get("extra_headers")
-        if isinstance(headers, dict) and _RAW_HEADER in headers:  # with_raw_response: not metered
-            if lookup(instance) is not None:
-                STATS.add("unmetered")
-            return wrapped(*args, **kwargs)
-        return inner(wrapped, instance, args, kwargs)
-
-    return wrapper
+    return raw_aware(spec, lookup, is_async=is_async, count_unmetered=_count_unmetered)  # type: ignore[arg-type]
 
 
 def patch() -> None:
