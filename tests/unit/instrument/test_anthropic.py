@@ -84,7 +84,8 @@ def test_a_tool_call_is_metered_and_everything_passes_through(is_async: bool, pu
 
     # Then it gets the SDK's own Message, and the request went out exactly as written
     assert isinstance(message, anthropic.types.Message)
-    assert message.stop_reason == "tool_use" and message.content[1].input == {
+    assert message.stop_reason == "tool_use"
+    assert message.content[1].input == {
         "location": "San Francisco, CA",
         "unit": "celsius",
     }
@@ -93,7 +94,8 @@ def test_a_tool_call_is_metered_and_everything_passes_through(is_async: bool, pu
     # And one event carries the exact ledger (Anthropic's input excludes cache) and cost
     event = publisher.only
     assert (event.provider, event.model, event.user_id, event.status) == (Provider.ANTHROPIC, MODEL, "acme", Status.OK)
-    assert event.tags == {"feature": "weather"} and event.operation_type == "conversation"
+    assert event.tags == {"feature": "weather"}
+    assert event.operation_type == "conversation"
     assert ledger(event) == {
         "input_tokens": 472,
         "cache_read_tokens": 1024,
@@ -128,7 +130,8 @@ def test_a_sync_stream_behaves_like_the_sdks_and_publishes_once(publisher: Recor
         "message_stop",
     ]
     event = publisher.only
-    assert ledger(event) == STREAM_LEDGER and event.usage_source is UsageSource.REPORTED
+    assert ledger(event) == STREAM_LEDGER
+    assert event.usage_source is UsageSource.REPORTED
     assert cost(event) == STREAM_COST
     assert event.metadata["provider_request_id"] == "req_s"
 
@@ -149,7 +152,8 @@ def test_an_async_stream_behaves_like_the_sdks_and_publishes_once(publisher: Rec
     # Then one event, exact ledger and cost
     assert len(types) == 7  # the SDK drops `ping`
     event = publisher.only
-    assert ledger(event) == STREAM_LEDGER and cost(event) == STREAM_COST
+    assert ledger(event) == STREAM_LEDGER
+    assert cost(event) == STREAM_COST
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
@@ -177,7 +181,8 @@ def test_the_stream_helper_text_stream_and_final_message(is_async: bool, publish
     # And one event, billed to the block's tenant
     event = publisher.only
     assert (event.user_id, event.operation_type) == ("tenant-b", "support_chat")
-    assert ledger(event) == STREAM_LEDGER and cost(event) == STREAM_COST
+    assert ledger(event) == STREAM_LEDGER
+    assert cost(event) == STREAM_COST
     assert event.metadata["instrumented"] == "anthropic.messages.stream"
 
 
@@ -196,7 +201,8 @@ def test_a_stream_abandoned_mid_way_publishes_exactly_one_missing_event(publishe
 
     # Then exactly one event: usage missing, holding what was known (input and cache from message_start)
     event = publisher.only
-    assert event.usage_source is UsageSource.MISSING and event.status is Status.OK
+    assert event.usage_source is UsageSource.MISSING
+    assert event.status is Status.OK
     assert (event.input_tokens, event.cache_write_tokens, event.output_tokens) == (25, 1500, 1)
 
 
@@ -222,18 +228,12 @@ def test_an_api_error_propagates_unchanged_and_is_published(is_async: bool, publ
     case = fixture_json("anthropic", "errors.json")["rate_limit"]
     recorder = Recorder(json_body(case["body"], case["status"], case.get("headers")))
     client = make(recorder, is_async=is_async, publisher=publisher)
-    seen: list[BaseException] = []
-
     # When the call fails
     with pytest.raises(anthropic.RateLimitError) as raised:
-        try:
-            run(client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES))
-        except BaseException as exc:
-            seen.append(exc)
-            raise
+        run(client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES))
 
     # Then the SDK's exception reached the caller, and an error event with the taxonomy's class
-    assert raised.value is seen[0] and raised.value.status_code == 429
+    assert raised.value.status_code == 429
     event = publisher.only
     assert (event.status, event.error_type, event.total_tokens) == (Status.ERROR, "rate_limit", 0)
 

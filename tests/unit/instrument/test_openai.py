@@ -105,7 +105,8 @@ def test_chat_completion_with_json_schema_and_image(is_async: bool, publisher: R
         "gpt-4o-2024-08-06",
         "rule_enrichment",
     )
-    assert ledger(event) == CHAT_LEDGER and event.usage_source is UsageSource.REPORTED
+    assert ledger(event) == CHAT_LEDGER
+    assert event.usage_source is UsageSource.REPORTED
     assert event.metadata["provider_request_id"] == "req_c"
     assert cost(event) == Decimal("0.0042")  # 512×2.5 + 1536×1.25 + 100×10 per million
 
@@ -133,7 +134,8 @@ def test_a_chat_stream_asks_for_usage_and_hides_the_extra_chunk(is_async: bool, 
     assert recorder.body()["stream_options"] == {"include_usage": True}
     assert [chunk.choices[0].delta.content for chunk in chunks] == ["", "Hello", ", world", None]
     event = publisher.only
-    assert ledger(event) == CHAT_STREAM_LEDGER and event.usage_source is UsageSource.REPORTED
+    assert ledger(event) == CHAT_STREAM_LEDGER
+    assert event.usage_source is UsageSource.REPORTED
     assert cost(event) == Decimal("0.00268")  # 744×2.5 + 256×1.25 + 50×10 per million
 
 
@@ -145,7 +147,9 @@ def test_a_caller_that_asked_for_usage_still_gets_the_usage_chunk(publisher: Rec
             model="gpt-4o", messages=CHAT, stream=True, stream_options={"include_usage": True}
         )
     )
-    assert len(chunks) == 5 and chunks[-1].usage is not None and chunks[-1].choices == []
+    assert len(chunks) == 5
+    assert chunks[-1].usage is not None
+    assert chunks[-1].choices == []
     assert ledger(publisher.only) == CHAT_STREAM_LEDGER
 
 
@@ -162,7 +166,8 @@ def test_responses_create_with_reasoning(is_async: bool, publisher: RecordingPub
     assert isinstance(response, openai.types.responses.Response)
     assert response.output_text == "Three rules fire on that log line."
     event = publisher.only
-    assert event.model == "o4-mini-2025-04-16" and event.metadata["instrumented"] == "openai.responses.create"
+    assert event.model == "o4-mini-2025-04-16"
+    assert event.metadata["instrumented"] == "openai.responses.create"
     assert ledger(event) == {
         "input_tokens": 176,
         "cache_read_tokens": 1024,
@@ -188,10 +193,14 @@ def test_a_responses_stream(is_async: bool, publisher: RecordingPublisher) -> No
 
     types = asyncio.run(consume_async()) if is_async else consume_sync()
 
-    assert types[0] == "response.created" and types[-1] == "response.completed" and len(types) == 10
+    assert types[0] == "response.created"
+    assert types[-1] == "response.completed"
+    assert len(types) == 10
     event = publisher.only
-    assert event.model == "gpt-5-2025-08-07" and event.metadata["provider_request_id"] == "req_rs"
-    assert ledger(event) == RESPONSES_STREAM_LEDGER and cost(event) == RESPONSES_STREAM_COST
+    assert event.model == "gpt-5-2025-08-07"
+    assert event.metadata["provider_request_id"] == "req_rs"
+    assert ledger(event) == RESPONSES_STREAM_LEDGER
+    assert cost(event) == RESPONSES_STREAM_COST
 
 
 def test_the_responses_stream_helper_is_metered_through_create(publisher: RecordingPublisher) -> None:
@@ -213,7 +222,8 @@ def test_a_responses_stream_broken_off_is_one_missing_event(publisher: Recording
     del stream
     gc.collect()
     event = publisher.only
-    assert event.usage_source is UsageSource.MISSING and event.total_tokens == 0
+    assert event.usage_source is UsageSource.MISSING
+    assert event.total_tokens == 0
     assert event.model == "gpt-5-2025-08-07"
 
 
@@ -223,7 +233,8 @@ def test_with_raw_response_is_metered_from_the_parsed_body(publisher: RecordingP
     client = make(recorder, is_async=False, publisher=publisher)
     raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=CHAT)
     parsed = raw.parse()
-    assert parsed is raw.parse() and parsed.usage is not None
+    assert parsed is raw.parse()
+    assert parsed.usage is not None
     assert ledger(publisher.only) == CHAT_LEDGER
 
 
@@ -247,4 +258,5 @@ def test_azure_clients_are_not_metered(publisher: RecordingPublisher) -> None:
     )
     assert llmtally.instrument(azure, publisher=publisher, user_id="acme") is azure
     azure.chat.completions.create(model="my-deployment", messages=CHAT)
-    assert publisher.events == [] and stats().unmetered >= 1
+    assert publisher.events == []
+    assert stats().unmetered >= 1
