@@ -7,7 +7,7 @@ handler — before the call reaches the table, or after it succeeded with its an
 by the retry AWS makes (SQS redelivers the reported messages; Lambda retries a stream batch from
 the reported record). Then:
 
-- raw entries equal the distinct events;
+- raw entries equal the distinct events (tags and usage provenance included);
 - every rollup equals a brute-force recomputation from the raw entries;
 - summaries and daily series in several timezones (30- and 45-minute offsets included) equal a
   brute-force answer from the events.
@@ -32,8 +32,8 @@ from hypothesis import strategies as st
 from aggregate.handler import lambda_handler as aggregate_handler
 from ingest.handler import lambda_handler as ingest_handler
 from llmtally import aws
+from llmtally.entries import RawEntry
 from llmtally.events import Provider, UsageEvent
-from llmtally.ingest import RawEntry
 from llmtally.money import nanos_to_usd
 from llmtally.pricing import PriceBook
 from llmtally.queries import daily_usage, summarize
@@ -55,6 +55,7 @@ MODELS = {
     Provider.BEDROCK: ("us.anthropic.claude-haiku-4-5-20251001-v1:0",),
 }
 OPERATIONS = ("query_generation", "detection_rule", "conversation", "rule_enrichment")
+TAGS = {"customer": ("acme-corp", "initech"), "feature": ("search", "chat"), "env": ("prod",)}
 ZONES = ("UTC", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Eucla", "America/St_Johns")
 BOOK = PriceBook()
 
@@ -87,6 +88,8 @@ def usage_events(draw: st.DrawFn, tenants: Sequence[str], today: datetime) -> di
         "output_tokens": draw(st.integers(0, 50_000)),
         "reasoning_tokens": draw(st.integers(0, 5_000)),
         "latency_ms": draw(st.integers(0, 60_000)),
+        "tags": {key: draw(st.sampled_from(TAGS[key])) for key in sorted(draw(st.sets(st.sampled_from(sorted(TAGS)))))},
+        **draw(st.sampled_from([{}, {}, {"usage_source": "missing"}, {"usage_source": "reported"}])),
     }
 
 
@@ -202,6 +205,7 @@ def test_raw_entries_and_rollups_equal_the_distinct_events(
     entries = sorted((RawEntry.from_item(item) for item in scan(names.usage_table)), key=lambda e: (e.user_id, e.sk))
     assert [(e.user_id, e.sk) for e in entries] == [(e.user_id, e.sort_key) for e in events]
     assert [e.cost_nanos for e in entries] == [BOOK.price_event(e).cost_nanos for e in events]
+    assert [(e.tags, e.usage_source) for e in entries] == [(e.tags, e.usage_source) for e in events]
     # every rollup = a recomputation from the raw entries (checkpoint items aside)
     rollups = {
         (item := RollupItem.from_attributes(raw)).key: item.counters
@@ -233,6 +237,7 @@ def check_summary(tenant: str, events: Sequence[UsageEvent], first: date, last: 
     assert summary.total_tokens == sum(e.total_tokens for e in inside)
     assert summary.total_cost_usd == nanos_to_usd(sum(BOOK.price_event(e).cost_nanos for e in inside))
     assert summary.errors == sum(e.status == "error" for e in inside)
+    assert summary.usage_missing == sum(e.usage_source == "missing" for e in inside)
     for name, key in (("by_provider", "provider"), ("by_operation", "operation_type")):
         expected: dict[str, int] = {}
         for e in inside:
@@ -246,8 +251,9 @@ def check_series(tenant: str, events: Sequence[UsageEvent], today: date, zone: Z
     series = daily_usage(tenant, 5, zone.key, today=today)
     for row in series.days:
         day = [e for e in events if _local_day(e.timestamp, zone) == row.date]
-        assert (row.requests, row.tokens, row.cost_usd) == (
+        assert (row.requests, row.tokens, row.cost_usd, row.usage_missing) == (
             len(day),
             sum(e.total_tokens for e in day),
             nanos_to_usd(sum(BOOK.price_event(e).cost_nanos for e in day)),
+            sum(e.usage_source == "missing" for e in day),
         )
