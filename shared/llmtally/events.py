@@ -43,7 +43,13 @@ EVENT_DETAIL_TYPE: Final = "LLMUsage"
 #: The seed's operation types; any other value matching OPERATION_TYPE_PATTERN is accepted too.
 SEED_OPERATION_TYPES: Final = ("query_generation", "detection_rule", "conversation", "rule_enrichment")
 
-USER_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
+#: A tenant id: letters, digits, `._@-`, starting with a letter or digit, never two dots in a row
+#: (ids become one segment of secret names, `{prefix}/users/{user_id}/…`, and the API's `{userId}`:
+#: the API refuses `..`, so the contract does too). The pattern bounds the shape and, loosely, the
+#: length (≤ 256); `USER_ID_MAX_CHARS` is the length every model checks beside it. No look-ahead:
+#: pydantic's regex engine has none.
+USER_ID_PATTERN: Final = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_@-]){0,127}\.?$"
+USER_ID_MAX_CHARS: Final = 128
 EVENT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$"
 OPERATION_TYPE_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
 # Model ids as providers name them: "gpt-4o", "models/gemini-2.5-pro", Bedrock ids and ARNs.
@@ -232,7 +238,9 @@ class UsageEvent(TokenCounts):
         pattern=EVENT_ID_PATTERN,
         description="Producer-generated unique id; the dedupe key. Retries of one call reuse it.",
     )
-    user_id: str = Field(pattern=USER_ID_PATTERN, description="The tenant the call is billed to.")
+    user_id: str = Field(
+        pattern=USER_ID_PATTERN, max_length=USER_ID_MAX_CHARS, description="The tenant the call is billed to."
+    )
     request_id: str | None = Field(default=None, pattern=REQUEST_ID_PATTERN, description="The caller's correlation id.")
     timestamp: datetime = Field(
         default_factory=utc_now,

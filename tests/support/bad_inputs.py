@@ -136,6 +136,8 @@ def bad_inputs(now: datetime) -> list[BadInput]:
         BadInput("total sent by the producer", bare(total_tokens=2000), cv, "total_tokens: Extra inputs"),
         BadInput("unknown provider", bare(provider="cohere"), cv, "provider: Input should be 'anthropic'"),
         BadInput("user id with a slash", bare(user_id="../other-user"), cv, "user_id: String should match pattern"),
+        BadInput("user id with dot-dot", bare(user_id="team..admin"), cv, "user_id: String should match pattern"),
+        BadInput("user id too long", bare(user_id="u" * 129), cv, "user_id: String should have at most 128"),
         BadInput("event id with a hash", bare(event_id="evt#00000001"), cv, "event_id: String should match"),
         BadInput("operation in capitals", bare(operation_type="QueryGeneration"), cv, "operation_type"),
         BadInput("model with spaces", bare(model="gpt 4o"), cv, "model: String should match pattern"),
