@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from api import errors, openapi
 from api.deps import api_settings
 from api.responses import SECURITY_HEADERS, error_body, json_response
-from api.routes import budgets, insights, models, settings, usage
+from api.routes import budgets, insights, models, reconciliation, settings, usage
 from llmtally import safejson
 from llmtally.api import jsonout
 from llmtally.observability import logger, tracer
@@ -38,6 +38,7 @@ app.include_router(settings.router)
 app.include_router(models.router)
 app.include_router(budgets.router)
 app.include_router(insights.router)
+app.include_router(reconciliation.router)
 errors.register(app)
 
 

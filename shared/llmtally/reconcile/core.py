@@ -386,7 +386,7 @@ def suggest_override(
     entry: dict[str, Any] = {"provider": provider.value, "model": model}
     for kind, name in _OVERRIDE_FIELDS.items():
         if kind in prices:
-            entry[name] = str(prices[kind].normalize() if prices[kind] == prices[kind].to_integral() else prices[kind])
+            entry[name] = format(prices[kind].normalize(), "f")  # "90", "0.66": exact, no exponent
     entry["effective_from"] = day_start(day).isoformat().replace("+00:00", "Z")
     entry["note"] = f"billed by {provider.value} on {day.isoformat()} (llmtally reconcile)"
     try:
