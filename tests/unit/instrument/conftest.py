@@ -13,7 +13,7 @@ import pytest
 
 from llmtally.events import UsageEvent
 from llmtally.instrumentation import uninstrument_all
-from llmtally.instrumentation._core import GLOBAL, instrument_settings
+from llmtally.instrumentation._core import GLOBAL, _NoTenantWarning, instrument_settings
 from llmtally.instrumentation.stats import STATS
 from llmtally.pricing import PriceBook
 from tests.unit.providers.conftest import FIXTURES, fixture_json, fixture_text
@@ -51,6 +51,7 @@ def _clean_instrumentation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("LLMTALLY_DEFAULT_OPERATION_TYPE", raising=False)
     instrument_settings.cache_clear()
     STATS.reset()
+    _NoTenantWarning.said = False
     yield
     uninstrument_all()
     assert GLOBAL.defaults is None

@@ -28,7 +28,7 @@ from tests.unit.instrument.conftest import (
 )
 
 MODEL = "claude-sonnet-4-6"
-TOOLS = [
+TOOLS: Any = [
     {
         "name": "get_weather",
         "description": "Current weather",
@@ -36,7 +36,7 @@ TOOLS = [
     }
 ]
 IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
-MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "text", "text": "Weather in SF?"}, IMAGE]}]
+MESSAGES: Any = [{"role": "user", "content": [{"type": "text", "text": "Weather in SF?"}, IMAGE]}]
 # The fixture stream: input 25, cache write 1500 (5-minute), output 15.
 STREAM_LEDGER = {
     "input_tokens": 25,
@@ -85,7 +85,9 @@ def test_a_tool_call_is_metered_and_everything_passes_through(is_async: bool, pu
     # Then it gets the SDK's own Message, and the request went out exactly as written
     assert isinstance(message, anthropic.types.Message)
     assert message.stop_reason == "tool_use"
-    assert message.content[1].input == {
+    tool_use = message.content[1]
+    assert isinstance(tool_use, anthropic.types.ToolUseBlock)
+    assert tool_use.input == {
         "location": "San Francisco, CA",
         "unit": "celsius",
     }

@@ -109,7 +109,7 @@ def test_gemini_generate_content_stream(is_async: bool, publisher: RecordingPubl
 def test_a_gemini_stream_left_after_the_first_chunk_is_missing(publisher: RecordingPublisher) -> None:
     recorder = Recorder(sse(fixture_text("google", "stream.sse")))
     client = gemini(recorder, publisher)
-    stream = client.models.generate_content_stream(model="gemini-2.5-flash", contents="Hi")
+    stream: Any = client.models.generate_content_stream(model="gemini-2.5-flash", contents="Hi")
     next(iter(stream))
     stream.close()
     event = publisher.only

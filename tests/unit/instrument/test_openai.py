@@ -25,7 +25,7 @@ from tests.unit.instrument.conftest import (
     sse,
 )
 
-SCHEMA = {
+SCHEMA: Any = {
     "type": "json_schema",
     "json_schema": {
         "name": "verdict",
@@ -38,7 +38,7 @@ SCHEMA = {
         },
     },
 }
-CHAT = [
+CHAT: Any = [
     {
         "role": "user",
         "content": [
