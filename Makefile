@@ -1,12 +1,14 @@
 # llmtally — `make run` starts the local stack, `make test` runs every test tier.
-# Everything installs into .venv from the package registries; nothing global is touched.
+# Python packages install into .venv and npm packages into web/node_modules, from the registries.
+# `make test` first checks what it cannot install there (`make preflight`: python3, node, Chromium);
+# run as root with apt-get (CI, a fresh container) it installs Debian's chromium itself.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-infra lint fmt bench schema synth clean
+.PHONY: help preflight install run test test-unit test-integration test-infra lint fmt bench schema synth clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -23,7 +25,10 @@ run: $(STAMP) ## install, build the dashboard (when web/ exists) and start the l
 	@if [ -f web/package.json ]; then $(MAKE) --no-print-directory web; fi
 	$(VENV)/bin/llmtally local $(ARGS)
 
-test: $(STAMP) lint web test-web ## lint, type-check, the dashboard's tests, then every pytest tier
+preflight: ## check what `make test` needs beyond .venv (python3 3.11+, node 20.19+, Chromium); as root, apt-installs chromium
+	@PYTHON=$(PYTHON) .ci/preflight
+
+test: preflight $(STAMP) lint web test-web ## lint, type-check, the dashboard's tests, then every pytest tier
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 test-unit: $(STAMP) ## the fast tier only
