@@ -81,6 +81,8 @@ export interface Breakdown {
   billed_cost_usd?: number;
   errors?: number;
   unpriced_requests?: number;
+  /** Calls whose provider never reported usage: counted, their tokens and cost are lower bounds. */
+  usage_missing?: number;
   provider?: string | null;
 }
 
@@ -96,6 +98,8 @@ export interface UsageSummary {
   reasoning_tokens?: number;
   errors?: number;
   unpriced_requests?: number;
+  /** Calls whose provider never reported usage (stream closed early or ended without it). */
+  usage_missing?: number;
   avg_latency_ms?: number;
   /** Calls answered from the response cache (cost nothing), and what they would have cost. */
   cache_hits?: number;
@@ -115,6 +119,39 @@ export interface DailyRow {
   cost_usd: number;
   errors?: number;
   unpriced_requests?: number;
+  usage_missing?: number;
+}
+
+/** One raw usage entry (GET /api/llm-usage/{userId}); money in USD. */
+export interface UsageEntry {
+  timestamp: string;
+  event_id: string;
+  request_id?: string | null;
+  provider: Provider;
+  model: string;
+  operation_type: string;
+  status: "ok" | "error";
+  error_type?: string | null;
+  input_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+  output_tokens: number;
+  reasoning_tokens: number;
+  total_tokens: number;
+  latency_ms: number;
+  cost_usd: number;
+  cost_source: "catalog" | "override" | "reported" | "unpriced";
+  /** Attribution dimensions the producer sent ({} when none). */
+  tags?: Record<string, string>;
+  /** "missing": the provider never reported this call's usage; tokens and cost are lower bounds. */
+  usage_source?: "reported" | "missing";
+  cache_hit?: boolean;
+}
+
+export interface EntriesPage {
+  entries: UsageEntry[];
+  count: number;
+  next_cursor: string | null;
 }
 
 /** An error the API answered (4xx/5xx, with its message), or a network failure (status 0). */
@@ -269,6 +306,22 @@ export async function getDaily(userId: string, period: Period): Promise<DailyRow
   );
   if (Array.isArray(body)) return body;
   return body.daily_usage ?? body.days ?? [];
+}
+
+/** One page of the period's raw entries, newest first; pass `next_cursor` back for the next. */
+export function getEntries(
+  userId: string,
+  period: Period,
+  options: { limit?: number; cursor?: string | null } = {},
+): Promise<EntriesPage> {
+  const query = new URLSearchParams({
+    start: period.start,
+    end: period.end,
+    tz: period.tz,
+    limit: String(options.limit ?? 25),
+  });
+  if (options.cursor) query.set("cursor", options.cursor);
+  return json(`/api/llm-usage/${user(userId)}?${query}`);
 }
 
 /** Most CSV pages fetched for one export (the API gives up to 10,000 rows a page). */

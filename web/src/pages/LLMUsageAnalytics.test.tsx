@@ -155,7 +155,8 @@ describe("LLMUsageAnalytics", () => {
     expect(await screen.findByText("Exported 2 entries.")).toBeInTheDocument();
     expect(click).toHaveBeenCalled();
     expect(await readBlob(created[0]!)).toBe("timestamp,event_id\r\n2026-11-01T00:00:00Z,a\r\n2026-11-02T00:00:00Z,b\r\n");
-    const exports = calls.filter((c) => c.url.startsWith("/api/llm-usage/test?"));
+    // (the recent-calls table reads the same route as JSON: only the CSV requests are the export's)
+    const exports = calls.filter((c) => c.url.startsWith("/api/llm-usage/test?") && c.url.includes("format=csv"));
     expect(exports[0]!.url).toContain("format=csv");
     expect(exports[1]!.url).toContain("cursor=c1");
   });

@@ -16,6 +16,7 @@ import {
 } from "../api";
 import { BudgetAlertsList, BudgetCard, InlineError, RecommendationsPanel } from "../components/CostInsights";
 import DailyTrendChart from "../components/DailyTrendChart";
+import RecentCalls from "../components/RecentCalls";
 import {
   ActivityIcon,
   AlertIcon,
@@ -340,7 +341,7 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
                 retryForecast={forecast.retry}
               />
             </div>
-            <div className="self-start">
+            <div className="space-y-4 self-start">
               <StatCard
                 label="Cache hits"
                 value={formatNumber(summary.cache_hits ?? 0)}
@@ -349,6 +350,16 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
                 testId="cache-hits"
                 note={`${formatUsd(summary.saved_cost_usd ?? 0)} saved by the response cache`}
               />
+              {(summary.usage_missing ?? 0) > 0 ? (
+                <StatCard
+                  label="Usage missing"
+                  value={formatNumber(summary.usage_missing ?? 0)}
+                  exact={String(summary.usage_missing ?? 0)}
+                  icon={AlertIcon}
+                  testId="usage-missing"
+                  note="calls whose usage the provider never reported: the totals are lower bounds"
+                />
+              ) : null}
             </div>
           </div>
 
@@ -453,6 +464,8 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
               </div>
             </Section>
           ) : null}
+
+          {!empty ? <RecentCalls userId={userId} period={data.period} /> : null}
         </div>
       ) : null}
     </div>
