@@ -38,6 +38,11 @@ logger = logging.getLogger("llmtally.providers.user")
 DEFAULT_KEY_TTL_S: Final = 300.0
 
 
+def paid_by_deployment(provider: Provider) -> bool:
+    """Whether calls to `provider` run on the deployment's credentials rather than a user's key."""
+    return Provider(provider) is Provider.BEDROCK
+
+
 class LLMPreferences(BaseModel):
     """The seed's preferences (camelCase as stored; snake_case accepted too)."""
 
@@ -50,7 +55,18 @@ class LLMPreferences(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     #: Opt-in: deterministic calls are answered from the response cache only when the user asks.
     enable_caching: bool = Field(default=False, alias="enableCaching")
+    #: The user's opt-out of metering — for calls billed to *their own* key only (see `tracks`).
     track_usage: bool = Field(default=True, alias="trackUsage")
+
+    def tracks(self, provider: Provider) -> bool:
+        """Whether calls to `provider` are metered (and so obey the budget) for this user.
+
+        `trackUsage: false` is the user's choice about calls on their own key (their bill, their
+        privacy). Calls the deployment pays for — Bedrock, on the deployment's AWS credentials —
+        are always metered and budgeted: a preference must never turn off the operator's view of
+        its own spend (docs/providers.md, docs/budgets.md).
+        """
+        return self.track_usage or paid_by_deployment(provider)
 
     def model_for(self, provider: Provider, operation_type: str) -> str | None:
         """The preferred model for an operation, if it belongs to `provider` (else the provider's default)."""
@@ -160,16 +176,19 @@ def provider_for_user(
     response_cache: ResponseCache | None = None,
     enforce_budget: bool = True,
     budget_guard: BudgetGuard | None = None,
+    force_tracking: bool = False,
     **options: Any,
 ) -> LLMProvider | TrackedProvider | BudgetedProvider:
     """Build the user's provider: their preferences (loaded unless given), their stored key.
 
-    With a `publisher` and `trackUsage` on, the provider is wrapped in a `TrackedProvider` — with
-    the response cache when the user turned `enableCaching` on (`response_cache`, or the
-    process-wide DynamoDB one) — and then, unless `enforce_budget` is False, in a `BudgetedProvider`
-    that obeys the user's budget (docs/budgets.md; a `switch` to another provider is built here,
-    from the user's key for it). Raises `AuthenticationError` when no key is stored for a key-based
-    provider.
+    With a `publisher`, a metered call (`LLMPreferences.tracks`: always for Bedrock, which the
+    deployment pays for; for the user's own keys unless they turned `trackUsage` off — or when
+    `force_tracking`) is wrapped in a `TrackedProvider` — with the response cache when the user
+    turned `enableCaching` on (`response_cache`, or the process-wide DynamoDB one) — and then,
+    unless `enforce_budget` is False, in a `BudgetedProvider` that obeys the user's budget
+    (docs/budgets.md; a `switch` to another provider is built here, from the user's key for it, and
+    is always metered: the budget must see the calls it routes). Raises `AuthenticationError` when
+    no key is stored for a key-based provider.
     """
     if preferences is None:
         prefs = (preferences_store or PreferencesStore()).load(user_id)
@@ -192,7 +211,7 @@ def provider_for_user(
                 f"no {label} API key is stored for this user", provider=chosen.value, code="no_stored_key"
             )
     result = LLMProviderFactory.create(chosen, api_key=api_key, **options)
-    if publisher is None or not prefs.track_usage:
+    if publisher is None or not (force_tracking or prefs.tracks(chosen)):
         return result
     cache = (response_cache or default_response_cache()) if prefs.enable_caching else None
     tracked = TrackedProvider(
@@ -213,6 +232,7 @@ def provider_for_user(
             metadata=metadata,
             response_cache=response_cache,
             enforce_budget=False,
+            force_tracking=True,
             **{**options, "model": target.model},
         )
         assert isinstance(switched, TrackedProvider)
