@@ -409,6 +409,51 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- reconcile -----------------------------------------------------------------------------------------
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Reconcile metered spend with the providers' bills and store the figures (docs/reconciliation.md).
+
+    Reads the usage and cost reports with each tenant's stored admin key (and Bedrock's Cost Explorer
+    when configured), replaces the window's rows and raises the alerts that are due. Exit status 1
+    when a source could not be read.
+    """
+    from datetime import date
+
+    from llmtally.reconcile.job import ReconciliationJob, summary_lines
+
+    target = use_target(args.target, args.prefix)
+    try:
+        start = date.fromisoformat(args.start) if args.start else None
+        end = date.fromisoformat(args.end) if args.end else None
+    except ValueError as exc:
+        raise CliError("--start/--end: a UTC day, YYYY-MM-DD") from exc
+    print(f"reconciling on {target.description}", file=sys.stderr)
+    try:
+        outcome = ReconciliationJob().run(start=start, end=end, users=args.user or None)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "start": outcome.start.isoformat(),
+                    "end": outcome.end.isoformat(),
+                    "sources": [
+                        {"user_id": s.user_id, "provider": s.provider.value, "rows": s.rows, "error": s.error}
+                        for s in outcome.sources
+                    ],
+                    "alerts": outcome.alerts,
+                },
+                indent=2,
+            )
+        )
+    else:
+        print("\n".join(summary_lines(outcome)))
+    return 1 if outcome.failures else 0
+
+
 # -- prices --------------------------------------------------------------------------------------------
 
 
@@ -622,6 +667,12 @@ def build_parser() -> argparse.ArgumentParser:
     rejects.add_argument("--days", type=_positive, default=7, help="from the last N UTC days (default 7)")
     rejects.add_argument("--reason", choices=[r.value for r in RejectReason], help="only this reason")
     rejects.add_argument("--json", action="store_true", help="print JSON")
+
+    reconcile = targeted("reconcile", cmd_reconcile, "metered spend against the providers' bills, stored per day")
+    reconcile.add_argument("--user", action="append", metavar="USER", help="only this tenant (repeatable)")
+    reconcile.add_argument("--start", help="first UTC day, YYYY-MM-DD (default: the last LOOKBACK days)")
+    reconcile.add_argument("--end", help="with --start: exclusive end day (default: today)")
+    reconcile.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 

@@ -32,7 +32,7 @@ LATEST_DAY: Final = date(2999, 12, 31)
 ADMIN_KEY_PREFIXES: Final = {Provider.OPENAI: "sk-admin-", Provider.ANTHROPIC: "sk-ant-admin"}
 
 SignedUsd = Annotated[Decimal, WithJsonSchema({"type": "number"})]
-Percent = Annotated[Decimal | None, WithJsonSchema({"type": ["number", "null"]})]
+Percent = Annotated[Decimal, WithJsonSchema({"type": "number"})] | None
 
 
 class Tokens(BaseModel):
