@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import threading
 import weakref
 from collections.abc import Mapping
@@ -171,7 +172,10 @@ def instrument_all(
     with _lock:
         GLOBAL.defaults = _defaults(publisher, user_id, operation_type, tags)
         for sdk, (_, trigger) in _SDKS.items():
-            if sdk not in _hooks_registered:
+            if trigger in sys.modules:
+                _on_import(sdk)(sys.modules[trigger])  # already imported: patch now
+            elif sdk not in _hooks_registered:
+                # A hook cannot be unregistered: it checks, when it fires, that instrument_all is on.
                 _hooks_registered.add(sdk)
                 wrapt.register_post_import_hook(_on_import(sdk), trigger)
 
@@ -206,10 +210,7 @@ def _unpatch_unused(sdk: str) -> None:
     from llmtally.instrumentation._core import GLOBAL
 
     if GLOBAL.defaults is None and not len(_marked[sdk]):
-        module_name = _SDKS[sdk][0]
-        import sys
-
-        module = sys.modules.get(module_name)
+        module = sys.modules.get(_SDKS[sdk][0])
         if module is not None:
             module.unpatch()
 

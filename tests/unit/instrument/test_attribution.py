@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import subprocess
+import sys
+import textwrap
 import threading
 from typing import Any
 
@@ -182,3 +185,35 @@ def test_instrument_all_meters_a_langchain_client_built_afterwards_and_is_revers
     llmtally.uninstrument_all()
     chain().invoke({"question": "Again?"})
     assert len(publisher.events) == 1
+
+
+def test_instrument_all_can_be_turned_off_and_on_again(publisher: RecordingPublisher) -> None:
+    client = async_client(publisher)
+    llmtally.uninstrument(client)
+
+    async def call() -> None:
+        await client.messages.create(model="claude-sonnet-4-6", max_tokens=8, messages=MESSAGES)
+
+    llmtally.instrument_all(publisher=publisher, user_id="first")
+    asyncio.run(call())
+    llmtally.uninstrument_all()
+    asyncio.run(call())
+    llmtally.instrument_all(publisher=publisher, user_id="second")
+    asyncio.run(call())
+    assert [e.user_id for e in publisher.events] == ["first", "second"]
+
+
+def test_instrument_all_imports_no_sdk_and_patches_one_when_it_is_imported() -> None:
+    # Given a fresh interpreter: instrument_all() first, the SDK imported afterwards
+    code = textwrap.dedent(
+        """
+        import sys, llmtally
+        llmtally.instrument_all(user_id="acme")
+        before = [m for m in ("anthropic", "openai", "google.genai", "botocore") if m in sys.modules]
+        import openai, wrapt
+        from openai.resources.chat.completions import Completions
+        print(before, isinstance(Completions.__dict__["create"], wrapt.FunctionWrapper))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[] True"
