@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from aws_cdk import RemovalPolicy
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from llmtally.resources import DEFAULT_PREFIX, ResourceNames
@@ -45,6 +45,16 @@ LOG_RETENTION_DAYS: Final = (
     3288,
     3653,
 )
+
+#: Lambda keeps this much of the account's concurrency unreserved, for every function without a
+#: reservation: "You can reserve up to the Unreserved account concurrency value minus 100" (the
+#: Lambda developer guide, "Configuring reserved concurrency"); an account whose quota is below
+#: 100 cannot reserve any.
+UNRESERVED_CONCURRENCY_MINIMUM: Final = 100
+
+
+def unreserved_minimum(account_limit: int) -> int:
+    return min(UNRESERVED_CONCURRENCY_MINIMUM, account_limit)
 
 
 class AppConfig(BaseModel):
@@ -82,6 +92,33 @@ class AppConfig(BaseModel):
     retain_data: bool = True
     #: Aggregation freshness alarm: the stream's iterator age (seconds) above which it fires.
     iterator_age_alarm_seconds: int = Field(default=300, ge=10)
+    #: The API 5xx alarm: the share of requests (percent) answered 5xx in 5 minutes above which it
+    #: fires, counted only when at least `api_error_rate_min_requests` requests came in.
+    api_error_rate_alarm_percent: int = Field(default=5, ge=1, le=100)
+    api_error_rate_min_requests: int = Field(default=20, ge=1, le=100_000)
+
+    #: X-Ray: active tracing of every function and Powertools' Tracer (a subsegment per AWS call).
+    #: Off: no X-Ray at all, and no function imports the X-Ray SDK (a shorter cold start).
+    tracing: bool = True
+
+    #: Per-route throttles, below the stage's (requests per second, burst; shared by all callers):
+    #: the CSV export (`GET /api/llm-usage/{userId}/export`) and the connection test.
+    export_throttle_rate: int = Field(default=1, ge=1, le=10_000)
+    export_throttle_burst: int = Field(default=5, ge=1, le=5_000)
+    connection_test_throttle_rate: int = Field(default=1, ge=1, le=10_000)
+    connection_test_throttle_burst: int = Field(default=5, ge=1, le=5_000)
+
+    #: Reserved concurrency per function (0: none, the function shares the account's unreserved
+    #: pool — never Lambda's "reserved 0", which stops a function). A reservation is both a floor
+    #: (the pipeline always has room, whatever the API does) and a ceiling (the API cannot take more).
+    ingest_reserved_concurrency: int = Field(default=10, ge=0, le=1000)
+    aggregate_reserved_concurrency: int = Field(default=10, ge=0, le=1000)
+    api_reserved_concurrency: int = Field(default=50, ge=0, le=1000)
+    connection_test_reserved_concurrency: int = Field(default=10, ge=0, le=1000)
+    notify_reserved_concurrency: int = Field(default=0, ge=0, le=1000)
+    #: The account's Lambda concurrency quota in the region (Service Quotas: "Concurrent
+    #: executions"; 1,000 by default, as low as 10 on a new account). Only checked against.
+    account_concurrency_limit: int = Field(default=1000, ge=10)
 
     @field_validator("log_retention_days")
     @classmethod
@@ -117,6 +154,49 @@ class AppConfig(BaseModel):
     def data_removal_policy(self) -> RemovalPolicy:
         """What `cdk destroy` does to what holds data (tables, user pool, keys, buckets)."""
         return RemovalPolicy.RETAIN if self.retain_data else RemovalPolicy.DESTROY
+
+    @field_validator("ingest_reserved_concurrency")
+    @classmethod
+    def _ingest_reservation(cls, value: int) -> int:
+        # The queue's event source then polls with at most this many concurrent batches (its
+        # floor is 2); without that cap, messages polled beyond the reservation are throttled back
+        # to the queue and count as receives towards the DLQ.
+        if value == 1:
+            raise ValueError("ingestReservedConcurrency is 0 (none) or at least 2")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_limits(self) -> AppConfig:
+        reservable = self.account_concurrency_limit - unreserved_minimum(self.account_concurrency_limit)
+        if self.reserved_concurrency_total > reservable:
+            raise ValueError(
+                f"the reserved concurrency of the functions ({self.reserved_concurrency_total}) leaves less than "
+                f"{unreserved_minimum(self.account_concurrency_limit)} of the account's "
+                f"{self.account_concurrency_limit} unreserved: lower the *ReservedConcurrency values (0: none) "
+                "or raise the quota and set accountConcurrencyLimit"
+            )
+        for route, rate, burst in (
+            ("export", self.export_throttle_rate, self.export_throttle_burst),
+            ("connectionTest", self.connection_test_throttle_rate, self.connection_test_throttle_burst),
+        ):
+            if rate > self.api_throttle_rate or burst > self.api_throttle_burst:
+                raise ValueError(f"{route}Throttle* is a route's limit: at most the stage's apiThrottle*")
+        return self
+
+    @property
+    def reserved_concurrency(self) -> dict[str, int]:
+        """Each function's reservation, by the function's short name (0: none)."""
+        return {
+            "ingest": self.ingest_reserved_concurrency,
+            "aggregate": self.aggregate_reserved_concurrency,
+            "api": self.api_reserved_concurrency,
+            "connection-test": self.connection_test_reserved_concurrency,
+            "notify": self.notify_reserved_concurrency,
+        }
+
+    @property
+    def reserved_concurrency_total(self) -> int:
+        return sum(self.reserved_concurrency.values())
 
     @property
     def stack_name(self) -> str:

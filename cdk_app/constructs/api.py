@@ -40,6 +40,9 @@ from llmtally.tables import SETTINGS, USAGE, TableSpec
 #: API Gateway stops waiting at 30 s; the connection test itself waits at most 10 s for a provider.
 API_TIMEOUT = Duration.seconds(15)
 CONNECTION_TEST_ROUTE = "/api/llm-settings/{userId}/test"
+#: The CSV export has its own route (so its own, lower throttle); `?format=csv` on the entries path
+#: is redirected here by the function (docs/api.md).
+EXPORT_ROUTE = "/api/llm-usage/{userId}/export"
 ADMIN_GROUP = ApiSettings.model_fields["admin_group"].default
 OAUTH_SCOPES = ("openid", "email")
 _ACCESS_LOG_FORMAT = {
@@ -323,10 +326,13 @@ class Api(Construct):
             methods=[apigw.HttpMethod.GET, apigw.HttpMethod.PUT, apigw.HttpMethod.POST, apigw.HttpMethod.DELETE],
             integration=api_integration,
         )
-        self.http_api.add_routes(
+        connection_test_routes = self.http_api.add_routes(
             path=CONNECTION_TEST_ROUTE,
             methods=[apigw.HttpMethod.POST],
             integration=integrations.HttpLambdaIntegration("ConnectionTest", self.connection_test.function),
+        )
+        export_routes = self.http_api.add_routes(
+            path=EXPORT_ROUTE, methods=[apigw.HttpMethod.GET], integration=api_integration
         )
 
         self.access_logs = logs.LogGroup(
@@ -345,6 +351,22 @@ class Api(Construct):
             throttle=apigw.ThrottleSettings(rate_limit=config.api_throttle_rate, burst_limit=config.api_throttle_burst),
         )
         cfn_stage: Any = self.stage.node.default_child
+        # Route throttles (per route key, shared by every caller) below the stage's: a CSV export
+        # reads up to thousands of raw entries, a connection test waits up to 10 s on a provider.
+        self.route_throttles = {
+            f"GET {EXPORT_ROUTE}": (config.export_throttle_rate, config.export_throttle_burst),
+            f"POST {CONNECTION_TEST_ROUTE}": (
+                config.connection_test_throttle_rate,
+                config.connection_test_throttle_burst,
+            ),
+        }
+        cfn_stage.route_settings = {
+            route_key: {"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}
+            for route_key, (rate, burst) in self.route_throttles.items()
+        }
+        # A stage's route settings must name routes that exist when the stage is created.
+        for route in (*connection_test_routes, *export_routes):
+            self.stage.node.add_dependency(route)
         cfn_stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
             destination_arn=self.access_logs.log_group_arn,
             format=_json_format(_ACCESS_LOG_FORMAT),

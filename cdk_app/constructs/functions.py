@@ -1,6 +1,9 @@
 """One Lambda function: its own role (no managed policy), log group with retention, Powertools env.
 
-Every function: the newest Python runtime, arm64, active tracing, JSON logs to its own log group.
+Every function: the newest Python runtime, arm64, JSON logs to its own log group, X-Ray active
+tracing unless the `tracing` context is off (then `POWERTOOLS_TRACE_DISABLED` keeps the X-Ray SDK out
+of the cold start: `llmtally.observability`), and the reserved concurrency the context gives it by
+name (`AppConfig.reserved_concurrency`; 0: none).
 Permissions are added by the capability constructs, statement by statement, to this role only.
 """
 
@@ -45,6 +48,8 @@ class LlmTallyFunction(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         function_name = f"{config.prefix}-{name}"
+        #: 0 means no reservation (never Lambda's ReservedConcurrentExecutions 0, which stops it).
+        self.reserved_concurrency = config.reserved_concurrency.get(name, 0)
         self.log_group = logs.LogGroup(
             self,
             "Logs",
@@ -70,7 +75,8 @@ class LlmTallyFunction(Construct):
             role=self.role,
             timeout=timeout,
             memory_size=memory_mb,
-            tracing=lambda_.Tracing.ACTIVE,
+            tracing=lambda_.Tracing.ACTIVE if config.tracing else lambda_.Tracing.DISABLED,
+            reserved_concurrent_executions=self.reserved_concurrency or None,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             environment={
@@ -78,6 +84,7 @@ class LlmTallyFunction(Construct):
                 "POWERTOOLS_SERVICE_NAME": config.prefix,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
+                "POWERTOOLS_TRACE_DISABLED": "false" if config.tracing else "true",
                 **(environment or {}),
             },
         )
@@ -88,13 +95,14 @@ class LlmTallyFunction(Construct):
                 resources=[self.log_group.log_group_arn],
             )
         )
-        acknowledge(
-            self.role,
-            "AwsSolutions-IAM5",
-            "X-Ray's PutTraceSegments and PutTelemetryRecords (added by active tracing) support no "
-            "resource-level permissions, so their resource is `*`.",
-            applies_to=["Resource::*"],
-        )
+        if config.tracing:
+            acknowledge(
+                self.role,
+                "AwsSolutions-IAM5",
+                "X-Ray's PutTraceSegments and PutTelemetryRecords (added by active tracing) support no "
+                "resource-level permissions, so their resource is `*`.",
+                applies_to=["Resource::*"],
+            )
 
     def add_to_role(self, *statements: iam.PolicyStatement) -> None:
         for statement in statements:

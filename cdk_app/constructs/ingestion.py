@@ -102,6 +102,9 @@ class Ingestion(Construct):
                 batch_size=topo.INGEST_BATCH_SIZE,
                 max_batching_window=Duration.seconds(topo.INGEST_BATCH_WINDOW_SECONDS),
                 report_batch_item_failures=True,
+                # With a reservation, poll no more batches at once than the function may run: messages
+                # polled beyond it would be throttled back to the queue and count towards the DLQ.
+                max_concurrency=self.function.reserved_concurrency or None,
             )
         )
         self.function.add_to_role(

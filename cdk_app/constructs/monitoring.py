@@ -1,5 +1,11 @@
-"""Monitoring: alarms (DLQ depth, function errors and throttles, stream iterator age, rejects) to an
-encrypted SNS topic, and one CloudWatch dashboard of the pipeline and the API.
+"""Monitoring: alarms to an encrypted SNS topic, and one CloudWatch dashboard of the pipeline and the API.
+
+Alarms: DLQ depth, function errors and throttles, stream iterator age, rejects — and the failures a
+function handles itself, which Lambda never counts as errors (`HANDLED_FAILURE_ALARMS`): the API's
+5xx answers (a storage failure is a 503 from a successful invocation; the HTTP API's own `5xx` and
+`Count` metrics, as a rate), ingest's transient failures (a message reported in
+`batchItemFailures`), aggregate's failed stream batches (a partial batch response), and budget
+alerts the notifier could not deliver.
 
 The functions' own figures are Powertools EMF metrics in the `llmtally` namespace with the
 `service` dimension (the deployment prefix): EventsStored, EventsRejected, EventsUnpriced, ….
@@ -22,8 +28,36 @@ from constructs import Construct
 
 from cdk_app.config import METRICS_NAMESPACE, AppConfig
 from cdk_app.constructs.functions import LlmTallyFunction
+from llmtally import metric_names as names
 
 _PERIOD = Duration.minutes(5)
+
+#: The EMF metric each handled-failure alarm watches (`lambdas/*/handler.py` emits it), and how many
+#: consecutive 5-minute periods must hold one before it fires: a transient failure is retried (SQS
+#: redelivery, the stream's retries), so one bad period is noise and the DLQ alarms catch what is
+#: lost; two in a row is an outage. A failed alert delivery is a user not told: one is enough.
+HANDLED_FAILURE_ALARMS: dict[str, tuple[str, int, str]] = {
+    "ingest-transient-failures": (
+        names.EVENTS_TRANSIENT_FAILURE,
+        2,
+        "Ingest failed on usage events for 10 minutes (storage errors or throttling): SQS redelivers them, "
+        "the DLQ alarm fires for those that run out of receives",
+    ),
+    "aggregate-batch-failures": (
+        names.STREAM_BATCH_FAILURES,
+        2,
+        "Aggregation stopped on stream batches for 10 minutes (a failed rollup commit, checkpoint or budget read, "
+        "or a budget alert not published): Lambda retries from the first uncommitted record",
+    ),
+    "alert-delivery-failures": (
+        names.ALERT_DELIVERIES_FAILED,
+        1,
+        "A budget alert was not delivered to a user's Slack webhook (refused for good, or failed and retried)",
+    ),
+}
+#: The math of the API 5xx rate alarm: percent of requests answered 5xx in a period, 0 below the
+#: minimum number of requests (a single 503 among three requests is not an outage).
+API_ERROR_RATE_EXPRESSION = "IF(requests >= {min_requests}, 100 * FILL(errors, 0) / requests, 0)"
 
 
 class Monitoring(Construct):
@@ -68,7 +102,9 @@ class Monitoring(Construct):
         action = actions.SnsAction(self.topic)
         self.alarms: list[cloudwatch.Alarm] = []
 
-        def alarm(construct_id: str, metric: cloudwatch.IMetric, threshold: float, description: str) -> None:
+        def alarm(
+            construct_id: str, metric: cloudwatch.IMetric, threshold: float, description: str, periods: int = 1
+        ) -> None:
             created = cloudwatch.Alarm(
                 self,
                 construct_id,
@@ -76,7 +112,8 @@ class Monitoring(Construct):
                 alarm_description=description,
                 metric=metric,
                 threshold=threshold,
-                evaluation_periods=1,
+                evaluation_periods=periods,
+                datapoints_to_alarm=periods,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
@@ -113,8 +150,27 @@ class Monitoring(Construct):
             config.iterator_age_alarm_seconds * 1000,
             "The usage stream's oldest unprocessed record is old: rollups are falling behind",
         )
-        rejected = self._powertools_metric(config, "EventsRejected")
+        rejected = self._powertools_metric(config, names.EVENTS_REJECTED)
         alarm("ingest-rejects", rejected, 0, "Usage events were rejected (invalid, or too far in the past or future)")
+        for alarm_id, (metric_name, periods, description) in HANDLED_FAILURE_ALARMS.items():
+            alarm(alarm_id, self._powertools_metric(config, metric_name), 0, description, periods)
+        self.api_error_rate = cloudwatch.MathExpression(
+            expression=API_ERROR_RATE_EXPRESSION.format(min_requests=config.api_error_rate_min_requests),
+            using_metrics={
+                "requests": http_api.metric_count(period=_PERIOD, statistic="Sum"),
+                "errors": http_api.metric_server_error(period=_PERIOD, statistic="Sum"),
+            },
+            label="API 5xx (% of requests)",
+            period=_PERIOD,
+        )
+        alarm(
+            "api-5xx-rate",
+            self.api_error_rate,
+            config.api_error_rate_alarm_percent,
+            f"More than {config.api_error_rate_alarm_percent} % of API requests were answered 5xx in 5 minutes "
+            f"(with at least {config.api_error_rate_min_requests} requests): storage failures the function answers "
+            "503, integration errors and timeouts — none of them a Lambda error",
+        )
 
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{config.prefix}-llmtally")
         pipeline = [
@@ -159,6 +215,15 @@ class Monitoring(Construct):
             ),
             cloudwatch.GraphWidget(
                 title="API latency (p99)", left=[http_api.metric_latency(period=_PERIOD, statistic="p99")], width=12
+            ),
+        )
+        handled = [
+            self._powertools_metric(config, name)
+            for name in (*(metric for metric, _, _ in HANDLED_FAILURE_ALARMS.values()), names.API_SERVER_ERRORS)
+        ]
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Handled failures (not Lambda errors)", left=handled, right=[self.api_error_rate], width=24
             ),
         )
 

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from llmtally import aggregate
 from llmtally.budget_alerts import BudgetKeeper
+from llmtally.metric_names import STREAM_BATCH_FAILURES
 from llmtally.observability import logger, metrics, tracer
 
 
@@ -40,7 +41,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     if result.failed_sequence_number is not None:
-        metrics.add_metric(name="StreamBatchFailures", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=STREAM_BATCH_FAILURES, unit=MetricUnit.Count, value=1)
         logger.warning(
             "aggregation stopped; Lambda retries from the first uncommitted record",
             extra={"sequence_number": result.failed_sequence_number, "error": result.error},

@@ -19,6 +19,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from api import errors, openapi
@@ -27,7 +28,8 @@ from api.responses import SECURITY_HEADERS, error_body, json_response
 from api.routes import budgets, insights, models, reconciliation, settings, usage
 from llmtally import safejson
 from llmtally.api import jsonout
-from llmtally.observability import logger, tracer
+from llmtally.metric_names import API_SERVER_ERRORS
+from llmtally.observability import logger, metrics, tracer
 
 # Bodies are parsed with bounded depth and number length: a 5,000-digit integer or 10,000 nested
 # arrays is a 400 (as bad JSON), never Python's ValueError/RecursionError and a 500.
@@ -116,6 +118,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             "status": response.get("statusCode"),
         },
     )
+    status = response.get("statusCode")
+    if isinstance(status, int) and status >= 500:
+        # A failure the function answers itself (a storage error is a 503) is a successful
+        # invocation to Lambda: counted here, beside the HTTP API's own 5xx metric. Flushed at once
+        # (no `log_metrics`: most requests have no metric, and an empty flush warns).
+        metrics.add_metric(name=API_SERVER_ERRORS, unit=MetricUnit.Count, value=1)
+        metrics.flush_metrics()
     return response
 
 

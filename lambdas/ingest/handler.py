@@ -13,11 +13,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from llmtally import ingest
+from llmtally.metric_names import EVENTS_REJECTED, EVENTS_TRANSIENT_FAILURE
 from llmtally.observability import logger, metrics, tracer
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
-_OUTCOME_METRICS = {"stored": "EventsStored", "duplicate": "EventsDuplicate", "rejected": "EventsRejected"}
+_OUTCOME_METRICS = {"stored": "EventsStored", "duplicate": "EventsDuplicate", "rejected": EVENTS_REJECTED}
 
 
 @tracer.capture_method
@@ -26,7 +27,7 @@ def record_handler(record: SQSRecord) -> None:
     try:
         outcome = ingest.default_ingestor().ingest(record.body, message_id=record.message_id)
     except Exception:
-        metrics.add_metric(name="EventsTransientFailure", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=EVENTS_TRANSIENT_FAILURE, unit=MetricUnit.Count, value=1)
         logger.exception("ingest failed; the message will be redelivered")
         raise
     finally:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from llmtally import notify
 from llmtally.budgets import ALERT_DETAIL_TYPE, ALERT_SOURCE
+from llmtally.metric_names import ALERT_DELIVERIES_FAILED
 from llmtally.observability import logger, metrics, tracer
 
 _OUTCOME_METRICS = {
@@ -45,6 +46,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, s
         notice = notify.AlertEnvelope.model_validate(event).detail
     except ValidationError as exc:
         metrics.add_metric(name="AlertEventsInvalid", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=ALERT_DELIVERIES_FAILED, unit=MetricUnit.Count, value=1)
         logger.error(
             "budget alert event breaks the contract; it goes to the failure queue",
             extra={"event_id": str(event.get("id"))[:64], "errors": exc.error_count()},
@@ -55,9 +57,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, s
         outcome = notifier().deliver(notice)
     except notify.SlackDeliveryError as exc:
         metrics.add_metric(name="SlackAlertsFailed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=ALERT_DELIVERIES_FAILED, unit=MetricUnit.Count, value=1)
         logger.warning("Slack delivery failed; Lambda retries it", extra={"error": str(exc)})
         raise
+    except Exception:
+        # A storage error (the webhook secret, the delivery record): Lambda retries it too.
+        metrics.add_metric(name=ALERT_DELIVERIES_FAILED, unit=MetricUnit.Count, value=1)
+        raise
     metrics.add_metric(name=_OUTCOME_METRICS[outcome], unit=MetricUnit.Count, value=1)
+    if outcome == "refused":
+        metrics.add_metric(name=ALERT_DELIVERIES_FAILED, unit=MetricUnit.Count, value=1)
     if outcome == "no_webhook":
         logger.info("no webhook: the user stored no Slack webhook; nothing to post")
     else:

@@ -11,12 +11,19 @@ whole `llmtally` logger tree through the Powertools handler, so those lines are 
 with the same correlation id and Lambda context keys, as the handlers' own lines. Inside Lambda
 they stop there (the runtime's root handler would print each line a second time, as plain
 text); elsewhere — tests, the local stack — they also reach the root logger.
+
+Tracing is switchable: Powertools' Tracer imports the X-Ray SDK when it is created (the SDK then
+builds a botocore client for its sampler), which was the largest single part of a cold start
+(docs/BENCHMARKS.md). So the Tracer exists only when tracing is on — inside Lambda, unless
+`POWERTOOLS_TRACE_DISABLED` is true (the CDK app's `tracing` context sets it). Otherwise `tracer`
+is `Untraced`, whose decorators return the function unchanged, and the X-Ray SDK is never imported.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar, overload
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from pydantic import Field
@@ -39,13 +46,64 @@ class _Runtime(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
     function_name: str | None = Field(default=None, validation_alias="AWS_LAMBDA_FUNCTION_NAME")
+    #: Powertools' own switch; the CDK app sets it from the `tracing` context.
+    trace_disabled: bool = Field(default=False, validation_alias="POWERTOOLS_TRACE_DISABLED")
+
+    @property
+    def in_lambda(self) -> bool:
+        return self.function_name is not None
+
+    @property
+    def tracing(self) -> bool:
+        """Trace only inside Lambda (elsewhere there is no X-Ray daemon) and only if not switched off."""
+        return self.in_lambda and not self.trace_disabled
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class Untraced:
+    """The Tracer's decorators when tracing is off: each returns the function unchanged."""
+
+    def capture_lambda_handler(
+        self,
+        lambda_handler: Callable[..., Any] | None = None,
+        capture_response: bool | None = None,
+        capture_error: bool | None = None,
+    ) -> Callable[..., Any]:
+        if lambda_handler is None:
+            return lambda function: function
+        return lambda_handler
+
+    @overload
+    def capture_method(self, method: _F) -> _F: ...
+
+    @overload
+    def capture_method(
+        self, method: None = None, capture_response: bool | None = None, capture_error: bool | None = None
+    ) -> Callable[[_F], _F]: ...
+
+    def capture_method(
+        self, method: Any = None, capture_response: bool | None = None, capture_error: bool | None = None
+    ) -> Any:
+        if method is None:
+            return lambda function: function
+        return method
+
+
+def make_tracer(runtime: _Runtime) -> Tracer | Untraced:
+    """Powertools' Tracer when tracing is on (imports the X-Ray SDK), else `Untraced` (imports nothing)."""
+    return Tracer(service=SERVICE_NAME) if runtime.tracing else Untraced()
+
+
+_RUNTIME: Final = _Runtime()
 
 
 #: `name`: each line names the logger it came from (`llmtally.api`, …; the handlers' own lines: the
 #: service). A constructor key, so `clear_state=True` keeps it.
 logger: Final = Logger(service=SERVICE_NAME, name="%(name)s")
 metrics: Final = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
-tracer: Final = Tracer(service=SERVICE_NAME)
+tracer: Final = make_tracer(_RUNTIME)
 
 
 def route_library_logs(*, in_lambda: bool) -> logging.Logger:
@@ -73,7 +131,7 @@ def quiet_argument_logging() -> None:
             quieted.setLevel(logging.INFO)
 
 
-route_library_logs(in_lambda=_Runtime().function_name is not None)
+route_library_logs(in_lambda=_RUNTIME.in_lambda)
 quiet_argument_logging()
 
 __all__ = [
@@ -81,6 +139,7 @@ __all__ = [
     "METRICS_NAMESPACE",
     "QUIETED_LOGGERS",
     "SERVICE_NAME",
+    "Untraced",
     "logger",
     "metrics",
     "quiet_argument_logging",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from cdk_app.constructs.api import CONNECTION_TEST_ROUTE
+from cdk_app.constructs.api import CONNECTION_TEST_ROUTE, EXPORT_ROUTE
 from cdk_app.stack import OUTPUTS
 from llmtally import topology as topo
 from llmtally.resources import ResourceNames
@@ -213,6 +213,7 @@ def test_every_route_has_the_jwt_authorizer(synthesized: Synthesized) -> None:
         "POST /api/{proxy+}",
         "DELETE /api/{proxy+}",
         f"POST {CONNECTION_TEST_ROUTE}",
+        f"GET {EXPORT_ROUTE}",
     }
     for route in routes.values():
         assert route["Properties"]["AuthorizationType"] == "JWT"
@@ -369,6 +370,11 @@ def test_alarms_and_topic(synthesized: Synthesized) -> None:
         for kind in ("errors", "throttles")
     }
     expected |= {f"{NAMES.prefix}-aggregate-iterator-age", f"{NAMES.prefix}-ingest-rejects"}
+    # The handled failures (tests/infra/test_alarms.py)
+    expected |= {
+        f"{NAMES.prefix}-{name}"
+        for name in ("api-5xx-rate", "ingest-transient-failures", "aggregate-batch-failures", "alert-delivery-failures")
+    }
     assert names == expected
     topic_id, topic = synthesized.one("AWS::SNS::Topic", TopicName=f"{NAMES.prefix}-alarms")
     assert "KmsMasterKeyId" in topic["Properties"]

@@ -1,8 +1,16 @@
-"""/api/llm-usage/{userId}: summary and daily series (rollups only), raw entries and their CSV export."""
+"""/api/llm-usage/{userId}: summary and daily series (rollups only), raw entries and their CSV export.
+
+The CSV export has its own path, `/api/llm-usage/{userId}/export`, so that the deployed HTTP API
+gives it its own route, with a lower throttle than the rest (`cdk_app.constructs.api`). The entries
+route's `format=csv` keeps working: locally it answers the CSV itself; on AWS, where the request came
+through the catch-all route (`PROXY_ROUTE_KEY`), it answers 307 to the export path with the same
+query, so every CSV request meets the export's throttle (docs/api.md).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -21,6 +29,10 @@ from llmtally.queries import MAX_SERIES_DAYS
 router = Router()  # type: ignore[no-untyped-call]  # Powertools' Router.__init__ is unannotated
 TAG = ["usage"]
 CSV = "text/csv; charset=utf-8"
+#: The deployed HTTP API's catch-all route key, and the export's own route (`cdk_app.constructs.api`).
+PROXY_ROUTE_KEY = "GET /api/{proxy+}"
+EXPORT_ROUTE_KEY = "GET /api/llm-usage/{userId}/export"
+EXPORT_PARAMS = ENTRIES_PARAMS - {"format"}
 
 DAY = r"^\d{4}-\d{2}-\d{2}$"
 Timezone = Annotated[
@@ -113,8 +125,62 @@ def list_entries(
     )
     if format == "json":
         return json_response(usage_service().entries(userId, filters, limit, cursor))
-    text, next_cursor = usage_service().export_csv(userId, filters, limit, cursor)
-    headers = {**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="llm-usage-{userId}.csv"'}
+    if router.current_event.get("routeKey") == PROXY_ROUTE_KEY:
+        return _redirect_to_export(userId)
+    return _csv(userId, filters, limit, cursor)
+
+
+_EXPORT_OK: OpenAPIResponse = {
+    "description": f"The rows as CSV; the next page's cursor is the `{NEXT_CURSOR_HEADER}` header",
+    "content": {"text/csv": {"schema": {"type": "string"}}},
+}
+
+
+@router.get(
+    "/api/llm-usage/<userId>/export",
+    summary="CSV export of the raw usage entries",
+    description="The entries route's rows with every ledger column, as CSV (RFC 4180), with the same filters, "
+    f"order and cursor (from the `{NEXT_CURSOR_HEADER}` header). Throttled apart from the other routes when "
+    "deployed (docs/deploy.md); `GET /api/llm-usage/{userId}?format=csv` is the same export.",
+    tags=TAG,
+    responses={200: _EXPORT_OK, **error_responses(400, 401, 403)},
+)
+def export_entries(
+    userId: UserIdPath,
+    provider: Annotated[Provider | None, Query(description="Only this provider")] = None,
+    operation: Annotated[
+        str | None, Query(pattern=OPERATION_TYPE_PATTERN, max_length=64, description="Only this operation type")
+    ] = None,
+    model: Annotated[str | None, Query(pattern=MODEL_PATTERN, max_length=256, description="Only this model")] = None,
+    status: Annotated[Status | None, Query(description="Only ok or only error calls")] = None,
+    start: Annotated[str | None, Query(min_length=1, max_length=40, description="From (inclusive)")] = None,
+    end: Annotated[str | None, Query(min_length=1, max_length=40, description="Until")] = None,
+    tz: Timezone = None,
+    order: Annotated[Literal["newest", "oldest"], Query(description="Newest (default) or oldest first")] = "newest",
+    limit: Annotated[
+        int | None, Query(ge=1, le=100_000, description="Rows per response (see the entries route)")
+    ] = None,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=1024, description="A previous X-Next-Cursor")] = None,
+) -> Response[Any]:
+    tenant_of(router, userId)
+    query_params_of(router, EXPORT_PARAMS)
+    filters = EntryFilters(
+        provider=provider, operation=operation, model=model, status=status, start=start, end=end, tz=tz, order=order
+    )
+    return _csv(userId, filters, limit, cursor)
+
+
+def _redirect_to_export(user_id: str) -> Response[Any]:
+    """307 to the export path with the same query (minus `format`): the method and headers are kept."""
+    raw_query = str(router.current_event.get("rawQueryString") or "")
+    query = urlencode([(k, v) for k, v in parse_qsl(raw_query, keep_blank_values=True) if k != "format"])
+    location = f"/api/llm-usage/{quote(user_id, safe='')}/export" + (f"?{query}" if query else "")
+    return Response(status_code=307, content_type=CSV, body="", headers={**SECURITY_HEADERS, "Location": location})
+
+
+def _csv(user_id: str, filters: EntryFilters, limit: int | None, cursor: str | None) -> Response[Any]:
+    text, next_cursor = usage_service().export_csv(user_id, filters, limit, cursor)
+    headers = {**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="llm-usage-{user_id}.csv"'}
     if next_cursor:
         headers[NEXT_CURSOR_HEADER] = next_cursor
     return Response(status_code=200, content_type=CSV, body=text, headers=headers)

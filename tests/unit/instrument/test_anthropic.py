@@ -300,3 +300,54 @@ def test_request_bodies_are_byte_identical_to_an_uninstrumented_call(publisher: 
     )
     assert json.loads(bare.requests[0].content) == json.loads(metered.requests[0].content)
     assert isinstance(bare.requests[0], httpx2.Request)
+
+
+def test_an_async_stream_broken_off_and_closed_publishes_one_missing_event(publisher: RecordingPublisher) -> None:
+    recorder = Recorder(sse(fixture_text("anthropic", "stream_cache.sse")))
+    client = make(recorder, is_async=True, publisher=publisher)
+
+    async def consume() -> None:
+        stream = await client.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, stream=True)
+        async for event in stream:
+            if event.type == "content_block_delta":
+                break
+        await stream.close()
+        await stream.close()
+
+    asyncio.run(consume())
+    event = publisher.only
+    assert event.usage_source is UsageSource.MISSING
+    assert (event.input_tokens, event.cache_write_tokens) == (25, 1500)
+
+
+def test_a_cancelled_call_propagates_the_cancellation_and_is_recorded(publisher: RecordingPublisher) -> None:
+    # Given a provider that never answers
+    reached: list[asyncio.Event] = []
+
+    async def hang(request: httpx2.Request) -> httpx2.Response:
+        reached[0].set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    client = anthropic.AsyncAnthropic(
+        api_key="k",
+        base_url="http://anthropic.test",
+        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(hang)),
+        max_retries=0,
+    )
+    llmtally.instrument(client, publisher=publisher, user_id="acme")
+
+    async def main() -> None:
+        reached.append(asyncio.Event())
+        task = asyncio.create_task(client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES))
+        await reached[0].wait()  # the request is in flight
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    # When the caller cancels the call
+    asyncio.run(main())
+
+    # Then the cancellation propagated, and the call is recorded as cancelled with its usage unknown
+    event = publisher.only
+    assert (event.status, event.error_type, event.usage_source) == (Status.ERROR, "cancelled", UsageSource.MISSING)
