@@ -42,8 +42,11 @@ def record_handler(record: SQSRecord) -> None:
         return
     if outcome.cost_source == "unpriced":
         metrics.add_metric(name="EventsUnpriced", unit=MetricUnit.Count, value=1)
-    if outcome.operation_folded:
+    # Folds are counted once per event: a redelivery (duplicate) folds the same way but is not new.
+    if outcome.operation_folded and outcome.status == "stored":
         metrics.add_metric(name="OperationTypesFolded", unit=MetricUnit.Count, value=1)
+    if outcome.model_folded and outcome.status == "stored":
+        metrics.add_metric(name="ModelsFolded", unit=MetricUnit.Count, value=1)
     logger.debug(f"usage event {outcome.status}", extra=context)
 
 

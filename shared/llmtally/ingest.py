@@ -1,7 +1,7 @@
 """Ingest: one SQS message body in, one raw entry (or one reject) out. No Lambda, no event shapes.
 
     body ──► size check ──► JSON ──► envelope (EventBridge `detail`) or bare event ──► schema version
-         ──► contract (UsageEvent, with the clock) ──► operation-type bound ──► central price
+         ──► contract (UsageEvent, with the clock) ──► operation-type bound ──► central price ──► model bound
          ──► PutItem if absent (a redelivery is a no-op)  /  or a reject with its reason
 
 Permanent problems (the message can never succeed) become a *reject*: recorded with a reason and
@@ -40,7 +40,7 @@ from llmtally.redaction import redact as redact
 from llmtally.redaction import redact_bounded
 
 if TYPE_CHECKING:
-    from llmtally.repositories.operation_types import OperationTypeRegistry
+    from llmtally.repositories.cardinality import ModelRegistry, OperationTypeRegistry
     from llmtally.repositories.rejects import RejectsRepository
     from llmtally.repositories.usage import UsageRepository
 
@@ -219,6 +219,7 @@ class IngestOutcome:
     reason_message: str | None = None
     cost_source: CostSource | None = None
     operation_folded: bool = False
+    model_folded: bool = False
 
 
 class Ingestor:
@@ -233,10 +234,13 @@ class Ingestor:
         *,
         ttl_days: int,
         clock: Callable[[], datetime] | None = None,
+        models: ModelRegistry | None = None,
     ) -> None:
         self.usage = usage
         self.rejects = rejects
         self.operation_types = operation_types
+        #: The per-tenant model bound (None: models unbounded — tools that never roll up).
+        self.models = models
         self.price_book = price_book
         self.ttl_days = ttl_days
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -277,9 +281,20 @@ class Ingestor:
         if not self.operation_types.admit(event.user_id, event.operation_type):
             original_operation = event.operation_type
             event = event.model_copy(update={"operation_type": OVERFLOW_OPERATION_TYPE})
+        # Priced on the model that was called; folded after, so an `(other)` entry keeps its true cost.
         priced = self.price_book.price_event(event)
+        original_model = None
+        if self.models is not None:
+            model, original_model = self.models.fold_model(event.user_id, event.provider.value, event.model)
+            if original_model is not None:
+                event = event.model_copy(update={"model": model})
         item = raw_entry_item(
-            event, priced, ttl_days=self.ttl_days, now=now, original_operation_type=original_operation
+            event,
+            priced,
+            ttl_days=self.ttl_days,
+            now=now,
+            original_operation_type=original_operation,
+            original_model=original_model,
         )
         written = self.usage.put_if_absent(item)
         return IngestOutcome(
@@ -289,6 +304,7 @@ class Ingestor:
             user_id=event.user_id,
             cost_source=priced.source,
             operation_folded=original_operation is not None,
+            model_folded=original_model is not None,
         )
 
 
@@ -296,7 +312,7 @@ class Ingestor:
 def default_ingestor() -> Ingestor:
     """The process-wide ingestor, from settings (its repositories build clients lazily, per call)."""
     from llmtally.pricing import default_price_book
-    from llmtally.repositories.operation_types import OperationTypeRegistry
+    from llmtally.repositories.cardinality import ModelRegistry, OperationTypeRegistry
     from llmtally.repositories.rejects import RejectsRepository
     from llmtally.repositories.usage import UsageRepository
     from llmtally.settings import get_settings
@@ -308,4 +324,5 @@ def default_ingestor() -> Ingestor:
         OperationTypeRegistry(),
         default_price_book(),
         ttl_days=settings.raw_ttl_days,
+        models=ModelRegistry(),
     )

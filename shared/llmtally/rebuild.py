@@ -169,7 +169,7 @@ def quarter_contributions(
         else:
             priced = book.price(
                 entry.provider,
-                entry.model,
+                entry.original_model or entry.model,  # a model folded into `(other)` is priced as sent
                 entry.tokens(),
                 at=entry.timestamp,
                 reported_cost_usd=entry.reported_cost_usd,

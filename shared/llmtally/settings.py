@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     raw_ttl_days: int = Field(default=90, ge=1, le=3650)
     #: Rollups outlive raw entries (13 months by default).
     rollup_ttl_days: int = Field(default=396, ge=1, le=3650)
+    #: Per-tenant cardinality bounds (`llmtally.repositories.cardinality`): distinct operation types
+    #: and distinct models (`{provider}#{model}`) a tenant may roll up; beyond them events are stored
+    #: under `other` / `(other)` with the sent value kept on the raw entry — counted, never dropped.
+    #: Lowering a bound never un-admits what is already registered.
+    max_operation_types_per_tenant: int = Field(default=64, ge=1, le=1000)
+    max_models_per_tenant: int = Field(default=100, ge=1, le=1000)
     #: KMS key for users' provider secrets (None: the account's default key).
     secrets_kms_key_id: str | None = None
     #: What a Slack webhook URL must start with, checked when it is stored and again before each

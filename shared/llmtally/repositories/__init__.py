@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from llmtally.repositories.operation_types import OperationTypeRegistry
+from llmtally.repositories.cardinality import CardinalityRegistry, ModelRegistry, OperationTypeRegistry
 from llmtally.repositories.rejects import RejectRecord, RejectsRepository
 from llmtally.repositories.usage import EntriesPage, UsageQuery, UsageRepository
 
 __all__ = [
+    "CardinalityRegistry",
     "EntriesPage",
+    "ModelRegistry",
     "OperationTypeRegistry",
     "RejectRecord",
     "RejectsRepository",
