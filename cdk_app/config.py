@@ -14,6 +14,7 @@ from aws_cdk import RemovalPolicy
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from llmtally.api.config import web_origin
 from llmtally.resources import DEFAULT_PREFIX, ResourceNames
 from llmtally.settings import NAME_PREFIX_PATTERN
 
@@ -141,10 +142,8 @@ class AppConfig(BaseModel):
     @field_validator("allowed_web_origins")
     @classmethod
     def _https_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for origin in value:
-            if not (origin.startswith("https://") or origin.startswith("http://localhost")) or origin.endswith("/"):
-                raise ValueError(f"an origin is https://host[:port] (or http://localhost:port), got {origin!r}")
-        return value
+        # The host is matched whole: `http://localhost.evil.com` is not this machine (llmtally.api.config).
+        return tuple(web_origin(origin) for origin in value)
 
     @property
     def names(self) -> ResourceNames:
