@@ -15,12 +15,12 @@ whose source address is loopback, the header `x-llmtally-local-user` names the c
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from llmtally import safejson
 from llmtally.api.config import ApiSettings
 from llmtally.api.errors import ForbiddenError, NotAuthenticatedError
 
@@ -46,7 +46,7 @@ def parse_groups(value: Any) -> frozenset[str]:
     text = str(value).strip()
     if text.startswith("["):
         try:
-            parsed = json.loads(text)
+            parsed = safejson.loads(text)  # bounded: a deeply nested claim is not a RecursionError
         except ValueError:
             text = text.strip("[]")
         else:

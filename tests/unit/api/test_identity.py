@@ -83,3 +83,10 @@ def test_authorize() -> None:
         authorize(Caller("mallory", False, "jwt"), "alice")
     with pytest.raises(ForbiddenError):
         authorize(Caller("Alice", False, "jwt"), "alice")
+
+
+def test_a_deeply_nested_groups_claim_is_read_as_text_not_a_crash() -> None:
+    # Given a groups claim nested 5,000 deep (json.loads would raise RecursionError: a 500)
+    claim = "[" * 5000 + "]" * 5000
+    # Then it is parsed as plain text and names no group that grants anything
+    assert "llmtally-admin" not in parse_groups(claim)
