@@ -64,11 +64,22 @@ def _cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+def csv_line(values: Iterable[Any]) -> str:
+    """One CSV line (RFC 4180 quoting, CRLF end) of already-rendered cells."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(values)
+    return out.getvalue()
+
+
+def csv_header(columns: tuple[str, ...] = CSV_COLUMNS) -> str:
+    return csv_line(columns)
+
+
+def csv_row(row: Mapping[str, Any], columns: tuple[str, ...] = CSV_COLUMNS) -> str:
+    """One entry's line: each column's cell, formula-safe."""
+    return csv_line(_cell(row.get(column)) for column in columns)
+
+
 def render_csv(rows: Iterable[Mapping[str, Any]], columns: tuple[str, ...] = CSV_COLUMNS) -> str:
     """A header line and one line per entry (RFC 4180, CRLF line ends)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_cell(row.get(column)) for column in columns])
-    return out.getvalue()
+    return csv_header(columns) + "".join(csv_row(row, columns) for row in rows)

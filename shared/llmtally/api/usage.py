@@ -11,18 +11,25 @@ and never quotes more than a short, already-validated value.
   caller's tenant, so a cursor can never page into another tenant's partition.
 - CSV is the same query as the JSON entries (same filters, same cursor), every ledger column,
   up to `ApiSettings.csv_max_rows` rows per response.
+- Every entries response (JSON page or CSV) is bounded twice, whatever the tenant's size and the
+  filter's selectivity: at most `MAX_ITEMS_EXAMINED` items read from the table, and a body of at
+  most `MAX_RESPONSE_BODY_BYTES` as it travels in Lambda's JSON-encoded answer (Lambda refuses
+  more than 6 MB). When either budget is spent the response ends early, possibly with fewer rows
+  than asked (even none), and carries the cursor of the rest (`next_cursor` / `X-Next-Cursor`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
 from zoneinfo import ZoneInfo
 
+from llmtally.api import jsonout
 from llmtally.api.config import ApiSettings
-from llmtally.api.csv_export import render_csv
+from llmtally.api.csv_export import csv_header, csv_row
 from llmtally.api.errors import BadRequestError
 from llmtally.api.timeparams import local_day_range, parse_day, parse_instant, parse_timezone
 from llmtally.events import Provider, Status, format_timestamp
@@ -48,6 +55,12 @@ DAILY_PARAMS: Final = frozenset({"days", "tz"})
 ENTRIES_PARAMS: Final = frozenset(
     {"provider", "operation", "model", "status", "start", "end", "tz", "order", "limit", "cursor", "format"}
 )
+#: Items DynamoDB may examine (before filters) for one entries response, JSON or CSV: a selective
+#: filter over a large tenant answers a short page and a cursor rather than reading the partition.
+MAX_ITEMS_EXAMINED: Final = 20_000
+#: Most bytes of one entries response's body as it travels in Lambda's JSON-encoded answer
+#: (escapes included); Lambda answers at most 6 MB, the rest is headroom for headers and envelope.
+MAX_RESPONSE_BODY_BYTES: Final = 4 * 1024 * 1024
 _RENAMED: Final = {"startDate": "start", "endDate": "end", "operationType": "operation", "operation_type": "operation"}
 
 
@@ -88,10 +101,16 @@ class UsageService:
         rollups: Callable[[], RollupRepository],
         usage: Callable[[], UsageRepository],
         settings: ApiSettings,
+        *,
+        max_items_examined: int | None = None,
+        max_body_bytes: int | None = None,
     ) -> None:
         self._rollups = rollups
         self._usage = usage
         self._settings = settings
+        # The module's budgets unless given (read when the service is built).
+        self._max_examined = max_items_examined if max_items_examined is not None else MAX_ITEMS_EXAMINED
+        self._max_body = max_body_bytes if max_body_bytes is not None else MAX_RESPONSE_BODY_BYTES
 
     # -- rollups ---------------------------------------------------------------------------
 
@@ -167,28 +186,59 @@ class UsageService:
     def entries(self, user_id: str, filters: EntryFilters, limit: int | None, cursor: str | None) -> dict[str, Any]:
         """One page of raw entries (`{entries, count, next_cursor}`); a page may be short yet carry a cursor."""
         size = self._limit(limit, self._settings.entries_default_limit, self._settings.entries_max_limit)
-        page = self._usage().query_entries(self._query(user_id, filters), limit=size, cursor=cursor or None)
-        rows = [entry_row(entry) for entry in page.entries]
+        query = self._query(user_id, filters)
+        repository = self._usage()
+        page = repository.query_entries(query, limit=size, cursor=cursor or None, max_examined=self._max_examined)
+        rows: list[dict[str, Any]] = []
+        body = _wire_bytes('{"entries":[],"count":0,"next_cursor":null}') + _CURSOR_ROOM
+        for index, entry in enumerate(page.entries):
+            row = entry_row(entry)
+            cost = _wire_bytes(jsonout.dumps(row)) + 1
+            if rows and body + cost > self._max_body:
+                # The body budget is spent: the rest of this page starts the next one.
+                resume = repository.encode_cursor(query, page.entries[index - 1].sk)
+                return {"entries": rows, "count": len(rows), "next_cursor": resume}
+            rows.append(row)
+            body += cost
         return {"entries": rows, "count": len(rows), "next_cursor": page.cursor}
 
     def export_csv(
         self, user_id: str, filters: EntryFilters, limit: int | None, cursor: str | None
     ) -> tuple[str, str | None]:
-        """The same query as CSV: up to `limit` (default and most: `csv_max_rows`) rows, and the next cursor."""
+        """The same query as CSV: up to `limit` (default and most: `csv_max_rows`) rows, and the next cursor.
+
+        Fewer rows (even none) when the read or body budget is spent first: the cursor says where
+        the rest starts.
+        """
         from llmtally.repositories.usage import MAX_PAGE_SIZE
 
         most = self._settings.csv_max_rows
         wanted = self._limit(limit, most, most)
         query = self._query(user_id, filters)
         repository = self._usage()
-        rows: list[dict[str, Any]] = []
+        lines = [csv_header()]
+        body = _wire_bytes(lines[0])
+        rows = examined = 0
+        last_sk = ""
         next_cursor = cursor or None
         while True:
-            page = repository.query_entries(query, limit=min(MAX_PAGE_SIZE, wanted - len(rows)), cursor=next_cursor)
-            rows.extend(entry_row(entry) for entry in page.entries)
+            page = repository.query_entries(
+                query,
+                limit=min(MAX_PAGE_SIZE, wanted - rows),
+                cursor=next_cursor,
+                max_examined=self._max_examined - examined,
+            )
+            examined += page.examined
+            for entry in page.entries:
+                line = csv_row(entry_row(entry))
+                cost = _wire_bytes(line)
+                if rows and body + cost > self._max_body:
+                    return "".join(lines), repository.encode_cursor(query, last_sk)
+                lines.append(line)
+                rows, body, last_sk = rows + 1, body + cost, entry.sk
             next_cursor = page.cursor
-            if next_cursor is None or len(rows) >= wanted:
-                return render_csv(rows), next_cursor
+            if next_cursor is None or rows >= wanted or examined >= self._max_examined:
+                return "".join(lines), next_cursor
 
     @staticmethod
     def _limit(limit: int | None, default: int, most: int) -> int:
@@ -197,6 +247,16 @@ class UsageService:
         if not 1 <= limit <= most:
             raise BadRequestError(f"limit: must be between 1 and {most}")
         return limit
+
+
+#: Room for the cursor a bounded JSON page may end with (its length is bounded by the route).
+_CURSOR_ROOM: Final = 1100
+
+
+def _wire_bytes(text: str) -> int:
+    """The bytes `text` takes as a string inside Lambda's JSON-encoded proxy answer: quotes,
+    backslashes and control characters escaped, non-ASCII as \\uXXXX (the most it can take)."""
+    return len(json.dumps(text)) - 2
 
 
 def entry_row(entry: RawEntry) -> dict[str, Any]:

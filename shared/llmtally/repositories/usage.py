@@ -78,6 +78,8 @@ class EntriesPage:
     entries: list[RawEntry]
     #: Pass back to get the next page; None on the last page.
     cursor: str | None
+    #: Items DynamoDB examined for this page (before filters): what the page cost to read.
+    examined: int = 0
 
 
 class UsageRepository:
@@ -137,33 +139,50 @@ class UsageRepository:
         item = response.get("Item")
         return RawEntry.from_item(deserialize(item)) if item else None
 
-    def query_entries(self, query: UsageQuery, *, limit: int = 50, cursor: str | None = None) -> EntriesPage:
+    def query_entries(
+        self,
+        query: UsageQuery,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        max_examined: int | None = None,
+    ) -> EntriesPage:
         """One page of a tenant's entries, newest or oldest first.
 
         A page may hold fewer than `limit` entries (filters discarded rows) and still carry a
-        cursor; iterate until the cursor is None. Raises InvalidCursorError for a cursor that
-        was not issued for this tenant and query.
+        cursor; iterate until the cursor is None. The reads are bounded: at most
+        `MAX_READS_PER_PAGE` Queries, and with `max_examined` at most that many items examined
+        (DynamoDB's `Limit` counts items before the filter), so a selective filter over a large
+        tenant returns a short page and a cursor instead of reading the partition. Raises
+        InvalidCursorError for a cursor that was not issued for this tenant and query.
         """
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+        if max_examined is not None and max_examined < 1:
+            raise ValueError("max_examined must be at least 1")
         start_sk = self.decode_cursor(cursor, query) if cursor else None
         collected: list[RawEntry] = []
+        examined = 0
         for _ in range(MAX_READS_PER_PAGE):
             kwargs = self._query_kwargs(query, start_sk)
-            kwargs["Limit"] = limit
+            kwargs["Limit"] = limit if max_examined is None else min(limit, max_examined - examined)
             with storage_errors("Query on the usage table"):
                 response = self.client.query(**kwargs)
             items = [RawEntry.from_item(deserialize(raw)) for raw in response.get("Items", [])]
+            examined += int(response.get("ScannedCount", len(items)))
             more = "LastEvaluatedKey" in response
             room = limit - len(collected)
             collected.extend(items[:room])
             if len(items) > room or (len(collected) == limit and more):
-                return EntriesPage(collected, self.encode_cursor(query, collected[-1].sk))
+                return EntriesPage(collected, self.encode_cursor(query, collected[-1].sk), examined)
             if not more:
-                return EntriesPage(collected, None)
+                return EntriesPage(collected, None, examined)
             start_sk = str(deserialize(response["LastEvaluatedKey"])["sk"])
-        # Filters discarded most rows: a partial page, resumable where the reads stopped.
-        return EntriesPage(collected, self.encode_cursor(query, start_sk) if start_sk else None)
+            if max_examined is not None and examined >= max_examined:
+                break
+        # The read budget is spent (filters discarded most rows): a partial page, resumable where
+        # the reads stopped.
+        return EntriesPage(collected, self.encode_cursor(query, start_sk) if start_sk else None, examined)
 
     def iter_entries(
         self,
