@@ -150,6 +150,8 @@ def mark_target(client: Any) -> Any:
 
 
 def supported(client: Any) -> bool:
+    """A `genai.Client` or its `.aio` (`AsyncClient`), on the Gemini Developer API (not Vertex AI)."""
     from google import genai
+    from google.genai.client import AsyncClient
 
-    return isinstance(client, genai.Client) and not client._api_client.vertexai
+    return isinstance(client, genai.Client | AsyncClient) and not client._api_client.vertexai
