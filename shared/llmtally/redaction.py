@@ -6,7 +6,9 @@ the place secrets end up. Two things are replaced by `[REDACTED]`:
 - anything shaped like a provider key, wherever it is (`events.SECRET_VALUE`: `sk-…`, `AIza…`,
   `AKIA…`/`ASIA…`, Slack `xox[abp]-…`);
 - the string value of any member whose name looks like a secret (`events.SECRET_KEY_NAME`:
-  `api_key`, `apiKey`, `secret`, `password`, `token`, `authorization`, `credential`, …).
+  `api_key`, `apiKey`, `secret`, `password`, `token`, `authorization`, `credential`, …). Numbers
+  are left alone — `input_tokens` is secret-named by that rule, and a reject keeps its counts —
+  and so are object and array values (their own members are redacted by name and shape).
 
 Both passes run in time linear in their input, whatever it holds: the key shapes are one
 character class each after a literal prefix, and member values are found by a tokenizer (one
