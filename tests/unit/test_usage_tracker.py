@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from llmtally import publisher as publisher_module
-from llmtally.events import Status, UsageEvent
+from llmtally.events import Status, UsageEvent, UsageSource
 from llmtally.pricing import CostSource
+from llmtally.providers.base import ProviderResponse
 from llmtally.publisher import UsagePublisher, set_default_publisher
 from llmtally.responses import LLMResponse, LLMUsage
 from llmtally.usage_tracker import InvalidCostError, UsageTracker, UsageTrackerMiddleware, to_cost_decimal
@@ -276,3 +277,44 @@ def test_middleware_never_raises_on_a_bad_response(publisher: UsagePublisher) ->
     assert middleware.track_llm_call("user-7", "conversation", object(), "r") is None  # type: ignore[arg-type]
     assert middleware.track_llm_call("user-7", "conversation", llm_response(input_tokens=-5), "r") is None
     assert middleware.track_llm_call("bad user!", "conversation", llm_response(), "r") is None
+
+
+def test_track_usage_takes_tags_and_usage_provenance(publisher: UsagePublisher, sqs: RecordingSqs) -> None:
+    # Given a call attributed to a customer whose usage the provider never reported
+    tracker = UsageTracker(publisher)
+    # When tracked
+    event = seed_call(tracker, cost_usd=None, tags={"customer": "acme-corp"}, usage_source="missing")
+    # Then the event carries both, on the wire too
+    assert event is not None
+    assert (event.tags, event.usage_source) == ({"customer": "acme-corp"}, UsageSource.MISSING)
+    assert sent(publisher, sqs) == [event]
+    assert json.loads(sqs.bodies[0])["usage_source"] == "missing"
+    # And secret-shaped tags are refused like any invalid input (logged, never raised)
+    assert seed_call(tracker, tags={"customer": "sk-proj-0123456789abcdefghij"}) is None
+
+
+def test_a_response_whose_usage_is_missing_reports_no_cost_rather_than_zero(publisher: UsagePublisher) -> None:
+    # Given a streamed response whose usage never arrived (llmtally's adapters mark it)
+    base = llm_response(
+        input_tokens=0,
+        output_tokens=0,
+        cache_read_tokens=0,
+        cache_write_tokens=0,
+        cache_write_5m_tokens=None,
+        cache_write_1h_tokens=None,
+        reasoning_tokens=0,
+        cost_usd=Decimal(0),
+    )
+    response = ProviderResponse(
+        content=base.content,
+        usage=base.usage,
+        model=base.model,
+        provider=base.provider,
+        usage_source=UsageSource.MISSING,
+    )
+    # When the middleware tracks it
+    event = UsageTrackerMiddleware(UsageTracker(publisher)).track_llm_call("user-7", "conversation", response, None)
+    # Then it is a usage-missing event without a cost, never a $0 success
+    assert event is not None
+    assert event.usage_source is UsageSource.MISSING
+    assert event.reported_cost_usd is None
