@@ -217,3 +217,28 @@ def test_instrument_all_imports_no_sdk_and_patches_one_when_it_is_imported() -> 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[] True"
+
+
+def test_instrument_all_meters_a_langchain_stream(publisher: RecordingPublisher) -> None:
+    from langchain_openai import ChatOpenAI
+
+    from tests.unit.instrument.conftest import fixture_text, sse
+
+    # Given a streaming ChatOpenAI built after instrument_all()
+    recorder = Recorder(sse(fixture_text("openai", "stream_usage.sse")))
+    llmtally.instrument_all(publisher=publisher, user_id="lc-tenant")
+    llm = ChatOpenAI(
+        model="gpt-4o",
+        api_key="sk-test",
+        base_url="http://openai.test/v1",
+        http_client=recorder.sync_client(),
+        max_retries=0,
+    )
+
+    # When the caller streams through LangChain
+    text = "".join(str(chunk.content) for chunk in llm.stream("Hi"))
+
+    # Then LangChain sees its text, and one event carries the stream's usage
+    assert text == "Hello, world"
+    event = publisher.only
+    assert (event.input_tokens, event.cache_read_tokens, event.output_tokens) == (744, 256, 50)

@@ -240,3 +240,14 @@ def test_other_boto3_clients_pass_straight_through(publisher: RecordingPublisher
         stub.add_response("list_queues", {"QueueUrls": []})
         assert sqs.list_queues()["QueueUrls"] == []
     assert publisher.events == []
+
+
+def test_instrumenting_client_aio_meters_the_async_models(publisher: RecordingPublisher) -> None:
+    recorder = Recorder(json_body(fixture_json("google", "generate_cached_thinking.json")))
+    client = genai.Client(
+        api_key="test-google-key",
+        http_options=types.HttpOptions(base_url="http://gemini.test", httpx_async_client=recorder.async_client()),
+    )
+    assert llmtally.instrument(client.aio, publisher=publisher, user_id="acme") is not None
+    asyncio.run(client.aio.models.generate_content(model="gemini-2.5-flash", contents="Hi"))
+    assert publisher.only.reasoning_tokens == 600
