@@ -2,8 +2,11 @@
 
     .venv/bin/python bench/bench_api.py
 
-1. Cold import of `api.handler` in fresh interpreters (median of several runs), the heaviest
-   modules it imports (`-X importtime`, cumulative), and proof that no provider SDK is among them.
+1. Cold import of `api.handler` in fresh interpreters, as Lambda starts it (its environment
+   variables set), with tracing on (Powertools' Tracer, hence the X-Ray SDK) and off
+   (`POWERTOOLS_TRACE_DISABLED=true`, the `tracing` context off): runs interleaved, median of each,
+   and their ratio; the heaviest modules it imports (`-X importtime`, own time summed per package),
+   and proof that no provider SDK is among them.
 2. Warm in-process latency of GET /api/llm-models and GET /api/llm-settings/{userId} on an
    in-process moto (`mock_aws`), per request.
 3. GET /api/llm-usage/{userId}/summary (30 local days, UTC and Asia/Kolkata) and /daily at 10k and
@@ -31,36 +34,67 @@ from typing import Any
 
 from bench import ROOT
 
-IMPORT_RUNS = 7
+IMPORT_RUNS = 9
+#: The environment Lambda gives the function (the Tracer exists only inside Lambda).
+LAMBDA_ENV = {"AWS_LAMBDA_FUNCTION_NAME": "mantissa-log-api", "LAMBDA_TASK_ROOT": "/var/task"}
+TRACING = {
+    "on": {**LAMBDA_ENV, "POWERTOOLS_TRACE_DISABLED": "false"},
+    "off": {**LAMBDA_ENV, "POWERTOOLS_TRACE_DISABLED": "true"},
+}
 REQUESTS = 200
 PROVIDER_SDKS = ("anthropic", "openai", "google.genai", "google.generativeai", "httpx2", "httpx")
-_PATH = f"import sys; sys.path[:0] = {[str(ROOT / 'shared'), str(ROOT / 'lambdas'), str(ROOT)]!r}"
+#: Libraries the X-Ray SDK patches when it finds them (`patch_all`) that this venv holds for other
+#: reasons (tests, the CLI) but the API's Lambda asset does not ship: hidden from the measured
+#: interpreter, as Lambda would not find them either (otherwise "tracing on" would pay for importing
+#: httpx and requests, ≈ 100 ms here, that it never pays on Lambda).
+NOT_IN_ASSET = ("httpx", "requests")
+_PATH = (
+    f"import sys; sys.path[:0] = {[str(ROOT / 'shared'), str(ROOT / 'lambdas'), str(ROOT)]!r}\n"
+    "class _NotInAsset:\n"
+    "    @staticmethod\n"
+    "    def find_spec(name, path=None, target=None):\n"
+    f"        if name.partition('.')[0] in {NOT_IN_ASSET!r}:\n"
+    "            raise ModuleNotFoundError(name)\n"
+    "sys.meta_path.insert(0, _NotInAsset)"
+)
 
 
-def _env() -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1"}
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1", **(extra or {})}
 
 
-def cold_import_ms() -> tuple[float, list[str]]:
-    """Median wall time of `import api.handler` in a fresh interpreter, and its provider-SDK imports."""
+def cold_imports_ms() -> tuple[dict[str, float], dict[str, bool], list[str]]:
+    """Median wall time of `import api.handler` in fresh interpreters with tracing on and off (runs
+    interleaved, so the machine's noise falls on both alike); whether each imported the X-Ray SDK;
+    the provider SDKs imported."""
     code = (
         f"{_PATH}\nimport json, sys, time\nt = time.perf_counter()\nimport api.handler\n"
         "print(json.dumps({'ms': (time.perf_counter() - t) * 1000, 'mods': sorted(sys.modules)}))"
     )
-    runs, sdks = [], []
+    runs: dict[str, list[float]] = {name: [] for name in TRACING}
+    xray: dict[str, bool] = {}
+    sdks: set[str] = set()
     for _ in range(IMPORT_RUNS):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_env())
-        data = json.loads(out.stdout)
-        runs.append(data["ms"])
-        sdks = [m for m in data["mods"] if m in PROVIDER_SDKS]
-    return statistics.median(runs), sdks
+        for name, extra in TRACING.items():
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_env(extra)
+            )
+            data = json.loads(out.stdout.strip().splitlines()[-1])
+            runs[name].append(data["ms"])
+            xray[name] = "aws_xray_sdk" in data["mods"]
+            sdks |= {m for m in data["mods"] if m in PROVIDER_SDKS}
+    return {name: statistics.median(values) for name, values in runs.items()}, xray, sorted(sdks)
 
 
-def heaviest_imports(top: int = 12) -> list[tuple[str, float]]:
+def heaviest_imports(top: int = 12, *, tracing: str = "off") -> list[tuple[str, float]]:
     """Top-level packages by their own import time (ms, `-X importtime` self times summed per package)."""
     code = f"{_PATH}\nimport api.handler"
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True, env=_env()
+        [sys.executable, "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_env(TRACING[tracing]),
     )
     totals: dict[str, float] = {}
     for line in out.stderr.splitlines():
@@ -239,12 +273,20 @@ def _quiet_request_logs() -> None:
 
 def main() -> None:
     _quiet_request_logs()
-    median, sdks = cold_import_ms()
-    print(f"cold import of api.handler: {median:.0f} ms (median of {IMPORT_RUNS} fresh interpreters)")
+    medians, xray, sdks = cold_imports_ms()
+    runs = f"median of {IMPORT_RUNS} fresh interpreters each, interleaved"
+    print(f"cold import of api.handler as Lambda starts it ({runs}):")
+    for name, ms in medians.items():
+        print(f"  tracing {name:<3}  {ms:6.0f} ms   X-Ray SDK imported: {'yes' if xray[name] else 'no'}")
+    print(
+        f"  tracing off / on: {medians['off'] / medians['on']:.2f}  "
+        f"({medians['on'] - medians['off']:.0f} ms saved per cold start)"
+    )
     print(f"provider SDKs imported at cold start: {sdks or 'none'}")
-    print("heaviest packages at cold start (own import time, ms):")
-    for name, ms in heaviest_imports():
-        print(f"  {name:<28} {ms:7.1f}")
+    for tracing in ("off", "on"):
+        print(f"heaviest packages at cold start, tracing {tracing} (own import time, ms):")
+        for name, ms in heaviest_imports(8, tracing=tracing):
+            print(f"  {name:<28} {ms:7.1f}")
     print(f"warm in-process latency, in-process moto ({REQUESTS} requests):")
     for name, med, p95 in route_latency():
         print(f"  {name:<34} median {med:6.2f} ms   p95 {p95:6.2f} ms")
