@@ -96,7 +96,9 @@ _ENTRIES_OK: OpenAPIResponse = {
     "(YYYY-MM-DD; an end day is inclusive) or an ISO 8601 datetime (end exclusive). A page may hold fewer "
     "than `limit` entries and still carry a cursor: follow `next_cursor` until it is null. A cursor works "
     "only for the tenant and query it was issued for. `format=csv` returns the same rows with every ledger "
-    "column (up to 10,000 per response by default; `limit` up to that).",
+    "column (up to 10,000 per response by default; `limit` up to that). Every response is bounded: at most "
+    "20,000 items examined and a 4 MiB body; when either is spent it ends early (even empty) with the cursor "
+    "of the rest. Each entry carries its `tags` and `usage_source` (`missing`: the usage never arrived).",
     tags=TAG,
     responses={200: _ENTRIES_OK, **error_responses(400, 401, 403)},
 )
