@@ -324,7 +324,7 @@ export function getEntries(
   return json(`/api/llm-usage/${user(userId)}?${query}`);
 }
 
-/** Most CSV pages fetched for one export (the API gives up to 10,000 rows a page). */
+/** Most CSV pages fetched for one export (a page holds up to 10,000 rows or 4 MiB; docs/api.md). */
 export const CSV_MAX_PAGES = 50;
 
 /**
