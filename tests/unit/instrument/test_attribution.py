@@ -208,6 +208,7 @@ def test_instrument_all_imports_no_sdk_and_patches_one_when_it_is_imported() -> 
     code = textwrap.dedent(
         """
         import sys, llmtally
+        assert "wrapt" not in sys.modules and "llmtally.instrumentation" not in sys.modules
         llmtally.instrument_all(user_id="acme")
         before = [m for m in ("anthropic", "openai", "google.genai", "botocore") if m in sys.modules]
         import openai, wrapt
