@@ -15,7 +15,8 @@ from cdk_app.constructs.hosting import Hosting
 from cdk_app.constructs.ingestion import Ingestion
 from cdk_app.constructs.monitoring import Monitoring
 from cdk_app.constructs.producers import Producers
-from llmtally.tables import REJECTS, RESPONSE_CACHE, table_specs
+from cdk_app.constructs.reconciliation import Reconciliation
+from llmtally.tables import RECONCILIATION, REJECTS, RESPONSE_CACHE, table_specs
 
 #: The stack's outputs, by name (docs/deploy.md, tests/infra).
 OUTPUTS = (
@@ -94,15 +95,34 @@ class LlmTallyStack(Stack):
                 "userPoolId": api.user_pool.user_pool_id,
             }
         )
+        reconciliation = Reconciliation(
+            self,
+            "Reconciliation",
+            config=config,
+            spec=specs[RECONCILIATION],
+            rollups_table=aggregation.rollups_table,
+            bus=ingestion.bus,
+            secrets_key=api.secrets_key,
+            alert_topic=alerts.topic,
+            api_role=api.function.role,
+        )
         monitoring = Monitoring(
             self,
             "Monitoring",
             config=config,
-            functions=[ingestion.function, aggregation.function, api.function, api.connection_test, alerts.function],
+            functions=[
+                ingestion.function,
+                aggregation.function,
+                api.function,
+                api.connection_test,
+                alerts.function,
+                reconciliation.function,
+            ],
             dead_letter_queues={
                 "ingest-dlq": ingestion.dlq,
                 "aggregate-failures": aggregation.failures,
                 "budget-alerts-failures": alerts.failures,
+                "reconcile-failures": reconciliation.failures,
             },
             aggregate=aggregation.function,
             http_api=api.http_api,

@@ -42,10 +42,10 @@ def _as_list(value: Any) -> list[Any]:
 def test_resource_counts(assertions: Template) -> None:
     # Given the synthesized stack / Then it holds exactly the system's resources
     for kind, count in {
-        "AWS::DynamoDB::Table": 5,
-        "AWS::SQS::Queue": 4,
+        "AWS::DynamoDB::Table": 6,
+        "AWS::SQS::Queue": 5,
         "AWS::Events::EventBus": 1,
-        "AWS::Events::Rule": 2,
+        "AWS::Events::Rule": 3,
         "AWS::Events::Archive": 1,
         "AWS::Lambda::EventSourceMapping": 2,
         "AWS::ApiGatewayV2::Api": 1,
@@ -363,10 +363,11 @@ def test_alarms_and_topic(synthesized: Synthesized) -> None:
         f"{NAMES.prefix}-ingest-dlq-depth",
         f"{NAMES.prefix}-aggregate-failures-depth",
         f"{NAMES.prefix}-budget-alerts-failures-depth",
+        f"{NAMES.prefix}-reconcile-failures-depth",
     }
     expected |= {
         f"{NAMES.prefix}-{fn}-{kind}"
-        for fn in ("Ingest", "Aggregate", "Api", "ConnectionTest", "Notify")
+        for fn in ("Ingest", "Aggregate", "Api", "ConnectionTest", "Notify", "Reconcile")
         for kind in ("errors", "throttles")
     }
     expected |= {f"{NAMES.prefix}-aggregate-iterator-age", f"{NAMES.prefix}-ingest-rejects"}
@@ -455,6 +456,7 @@ def test_pipeline_functions_touch_only_their_tables(synthesized: Synthesized) ->
     assert tables_of("ingest") == {"usage", "rejects", "settings"}
     # usage: its stream only; settings: budgets, ledgers and alert records
     assert tables_of("aggregate") == {"usage", "rollups", "settings"}
-    assert tables_of("api") == {"usage", "rollups", "settings"}
+    assert tables_of("api") == {"usage", "rollups", "settings", "reconciliation"}
     assert tables_of("connection-test") == {"settings"}
     assert tables_of("notify") == {"settings"}  # the delivery records
+    assert tables_of("reconcile") == {"rollups", "reconciliation"}

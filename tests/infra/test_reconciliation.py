@@ -1,0 +1,79 @@
+"""Reconciliation in the template: the daily schedule with retries and a DLQ, the function's own narrow
+role, the API's read of the table, the alert rule to the alert topic."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from llmtally.reconcile.alerts import ALERT_DETAIL_TYPE, ALERT_SOURCE
+from llmtally.resources import ResourceNames
+from tests.infra.conftest import Synthesized
+
+pytestmark = pytest.mark.xdist_group("infra")
+
+NAMES = ResourceNames()
+
+
+def _function(synthesized: Synthesized, name: str) -> tuple[str, dict[str, Any]]:
+    return synthesized.one("AWS::Lambda::Function", FunctionName=f"{NAMES.prefix}-{name}")
+
+
+def _statements(synthesized: Synthesized, role_id: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in synthesized.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return action if isinstance(action, list) else [action]
+
+
+def test_the_schedule_runs_the_function_daily_with_retries_and_a_dead_letter_queue(synthesized: Synthesized) -> None:
+    # Given the reconciliation schedule
+    _, schedule = synthesized.one("AWS::Scheduler::Schedule", Name=NAMES.reconcile_schedule)
+    props = schedule["Properties"]
+    function_id, _ = _function(synthesized, "reconcile")
+    failures_id, _ = synthesized.one("AWS::SQS::Queue", QueueName=NAMES.reconcile_failures)
+    # Then it runs at 06:00 UTC, invokes the function, retries, and dead-letters into the failure queue
+    assert props["ScheduleExpression"] == "cron(0 6 * * ? *)"
+    assert props["ScheduleExpressionTimezone"] == "Etc/UTC"
+    target = props["Target"]
+    assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 3
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [failures_id, "Arn"]}}
+
+
+def test_the_function_reads_only_admin_keys_and_writes_only_its_table(synthesized: Synthesized) -> None:
+    # Given the function's own role
+    _, function = _function(synthesized, "reconcile")
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = _statements(synthesized, role_id)
+    by_action = {action: s for s in statements for action in _actions(s)}
+    # Then it may read secrets only under `{prefix}/users/*/billing/*`
+    secret = json.dumps(by_action["secretsmanager:GetSecretValue"]["Resource"])
+    assert f"secret:{NAMES.prefix}/users/*/billing/*-??????" in secret
+    # And it writes its table only (no rollup write, no other table)
+    table_id, _ = synthesized.one("AWS::DynamoDB::Table", TableName=NAMES.reconciliation_table)
+    assert by_action["dynamodb:PutItem"]["Resource"] == {"Fn::GetAtt": [table_id, "Arn"]}
+    assert "dynamodb:UpdateItem" in by_action
+    assert "dynamodb:BatchWriteItem" not in by_action
+    # And it puts events on the usage bus only
+    bus_id, _ = synthesized.one("AWS::Events::EventBus", Name=NAMES.event_bus)
+    assert by_action["events:PutEvents"]["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
+
+
+def test_reconciliation_alerts_go_to_the_alert_topic(synthesized: Synthesized) -> None:
+    _, rule = synthesized.one("AWS::Events::Rule", Name=NAMES.reconciliation_alerts_rule)
+    props = rule["Properties"]
+    assert props["EventPattern"] == {"source": [ALERT_SOURCE], "detail-type": [ALERT_DETAIL_TYPE]}
+    topic_id, _ = synthesized.one("AWS::SNS::Topic", TopicName=NAMES.alerts_topic)
+    (target,) = props["Targets"]
+    assert target["Arn"] == {"Ref": topic_id}
+    assert "$.detail.message" in json.dumps(target["InputTransformer"])
