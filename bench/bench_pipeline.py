@@ -91,6 +91,7 @@ class Entry:
     cost_source: str
     cache_hit: bool = False
     saved_nanos: int = 0
+    usage_missing: bool = False
 
 
 def events(count: int, start: datetime, seconds: float, rng: random.Random, tenants: int = TENANTS) -> list[Entry]:
