@@ -1,11 +1,13 @@
 """Done-when of issue 15, end to end: a service that adds one `llmtally.instrument(...)` line sees its calls
 in `llmtally summary` on the local stack.
 
-The "service" is a separate Python process: an async OpenAI Responses stream and an Anthropic tool
-call, each through a client with one `llmtally.instrument(...)` line, publishing through the
+The "service" is a separate Python process: an async OpenAI Responses stream, an Anthropic tool
+call and a chat stream it leaves after the first chunk, each through a client with one
+`llmtally.instrument(...)` line, publishing through the
 default publisher (EventBridge of the local stack). The provider HTTP is a mocked transport
 answering with the fixtures (it stands in for the providers; the service's code is otherwise
-what it would be). Then `llmtally summary --json` shows both calls with the exact ledger and cost.
+what it would be). Then `llmtally summary --json` shows the calls with the exact ledger and cost, and
+the abandoned stream as `usage_missing`.
 
 Reuses `llmtally local` from tests/e2e/test_local_stack.py (its `stack` fixture, module-scoped:
 this module starts its own instance, on its own free ports).
@@ -53,6 +55,9 @@ SERVICE = textwrap.dedent(
     gpt = llmtally.instrument(gpt, user_id="TENANT")
     claude = anthropic.AsyncAnthropic(api_key="sk-ant-e2e", http_client=httpx2.AsyncClient(transport=messages_api))
     claude = llmtally.instrument(claude, user_id="TENANT", operation_type="detection_rule")
+    chat_api = provider("openai/stream_usage.sse", "text/event-stream")
+    chat_gpt = openai.AsyncOpenAI(api_key="sk-e2e", http_client=httpx2.AsyncClient(transport=chat_api))
+    chat_gpt = llmtally.instrument(chat_gpt, user_id="TENANT")
 
     async def main():
         stream = await gpt.responses.create(model="gpt-5", input="Summarise the alert", stream=True)
@@ -63,6 +68,12 @@ SERVICE = textwrap.dedent(
             tools=[{"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}],
             messages=[{"role": "user", "content": "Weather in SF?"}],
         )
+        # A chat stream the service leaves after its first chunk: usage never arrives.
+        hi = [{"role": "user", "content": "Hi"}]
+        chat = await chat_gpt.chat.completions.create(model="gpt-4o", messages=hi, stream=True)
+        async for _ in chat:
+            break
+        await chat.close()
         print(text, message.stop_reason)
 
     asyncio.run(main())
@@ -96,7 +107,7 @@ def test_a_service_with_one_instrument_line_shows_up_in_llmtally_summary(stack: 
         assert done.returncode == 0, done.stderr
         return dict(json.loads(done.stdout, parse_float=Decimal)["summary"])
 
-    totals = wait_for("both instrumented calls in the rollups", summary, lambda s: s["total_requests"] == 2)
+    totals = wait_for("the three instrumented calls in the rollups", summary, lambda s: s["total_requests"] == 3)
     # Responses stream (gpt-5): 2000 in incl. 1536 cached, 300 out incl. 256 reasoning.
     # Tool call (claude-sonnet-4-6): 472 uncached in, 1024 cache reads, 89 out.
     assert totals["input_tokens"] == 464 + 472
@@ -104,5 +115,7 @@ def test_a_service_with_one_instrument_line_shows_up_in_llmtally_summary(stack: 
     assert totals["output_tokens"] == 44 + 89
     assert totals["reasoning_tokens"] == 256
     assert Decimal(str(totals["total_cost_usd"])) == Decimal("0.003772") + Decimal("0.0030582")
-    assert set(totals["by_model"]) == {"gpt-5-2025-08-07", "claude-sonnet-4-6"}
+    assert set(totals["by_model"]) == {"gpt-5-2025-08-07", "claude-sonnet-4-6", "gpt-4o-2024-08-06"}
     assert totals["errors"] == 0
+    # And the chat stream left mid-way is counted as usage missing — not as a silent $0 success
+    assert totals["usage_missing"] == 1
