@@ -10,10 +10,14 @@ from typing import Any
 
 import openai
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from openai.types.responses import ResponseUsage
 
 import llmtally
 from llmtally.events import Provider, Status, UsageSource
 from llmtally.instrumentation import stats
+from llmtally.instrumentation.openai import responses_ledger
 from tests.unit.instrument.conftest import (
     Recorder,
     RecordingPublisher,
@@ -260,3 +264,52 @@ def test_azure_clients_are_not_metered(publisher: RecordingPublisher) -> None:
     azure.chat.completions.create(model="my-deployment", messages=CHAT)
     assert publisher.events == []
     assert stats().unmetered >= 1
+
+
+@given(
+    st.integers(0, 10**7), st.integers(0, 10**7), st.integers(0, 10**7), st.integers(0, 10**7), st.integers(0, 10**7)
+)
+def test_the_responses_ledger_splits_the_totals_without_losing_or_adding_a_token(
+    input_tokens: int, cached: int, written: int, output_tokens: int, reasoning: int
+) -> None:
+    # Details larger than their totals (a provider bug) are clamped, never negative
+    usage = ResponseUsage.model_validate(
+        {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": reasoning},
+            "total_tokens": input_tokens + output_tokens,
+        }
+    )
+    tokens = responses_ledger(usage)
+    assert tokens.input_tokens + tokens.cache_read_tokens + tokens.cache_write_tokens == input_tokens
+    assert tokens.output_tokens + tokens.reasoning_tokens == output_tokens
+    assert tokens.total_tokens == input_tokens + output_tokens
+
+
+def test_no_key_reaches_a_log_line_or_an_event(publisher: RecordingPublisher, caplog: pytest.LogCaptureFixture) -> None:
+    # Given a client with a real-shaped key, a 401 that echoes the (masked) key, and a broken answer
+    key = "sk-proj-REALSHAPEDKEY0123456789abcdefABCDEF0123456789wxyz"
+    case = fixture_json("openai", "errors.json")["authentication"]
+    broken = fixture_json("openai", "chat_cached.json")
+    broken["usage"]["prompt_tokens"] = -1
+    answers = iter([json_body(case["body"], case["status"], case.get("headers")), json_body(broken)])
+    recorder = Recorder(lambda request: next(answers)(request))
+    client = openai.OpenAI(
+        api_key=key, base_url="http://openai.test/v1", http_client=recorder.sync_client(), max_retries=0
+    )
+    llmtally.instrument(client, publisher=publisher, user_id="acme")
+    caplog.set_level("DEBUG")
+
+    # When both calls run (one error event; one extraction failure, logged with its traceback)
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="gpt-4o", messages=CHAT)
+    client.chat.completions.create(model="gpt-4o", messages=CHAT)
+
+    # Then neither the key nor its masked echo is in any log line or event
+    assert stats().failures == 1
+    published = "".join(event.to_json() for event in publisher.events)
+    for text in (caplog.text, published):
+        assert key not in text
+        assert "sk-proj-" not in text
