@@ -351,3 +351,14 @@ def test_a_cancelled_call_propagates_the_cancellation_and_is_recorded(publisher:
     # Then the cancellation propagated, and the call is recorded as cancelled with its usage unknown
     event = publisher.only
     assert (event.status, event.error_type, event.usage_source) == (Status.ERROR, "cancelled", UsageSource.MISSING)
+
+
+def test_leaving_the_stream_helper_early_publishes_one_missing_event(publisher: RecordingPublisher) -> None:
+    recorder = Recorder(sse(fixture_text("anthropic", "stream_cache.sse")))
+    client = make(recorder, is_async=False, publisher=publisher)
+    with client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
+        for _ in stream.text_stream:
+            break  # the helper closes its stream on exit
+    event = publisher.only
+    assert event.usage_source is UsageSource.MISSING
+    assert event.input_tokens == 25
