@@ -495,3 +495,59 @@ export function getAnomalies(userId: string, period: Period): Promise<AnomaliesR
 export function getRecommendations(userId: string, days: number): Promise<RecommendationsResponse> {
   return json(`/api/llm-usage/${user(userId)}/recommendations?${new URLSearchParams({ days: String(days) })}`);
 }
+
+// -- reconciliation (docs/reconciliation.md) ------------------------------------------------------
+
+export type TokenKind = "input" | "cache_read" | "cache_write" | "output";
+export type ReconciliationCause = "match" | "price" | "unmetered" | "missing_day" | "overmetered";
+
+export interface PriceFeedback {
+  kind: TokenKind;
+  tokens: number;
+  billed_mtok_usd: number;
+  metered_mtok_usd: number | null;
+  suggested_override: Record<string, unknown> | null;
+}
+
+export interface ReconciliationRow {
+  date: string;
+  provider: Provider;
+  model: string;
+  billed_tokens: Record<TokenKind, number>;
+  billed_cost_usd: number;
+  metered_tokens: Record<TokenKind, number>;
+  metered_cost_usd: number;
+  metered_requests: number;
+  drift_usd: number;
+  drift_percent: number | null;
+  unmetered_usd: number;
+  price_drift_usd: number;
+  cause: ReconciliationCause;
+  provisional: boolean;
+  api_key_ids: string[];
+  price_feedback: PriceFeedback[];
+}
+
+export interface ReconciliationResponse {
+  user_id: string;
+  start: string;
+  end: string;
+  rows: ReconciliationRow[];
+  totals: {
+    billed_cost_usd: number;
+    metered_cost_usd: number;
+    drift_usd: number;
+    drift_percent: number | null;
+    unmetered_usd: number;
+  };
+  alerts: { alert_id: string; date: string; provider: Provider; kind: "drift" | "unmetered"; message: string }[];
+  sources: { provider: Provider; last_run_at: string; window_start: string; window_end: string; error: string | null }[];
+}
+
+/** The last `days` UTC days (today included; at most 93, the API's limit). */
+export function getReconciliation(userId: string, days: number, today: Date = new Date()): Promise<ReconciliationResponse> {
+  const end = today.toISOString().slice(0, 10);
+  const span = Math.max(1, Math.min(93, days));
+  const start = new Date(Date.parse(`${end}T00:00:00Z`) - (span - 1) * 86_400_000).toISOString().slice(0, 10);
+  return json(`/api/llm-usage/${user(userId)}/reconciliation?${new URLSearchParams({ start, end })}`);
+}

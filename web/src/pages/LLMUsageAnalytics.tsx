@@ -16,6 +16,7 @@ import {
 } from "../api";
 import { BudgetAlertsList, BudgetCard, InlineError, RecommendationsPanel } from "../components/CostInsights";
 import DailyTrendChart from "../components/DailyTrendChart";
+import ReconciliationPanel from "../components/ReconciliationPanel";
 import RecentCalls from "../components/RecentCalls";
 import {
   ActivityIcon,
@@ -426,6 +427,8 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
             <RecommendationsPanel recommendations={recommendations.resource} retry={recommendations.retry} />
             <BudgetAlertsList alerts={alerts.resource} retry={alerts.retry} />
           </div>
+
+          <ReconciliationPanel userId={userId} days={days} />
 
           {!empty ? (
             <Section id="by-model" title="Usage by Model">
