@@ -1,6 +1,7 @@
 """Metering for the `openai` SDK: `chat.completions.create` / `parse` and `responses.create` / `parse`.
 
-Sync (`openai.OpenAI`) and async (`openai.AsyncOpenAI`), streaming or not. The SDK's own
+Sync (`openai.OpenAI`) and async (`openai.AsyncOpenAI`), streaming or not; `client.beta.chat` is
+the same Chat class, and `client.beta.responses.create` is metered like `responses.create`. The SDK's own
 `chat.completions.stream(...)` and `responses.stream(...)` helpers call `create(stream=True)`, so
 they are metered too.
 
@@ -195,6 +196,7 @@ CHAT_CREATE: Final = ChatSpec("openai.chat.completions.create")
 CHAT_PARSE: Final = ChatSpec("openai.chat.completions.parse")
 RESPONSES_CREATE: Final = ResponsesSpec("openai.responses.create")
 RESPONSES_PARSE: Final = ResponsesSpec("openai.responses.parse")
+BETA_RESPONSES_CREATE: Final = ResponsesSpec("openai.beta.responses.create")
 
 
 def _count_unmetered(resource: Any) -> None:
@@ -222,6 +224,13 @@ def patch() -> None:
     for owner, create, parse, is_async in targets:
         _PATCHES.wrap(owner, "create", _wrapper(create, is_async=is_async))
         _PATCHES.wrap(owner, "parse", _wrapper(parse, is_async=is_async))
+    try:  # client.beta.responses (same usage shape), in the SDK versions that have it
+        from openai.resources.beta.responses import AsyncResponses as BetaAsyncResponses
+        from openai.resources.beta.responses import Responses as BetaResponses
+    except ImportError:
+        return
+    _PATCHES.wrap(BetaResponses, "create", _wrapper(BETA_RESPONSES_CREATE, is_async=False))
+    _PATCHES.wrap(BetaAsyncResponses, "create", _wrapper(BETA_RESPONSES_CREATE, is_async=True))
 
 
 def unpatch() -> None:

@@ -313,3 +313,18 @@ def test_no_key_reaches_a_log_line_or_an_event(publisher: RecordingPublisher, ca
     for text in (caplog.text, published):
         assert key not in text
         assert "sk-proj-" not in text
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_beta_responses_create_is_metered_like_responses_create(is_async: bool, publisher: RecordingPublisher) -> None:
+    recorder = Recorder(json_body(fixture_json("openai", "responses_reasoning.json")))
+    client = make(recorder, is_async=is_async, publisher=publisher)
+    run(client.beta.responses.create(model="o4-mini", input="Which rules fire?"))
+    event = publisher.only
+    assert event.metadata["instrumented"] == "openai.beta.responses.create"
+    assert (event.input_tokens, event.cache_read_tokens, event.output_tokens, event.reasoning_tokens) == (
+        176,
+        1024,
+        228,
+        512,
+    )
