@@ -506,6 +506,8 @@ class DayTotals:
     metered_nanos: int
     unmetered_nanos: int
     provisional: bool
+    #: The model whose price drift is largest relative to its bill: (price drift, billed) in nano-USD.
+    worst_model_price_drift: tuple[int, int] = (0, 0)
 
     @property
     def drift_nanos(self) -> int:
@@ -532,14 +534,25 @@ def day_totals(rows: Sequence[ReconciliationRow]) -> list[DayTotals]:
             metered_nanos=sum(r.metered_cost_nanos for r in mine),
             unmetered_nanos=sum(r.unmetered_nanos for r in mine),
             provisional=any(r.provisional for r in mine),
+            worst_model_price_drift=max(
+                ((r.price_drift_nanos, r.billed_cost_nanos) for r in mine if r.cause is Cause.PRICE),
+                key=lambda pair: Decimal(abs(pair[0])) / max(pair[1], 1),
+                default=(0, 0),
+            ),
         )
         for (provider, day), mine in sorted(grouped.items())
     ]
 
 
 def drift_alert_due(totals: DayTotals, thresholds: Thresholds) -> bool:
-    """The day's drift not explained by unmetered spend is above the threshold (settled days only)."""
-    return not totals.provisional and _significant_drift(totals.price_drift_nanos, totals.billed_nanos, thresholds)
+    """The drift not explained by unmetered spend is above the threshold — for the provider's day, or
+    for one model whose tokens match (a price) — on a settled day."""
+    if totals.provisional:
+        return False
+    worst_drift, worst_billed = totals.worst_model_price_drift
+    return _significant_drift(totals.price_drift_nanos, totals.billed_nanos, thresholds) or _significant_drift(
+        worst_drift, worst_billed, thresholds
+    )
 
 
 def unmetered_alert_due(totals: DayTotals, thresholds: Thresholds) -> bool:
