@@ -199,3 +199,20 @@ def test_drift_decomposes_into_unmetered_and_price(bill: dict[TokenKind, int], m
         if bill == meter:
             assert row.cause is Cause.MATCH
             assert row.unmetered_nanos == 0
+
+
+def test_a_mispriced_small_model_alerts_even_when_the_provider_day_is_within_the_threshold() -> None:
+    # Given a big model billed as metered and a small one whose output is billed 20% above the catalog
+    big = tokens(i=50_000_000, o=10_000_000)
+    small = tokens(i=100_000, o=2_000_000)
+    u1, c1 = billed(D1, big)
+    u2, c2 = billed(D1, small, {**PRICES, TokenKind.OUTPUT: Decimal("0.72")}, model="gpt-4o-mini")
+    meter = {D1: {MODEL: metered(big), "gpt-4o-mini": metered(small)}}
+    # When reconciled
+    rows = run(u1 + u2, c1 + c2, meter, end=D2)
+    (totals,) = day_totals(rows)
+    # Then the provider-day drift is under 2%, yet the model's price drift raises the drift alert
+    assert totals.price_drift_percent is not None
+    assert totals.price_drift_percent < 2
+    assert drift_alert_due(totals, T)
+    assert {r.model: r.cause for r in rows}["gpt-4o-mini"] is Cause.PRICE
