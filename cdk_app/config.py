@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from aws_cdk import RemovalPolicy
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from llmtally.api.config import web_origin
@@ -89,6 +89,14 @@ class AppConfig(BaseModel):
     archive_retention_days: int = Field(default=30, ge=0, le=3650)
     #: Whether the connection test may call Bedrock with the deployment's own credentials.
     bedrock_enabled: bool = True
+    #: Roles of producers that build users' providers (`provider_for_user`): the users' key policy
+    #: names them (and they attach `ProviderKeysPolicyArn`); no other producer may decrypt a key.
+    producer_role_arns: tuple[
+        Annotated[
+            str, StringConstraints(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$", max_length=600)
+        ],
+        ...,
+    ] = ()
     #: Keep tables, the user pool, the keys and the dashboard bucket on `cdk destroy` (data survives).
     retain_data: bool = True
     #: Aggregation freshness alarm: the stream's iterator age (seconds) above which it fires.
@@ -128,7 +136,7 @@ class AppConfig(BaseModel):
             raise ValueError(f"logRetentionDays must be one of {LOG_RETENTION_DAYS}")
         return value
 
-    @field_validator("allowed_web_origins", mode="before")
+    @field_validator("allowed_web_origins", "producer_role_arns", mode="before")
     @classmethod
     def _origins(cls, value: Any) -> Any:
         # `-c allowedWebOrigins=a,b` arrives as one string; cdk.json may hold a list.

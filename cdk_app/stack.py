@@ -10,12 +10,12 @@ from constructs import Construct
 from cdk_app.config import AppConfig
 from cdk_app.constructs.aggregation import Aggregation
 from cdk_app.constructs.alerts import Alerts
-from cdk_app.constructs.api import OAUTH_SCOPES, Api
+from cdk_app.constructs.api import OAUTH_SCOPES, Api, allow_secret_use
 from cdk_app.constructs.hosting import Hosting
 from cdk_app.constructs.ingestion import Ingestion
 from cdk_app.constructs.monitoring import Monitoring
 from cdk_app.constructs.producers import Producers
-from cdk_app.constructs.reconciliation import Reconciliation
+from cdk_app.constructs.reconciliation import Reconciliation, billing_secret_arn
 from llmtally.tables import RECONCILIATION, REJECTS, RESPONSE_CACHE, table_specs
 
 #: The stack's outputs, by name (docs/deploy.md, tests/infra).
@@ -26,6 +26,7 @@ OUTPUTS = (
     "EventBusArn",
     "IngestQueueUrl",
     "ProducerPolicyArn",
+    "ProviderKeysPolicyArn",
     "UserPoolId",
     "UserPoolClientId",
     "HostedUiUrl",
@@ -78,6 +79,7 @@ class LlmTallyStack(Stack):
             bus=ingestion.bus,
             queue=ingestion.queue,
             settings_table=api.settings_table,
+            secrets_key=api.secrets_key,
             response_cache_spec=specs[RESPONSE_CACHE],
         )
         hosting.deploy_site(
@@ -105,6 +107,14 @@ class LlmTallyStack(Stack):
             secrets_key=api.secrets_key,
             alert_topic=alerts.topic,
             api_role=api.function.role,
+        )
+        # The users' key names each role that uses it (cdk_app.constructs.api.allow_secret_use).
+        allow_secret_use(
+            api.secrets_key,
+            "ReconcilerReadsAdminKeys",
+            [reconciliation.function.role],
+            ["kms:Decrypt"],
+            billing_secret_arn(config).removesuffix("??????") + "*",
         )
         monitoring = Monitoring(
             self,
@@ -147,6 +157,12 @@ class LlmTallyStack(Stack):
             producers.policy.managed_policy_arn,
             "Attach to a producer's role: publish usage (bus or queue), budgets, the response cache",
             export=True,
+        )
+        output(
+            "ProviderKeysPolicyArn",
+            producers.provider_keys_policy.managed_policy_arn,
+            "Also attach to a producer role that calls provider_for_user (reads users' provider keys; list the "
+            "role in producerRoleArns)",
         )
         output("UserPoolId", api.user_pool.user_pool_id, "Create users here (admin-create-user)")
         output("UserPoolClientId", api.user_pool_client.user_pool_client_id, "The dashboard's app client")

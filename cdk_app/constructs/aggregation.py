@@ -95,8 +95,9 @@ class Aggregation(Construct):
     def evaluate_budgets(self, *, settings_table: dynamodb.ITable, bus: events.IEventBus) -> None:
         """After each commit the aggregator evaluates the tenants' budgets: the budget items and period
         ledgers (read, and updated in the rollup transaction), the alert records (written once, then
-        queried and marked published), a period's spend from the rollups, and the alert events on the
-        usage bus — only `BudgetThresholdCrossed` from `llmtally`."""
+        queried and marked published, or removed again when the bus refused the event), a period's
+        spend from the rollups, and the alert events on the usage bus — only `BudgetThresholdCrossed`
+        from `llmtally`."""
         self.function.add_to_role(
             iam.PolicyStatement(
                 actions=[
@@ -106,6 +107,8 @@ class Aggregation(Construct):
                     "dynamodb:PutItem",
                     "dynamodb:UpdateItem",
                     "dynamodb:ConditionCheckItem",
+                    # `delete_unpublished_alert`: an alert whose event the bus refused fires again on retry.
+                    "dynamodb:DeleteItem",
                 ],
                 resources=[settings_table.table_arn],
             ),

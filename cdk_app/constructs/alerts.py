@@ -28,6 +28,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk_app.config import AppConfig
+from cdk_app.constructs.api import allow_secret_use
 from cdk_app.constructs.bundling import NOTIFY_ASSET
 from cdk_app.constructs.functions import LlmTallyFunction
 from cdk_app.nag import acknowledge
@@ -139,6 +140,13 @@ class Alerts(Construct):
             ),
             # The delivery records (`llmtally.repositories.alert_deliveries`): one per alert and channel.
             iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:PutItem"], resources=[settings_table.table_arn]),
+        )
+        allow_secret_use(
+            secrets_key,
+            "NotifierReadsSlackWebhooks",
+            [self.function.role],
+            ["kms:Decrypt"],
+            webhook_secret_arn(config).removesuffix("??????") + "*",
         )
         acknowledge(
             self.function.role,

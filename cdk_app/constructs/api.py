@@ -76,6 +76,8 @@ class Api(Construct):
         self.settings_table = table_from_spec(self, "SettingsTable", specs[SETTINGS], retain=config.retain_data)
         removal = config.data_removal_policy
 
+        # The key policy administers the key for the account (no use of it) and names each role that
+        # may use it (`allow_secret_use`): the API, the connection test, the notifier, `producerRoleArns`.
         self.secrets_key = kms.Key(
             self,
             "SecretsKey",
@@ -83,6 +85,7 @@ class Api(Construct):
             description="Encrypts users' provider API keys in Secrets Manager",
             enable_key_rotation=True,
             removal_policy=removal,
+            policy=iam.PolicyDocument(statements=[key_administration()]),
         )
         secret_arn = f"arn:{Aws.PARTITION}:secretsmanager:{Aws.REGION}:{Aws.ACCOUNT_ID}:secret:{names.secrets_prefix}*"
         #: The same ARN as cdk-nag prints it (pseudo parameters in angle brackets).
@@ -96,7 +99,8 @@ class Api(Construct):
             "CursorSecret",
             secret_name=f"{config.prefix}/api/cursor-key",
             description="HMAC key of the read API's pagination cursors",
-            encryption_key=self.secrets_key,
+            # The AWS-managed key: CloudFormation reads it at deploy time with the deployer's access,
+            # and a customer-managed key here would have to let every principal of the account use it.
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 password_length=64, exclude_punctuation=True, include_space=False
             ),
@@ -139,8 +143,15 @@ class Api(Construct):
                 actions=["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem"],
                 resources=[rollups_table.table_arn],
             ),
+            # Settings, budgets and ledgers; alert records listed (Query); a budget removed (DeleteItem).
             iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:Query",
+                ],
                 resources=[self.settings_table.table_arn],
             ),
             # Keys are written, checked for existence and deleted — never read back (no GetSecretValue).
@@ -192,6 +203,25 @@ class Api(Construct):
                 actions=["kms:Decrypt"], resources=[self.secrets_key.key_arn], conditions=via_secrets_manager
             ),
         )
+        # The key's side: who may use it, for which secrets (the roles' own policies say the same).
+        allow_secret_use(
+            self.secrets_key,
+            "ApiWritesUsersSecrets",
+            [self.function.role],
+            ["kms:GenerateDataKey", "kms:Decrypt"],
+            secret_arn,
+        )
+        allow_secret_use(
+            self.secrets_key, "ConnectionTestReadsProviderKeys", [self.connection_test.role], ["kms:Decrypt"], key_arn
+        )
+        if config.producer_role_arns:
+            allow_secret_use(
+                self.secrets_key,
+                "ProducersReadProviderKeys",
+                [iam.ArnPrincipal(arn) for arn in config.producer_role_arns],
+                ["kms:Decrypt"],
+                key_arn,
+            )
         if config.bedrock_enabled:
             self.connection_test.add_to_role(
                 iam.PolicyStatement(
@@ -376,6 +406,63 @@ class Api(Construct):
     def api_url(self) -> str:
         """`https://{id}.execute-api.{region}.amazonaws.com` (no trailing slash)."""
         return self.http_api.api_endpoint
+
+
+#: What the account (its administrators, through IAM) may do with the users' key: manage it, never
+#: use it — no Encrypt/Decrypt/GenerateDataKey/ReEncrypt, and no CreateGrant (a grant would give use).
+KEY_ADMINISTRATION_ACTIONS = (
+    "kms:CancelKeyDeletion",
+    "kms:CreateAlias",
+    "kms:DeleteAlias",
+    "kms:DescribeKey",
+    "kms:DisableKey",
+    "kms:DisableKeyRotation",
+    "kms:EnableKey",
+    "kms:EnableKeyRotation",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListAliases",
+    "kms:ListGrants",
+    "kms:ListKeyPolicies",
+    "kms:ListResourceTags",
+    "kms:PutKeyPolicy",
+    "kms:RevokeGrant",
+    "kms:RotateKeyOnDemand",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:UpdateAlias",
+    "kms:UpdateKeyDescription",
+)
+
+
+def key_administration() -> iam.PolicyStatement:
+    """The account administers the key (and so passes KMS's lock-out check) but cannot use it."""
+    return iam.PolicyStatement(
+        sid="KeyAdministration",
+        principals=[iam.AccountRootPrincipal()],
+        actions=list(KEY_ADMINISTRATION_ACTIONS),
+        resources=["*"],  # in a key policy, `*` is this key
+    )
+
+
+def allow_secret_use(
+    key: kms.IKey, sid: str, principals: list[iam.IPrincipal], actions: list[str], secret_arns: str
+) -> None:
+    """Let `principals` use the users' key through Secrets Manager, for secrets matching `secret_arns`
+    (Secrets Manager puts the secret's ARN in the encryption context of every data key)."""
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid=sid,
+            principals=principals,
+            actions=actions,
+            resources=["*"],
+            conditions={
+                "StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"},
+                "StringLike": {"kms:EncryptionContext:SecretARN": secret_arns},
+            },
+        )
+    )
 
 
 def _json_format(fields: dict[str, str]) -> str:

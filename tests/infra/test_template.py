@@ -59,7 +59,7 @@ def test_resource_counts(assertions: Template) -> None:
         "AWS::SecretsManager::Secret": 1,
         "AWS::S3::Bucket": 2,
         "AWS::CloudFront::Distribution": 1,
-        "AWS::IAM::ManagedPolicy": 1,
+        "AWS::IAM::ManagedPolicy": 2,
         "AWS::SNS::Topic": 2,
         "AWS::Lambda::EventInvokeConfig": 1,
         "AWS::CloudWatch::Dashboard": 1,
@@ -270,7 +270,8 @@ def test_secrets_key_rotation_and_cursor_secret(synthesized: Synthesized) -> Non
     assert all(key["Properties"]["EnableKeyRotation"] is True for key in keys.values())
     (secret,) = synthesized.resources("AWS::SecretsManager::Secret").values()
     assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] == 64
-    assert secret["Properties"]["KmsKeyId"]["Fn::GetAtt"][0] in keys
+    # The AWS-managed key: the users' key is for users' secrets, and names who may use it.
+    assert "KmsKeyId" not in secret["Properties"]
     _, api = _function(synthesized, "api")
     cursor = api["Properties"]["Environment"]["Variables"]["LLMTALLY_API_CURSOR_SECRET"]
     # A dynamic reference, resolved by CloudFormation at deploy time: the value is never in the template.
@@ -334,10 +335,30 @@ def test_producer_policy_publishes_only(synthesized: Synthesized) -> None:
             "Sid": "SendUsageMessages",
         },
         {
-            "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            "Action": "dynamodb:GetItem",
             "Effect": "Allow",
             "Resource": {"Fn::GetAtt": [settings_id, "Arn"]},
-            "Sid": "EnforceBudgets",
+            "Sid": "ReadBudgets",
+        },
+        {
+            "Action": "dynamodb:UpdateItem",
+            # Reservations and settlements touch the period ledger's attributes only.
+            "Condition": {
+                "ForAllValues:StringEquals": {
+                    "dynamodb:Attributes": [
+                        "user_id",
+                        "setting_type",
+                        "holds",
+                        "outstanding_nanos",
+                        "spent_nanos",
+                        "expires_at",
+                    ]
+                },
+                "StringEqualsIfExists": {"dynamodb:ReturnValues": ["NONE"]},
+            },
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [settings_id, "Arn"]},
+            "Sid": "ReserveOnLedgers",
         },
         {
             "Action": ["dynamodb:GetItem", "dynamodb:PutItem"],
@@ -346,6 +367,41 @@ def test_producer_policy_publishes_only(synthesized: Synthesized) -> None:
             "Sid": "ResponseCache",
         },
     ]
+
+
+def test_provider_keys_policy_reads_provider_keys_only(synthesized: Synthesized) -> None:
+    _, policy = synthesized.one("AWS::IAM::ManagedPolicy", ManagedPolicyName=f"{NAMES.prefix}-provider-keys")
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    (read,) = [s for s in statements if s["Sid"] == "ReadProviderKeys"]
+    assert read["Action"] == "secretsmanager:GetSecretValue"
+    assert json.dumps(read["Resource"]).endswith(f':secret:{NAMES.secrets_prefix}*/llm/*"]]}}')
+    (decrypt,) = [s for s in statements if s["Sid"] == "DecryptProviderKeys"]
+    assert decrypt["Action"] == "kms:Decrypt"
+    assert "kms:ViaService" in decrypt["Condition"]["StringEquals"]
+    assert {s["Sid"] for s in statements} == {"ReadProviderKeys", "DecryptProviderKeys"}
+
+
+def test_the_users_key_policy_names_its_users(synthesized: Synthesized) -> None:
+    (key,) = [
+        k
+        for k in synthesized.resources("AWS::KMS::Key").values()
+        if "provider API keys" in k["Properties"]["Description"]
+    ]
+    by_sid = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    # The account administers the key; the API, the connection test and the notifier use it, by role.
+    assert set(by_sid) == {
+        "KeyAdministration",
+        "ApiWritesUsersSecrets",
+        "ConnectionTestReadsProviderKeys",
+        "NotifierReadsSlackWebhooks",
+        "ReconcilerReadsAdminKeys",
+    }
+    assert "kms:Decrypt" not in by_sid["KeyAdministration"]["Action"]
+    assert "kms:CreateGrant" not in by_sid["KeyAdministration"]["Action"]
+    for sid in set(by_sid) - {"KeyAdministration"}:
+        assert "Fn::GetAtt" in by_sid[sid]["Principal"]["AWS"], sid
+    assert by_sid["ConnectionTestReadsProviderKeys"]["Action"] == "kms:Decrypt"
+    # No producer may decrypt by default (producerRoleArns names them: tests/iam/test_static.py)
 
 
 def test_outputs(synthesized: Synthesized) -> None:
