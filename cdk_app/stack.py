@@ -106,6 +106,7 @@ class LlmTallyStack(Stack):
             bus=ingestion.bus,
             secrets_key=api.secrets_key,
             alert_topic=alerts.topic,
+            notifier=alerts.function.function,
             api_role=api.function.role,
         )
         # The users' key names each role that uses it (cdk_app.constructs.api.allow_secret_use).

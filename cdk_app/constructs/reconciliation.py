@@ -4,7 +4,8 @@ EventBridge Scheduler invokes the function once a day (06:00 UTC: the providers'
 then) with a retry policy; what still fails lands in the failure queue (alarmed in Monitoring with the
 function's errors). The function reads the tenants' admin keys (`{prefix}/users/*/billing/*` only),
 the rollups, Cost Explorer (when Bedrock reconciliation is on), writes its table and puts
-`ReconciliationAlert` events on the usage bus; a rule sends them to the alert topic (e-mail).
+`ReconciliationAlert` events on the usage bus; a rule sends them to the alert topic (e-mail) and to the
+budget alerts' notifier (the user's Slack webhook).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_sns as sns
@@ -27,8 +29,9 @@ from cdk_app.constructs.functions import LlmTallyFunction
 from cdk_app.constructs.tables import table_from_spec
 from cdk_app.nag import acknowledge
 from llmtally.events import Provider
-from llmtally.reconcile.alerts import ALERT_DETAIL_TYPE, ALERT_SOURCE, EMAIL_FIELDS, EMAIL_TEMPLATE
+from llmtally.reconcile.alerts import EMAIL_FIELDS, EMAIL_TEMPLATE
 from llmtally.tables import TableSpec
+from llmtally.topology import reconciliation_alerts_rule_pattern
 
 RECONCILE_ASSET = AssetSpec("reconcile", PIPELINE_REQUIREMENTS)
 #: A run reads a few days of reports per tenant: minutes at most.
@@ -58,6 +61,7 @@ class Reconciliation(Construct):
         bus: events.IEventBus,
         secrets_key: kms.IKey,
         alert_topic: sns.ITopic,
+        notifier: lambda_.IFunction,
         api_role: iam.IRole,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -149,13 +153,14 @@ class Reconciliation(Construct):
             ),
         )
 
+        pattern = reconciliation_alerts_rule_pattern()
         self.rule = events.Rule(
             self,
             "AlertsRule",
             rule_name=names.reconciliation_alerts_rule,
             event_bus=bus,
-            description="Reconciliation alerts (drift, unmetered spend) to the alert topic",
-            event_pattern=events.EventPattern(source=[ALERT_SOURCE], detail_type=[ALERT_DETAIL_TYPE]),
+            description="Reconciliation alerts (drift, unmetered spend) to the alert topic and the Slack notifier",
+            event_pattern=events.EventPattern(source=pattern["source"], detail_type=pattern["detail-type"]),
             targets=[
                 targets.SnsTopic(
                     alert_topic,
@@ -165,6 +170,10 @@ class Reconciliation(Construct):
                     dead_letter_queue=self.failures,
                     retry_attempts=20,
                     max_event_age=Duration.hours(6),
-                )
+                ),
+                # The Slack notifier of budget alerts posts these too (deduped by alert id).
+                targets.LambdaFunction(
+                    notifier, dead_letter_queue=self.failures, retry_attempts=20, max_event_age=Duration.hours(6)
+                ),
             ],
         )

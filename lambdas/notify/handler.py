@@ -1,4 +1,4 @@
-"""EventBridge `BudgetThresholdCrossed` → the user's Slack webhook (`llmtally.notify.AlertNotifier`).
+"""EventBridge `BudgetThresholdCrossed` and `ReconciliationAlert` → the user's Slack webhook (`llmtally.notify`).
 
 Invoked asynchronously by the alerts rule. A failure that a retry may fix (Slack 429/5xx, a timeout,
 a storage error) raises: Lambda retries twice, then the event goes to the alerts failure queue. An
@@ -19,6 +19,7 @@ from llmtally import notify
 from llmtally.budgets import ALERT_DETAIL_TYPE, ALERT_SOURCE
 from llmtally.metric_names import ALERT_DELIVERIES_FAILED
 from llmtally.observability import logger, metrics, tracer
+from llmtally.reconcile.alerts import ALERT_DETAIL_TYPE as RECONCILIATION_DETAIL_TYPE
 
 _OUTCOME_METRICS = {
     "posted": "SlackAlertsPosted",
@@ -38,6 +39,8 @@ def notifier() -> notify.AlertNotifier:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
+    if event.get("source") == ALERT_SOURCE and event.get("detail-type") == RECONCILIATION_DETAIL_TYPE:
+        return _reconciliation(event)
     if event.get("source") != ALERT_SOURCE or event.get("detail-type") != ALERT_DETAIL_TYPE:
         metrics.add_metric(name="AlertEventsIgnored", unit=MetricUnit.Count, value=1)
         logger.warning("not a budget alert; ignored", extra={"detail_type": str(event.get("detail-type"))[:64]})
@@ -71,6 +74,29 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, s
         logger.info("no webhook: the user stored no Slack webhook; nothing to post")
     else:
         logger.info(f"budget alert {outcome}")
+    return {"outcome": outcome}
+
+
+def _reconciliation(event: dict[str, Any]) -> dict[str, str]:
+    """A `ReconciliationAlert` (docs/reconciliation.md): the same Slack delivery, deduped by `alert_id`."""
+    try:
+        notice = notify.ReconciliationEnvelope.model_validate(event).detail
+    except ValidationError as exc:
+        metrics.add_metric(name="AlertEventsInvalid", unit=MetricUnit.Count, value=1)
+        logger.error(
+            "reconciliation alert event breaks the contract; it goes to the failure queue",
+            extra={"event_id": str(event.get("id"))[:64], "errors": exc.error_count()},
+        )
+        raise
+    logger.append_keys(alert_id=notice.alert_id, user_id=notice.user_id)
+    try:
+        outcome = notifier().deliver_reconciliation(notice)
+    except notify.SlackDeliveryError as exc:
+        metrics.add_metric(name="SlackAlertsFailed", unit=MetricUnit.Count, value=1)
+        logger.warning("Slack delivery failed; Lambda retries it", extra={"error": str(exc)})
+        raise
+    metrics.add_metric(name=_OUTCOME_METRICS[outcome], unit=MetricUnit.Count, value=1)
+    logger.info(f"reconciliation alert {outcome}")
     return {"outcome": outcome}
 
 

@@ -26,7 +26,7 @@ import logging
 import re
 import urllib.error
 import urllib.request
-from datetime import datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
@@ -231,6 +231,53 @@ def email_text(detail: dict[str, Any]) -> str:
     return EMAIL_TEMPLATE.format(**{name: detail[name] for name in EMAIL_FIELDS})
 
 
+# -- reconciliation alerts (docs/reconciliation.md) ------------------------------------------------
+
+
+class ReconciliationNotice(BaseModel):
+    """The `ReconciliationAlert` detail as the deliveries read it (`llmtally.reconcile.alerts.alert_detail`, v1)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_version: Literal[1]
+    alert_id: str = Field(min_length=1, max_length=256)
+    user_id: str = Field(pattern=USER_ID_PATTERN)
+    provider: Literal["anthropic", "openai", "google", "bedrock"]
+    day: date
+    kind: Literal["drift", "unmetered"]
+    message: str = Field(min_length=1, max_length=2000)
+    amount_display: str = Field(max_length=32)
+
+
+class ReconciliationEnvelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    id: str | None = None
+    source: str
+    detail_type: str = Field(alias="detail-type")
+    detail: ReconciliationNotice
+
+
+def reconciliation_slack_payload(notice: ReconciliationNotice) -> dict[str, Any]:
+    """The webhook body of a reconciliation alert: the one-line message, then the figures' context."""
+    text = _slack_escape(notice.message)
+    what = "Unmetered spend" if notice.kind == "unmetered" else "Price drift"
+    return {
+        "text": text,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*{what}*\n{_slack_escape(notice.amount_display)}"},
+                    {"type": "mrkdwn", "text": f"*Day (UTC)*\n{notice.day.isoformat()}"},
+                ],
+            },
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": _slack_escape(f"alert {notice.alert_id}")}]},
+        ],
+    }
+
+
 # -- Slack -----------------------------------------------------------------------------------------
 
 
@@ -319,4 +366,29 @@ class AlertNotifier:
             )
             return "refused"
         self._deliveries.mark_delivered(notice.user_id, notice.period, notice.threshold_percent, "slack")
+        return "posted"
+
+    def deliver_reconciliation(self, notice: ReconciliationNotice) -> Outcome:
+        """Like `deliver`, for a reconciliation alert (deduped by its `alert_id`)."""
+        if self._deliveries.was_delivered_id(notice.user_id, notice.alert_id, "slack"):
+            return "duplicate"
+        url = self._secrets.get_slack_webhook(notice.user_id)
+        if url is None:
+            return "no_webhook"
+        try:
+            check_slack_webhook_url(url.get_secret_value(), allowed_prefix=self._settings.slack_webhook_allowed_prefix)
+        except ValueError:
+            logger.warning("stored Slack webhook is not an allowed URL; not posted", extra={"user_id": notice.user_id})
+            return "refused"
+        try:
+            post_to_slack(url, reconciliation_slack_payload(notice))
+        except SlackDeliveryError as exc:
+            if exc.retryable:
+                raise
+            logger.warning(
+                "Slack refused the alert; the webhook needs attention",
+                extra={"user_id": notice.user_id, "status": exc.status},
+            )
+            return "refused"
+        self._deliveries.mark_delivered_id(notice.user_id, notice.alert_id, "slack")
         return "posted"

@@ -44,6 +44,13 @@ def alerts_rule_pattern() -> dict[str, Any]:
     return {"source": [ALERT_SOURCE], "detail-type": [ALERT_DETAIL_TYPE]}
 
 
+def reconciliation_alerts_rule_pattern() -> dict[str, Any]:
+    """The rule that routes reconciliation alerts (drift, unmetered spend) to their deliveries."""
+    from llmtally.reconcile.alerts import ALERT_DETAIL_TYPE as RECONCILIATION_DETAIL_TYPE
+
+    return {"source": [EVENT_SOURCE], "detail-type": [RECONCILIATION_DETAIL_TYPE]}
+
+
 #: The notifier is invoked asynchronously: Lambda tries an event three times (two retries).
 NOTIFY_MAX_RETRY_ATTEMPTS: Final = 2
 NOTIFY_FUNCTION_TIMEOUT_SECONDS: Final = 15
@@ -201,3 +208,20 @@ def provision_alerts(events_client: Any, sns_client: Any, sqs_client: Any, topo:
         Rule=topo.rule_name, EventBusName=topo.bus_name, Targets=[{"Id": "notify-local", "Arn": queue_arn}]
     )
     return ProvisionedAlerts(topic_arn, queue_url, queue_arn)
+
+
+def provision_reconciliation_alerts(events_client: Any, names: ResourceNames, local_queue_arn: str) -> None:
+    """Locally: route reconciliation alerts to the alerts' local queue (drained into the notifier), as the
+    deployed rule routes them to the alert topic and the notifier (idempotent; after `provision_alerts`)."""
+    events_client.put_rule(
+        Name=names.reconciliation_alerts_rule,
+        EventBusName=names.event_bus,
+        EventPattern=json.dumps(reconciliation_alerts_rule_pattern()),
+        State="ENABLED",
+    )
+    events_client.put_targets(
+        Rule=names.reconciliation_alerts_rule,
+        EventBusName=names.event_bus,
+        Targets=[{"Id": "notify-local", "Arn": local_queue_arn}],
+    )
+

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from llmtally.reconcile.alerts import ALERT_DETAIL_TYPE, ALERT_SOURCE
 from llmtally.resources import ResourceNames
+from llmtally.topology import reconciliation_alerts_rule_pattern
 from tests.infra.conftest import Synthesized
 
 pytestmark = pytest.mark.xdist_group("infra")
@@ -69,11 +69,15 @@ def test_the_function_reads_only_admin_keys_and_writes_only_its_table(synthesize
     assert by_action["events:PutEvents"]["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
 
 
-def test_reconciliation_alerts_go_to_the_alert_topic(synthesized: Synthesized) -> None:
+def test_reconciliation_alerts_go_to_the_alert_topic_and_the_slack_notifier(synthesized: Synthesized) -> None:
     _, rule = synthesized.one("AWS::Events::Rule", Name=NAMES.reconciliation_alerts_rule)
     props = rule["Properties"]
-    assert props["EventPattern"] == {"source": [ALERT_SOURCE], "detail-type": [ALERT_DETAIL_TYPE]}
+    assert props["EventPattern"] == reconciliation_alerts_rule_pattern()
     topic_id, _ = synthesized.one("AWS::SNS::Topic", TopicName=NAMES.alerts_topic)
-    (target,) = props["Targets"]
-    assert target["Arn"] == {"Ref": topic_id}
-    assert "$.detail.message" in json.dumps(target["InputTransformer"])
+    notify_id, _ = synthesized.one("AWS::Lambda::Function", FunctionName=f"{NAMES.prefix}-notify")
+    failures_id, _ = synthesized.one("AWS::SQS::Queue", QueueName=NAMES.reconcile_failures)
+    by_arn = {json.dumps(target["Arn"]): target for target in props["Targets"]}
+    assert set(by_arn) == {json.dumps({"Ref": topic_id}), json.dumps({"Fn::GetAtt": [notify_id, "Arn"]})}
+    assert "$.detail.message" in json.dumps(by_arn[json.dumps({"Ref": topic_id})]["InputTransformer"])
+    for target in by_arn.values():
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [failures_id, "Arn"]}}

@@ -90,12 +90,15 @@ def _alert_events_via_queue(
     import json
 
     from llmtally.notify import email_text
+    from llmtally.reconcile.alerts import ALERT_DETAIL_TYPE as RECONCILIATION_DETAIL_TYPE
 
     def invoke(event: dict[str, Any], context: Any) -> Any:
         for record in event.get("Records", []):
             alert_event = json.loads(record["body"])
             detail = alert_event.get("detail")
-            if isinstance(detail, dict):
+            if alert_event.get("detail-type") == RECONCILIATION_DETAIL_TYPE and isinstance(detail, dict):
+                logger.warning("reconciliation alert: %s", str(detail.get("message", ""))[:2000])
+            elif isinstance(detail, dict):
                 try:
                     # WARNING: `llmtally local` shows warnings and up; an alert is what the user waits for
                     logger.warning("budget alert e-mail: %s", email_text(detail))
@@ -226,7 +229,13 @@ class LocalStack:
     def _provision(self) -> None:
         from llmtally.aws import client
         from llmtally.tables import create_tables
-        from llmtally.topology import alerts_topology, provision_alerts, provision_messaging, topology
+        from llmtally.topology import (
+            alerts_topology,
+            provision_alerts,
+            provision_messaging,
+            provision_reconciliation_alerts,
+            topology,
+        )
 
         names = ResourceNames(self.config.prefix)
         create_tables(client("dynamodb"), names)
@@ -239,6 +248,7 @@ class LocalStack:
         self._queue_arn = provisioned.queue_arn
         self._stream_arn = client("dynamodb").describe_table(TableName=names.usage_table)["Table"]["LatestStreamArn"]
         alerts = provision_alerts(client("events"), client("sns"), client("sqs"), alerts_topology(names))
+        provision_reconciliation_alerts(client("events"), names, alerts.queue_arn)
         self._alerts_queue = (alerts.queue_url, alerts.queue_arn)
 
     def _start_runners(self, handlers: dict[str, Callable[[dict[str, Any], Any], Any]]) -> None:

@@ -2,7 +2,8 @@
 
 Item: `user_id`, `setting_type` = `alert_delivery#{channel}#{period}#{percent:04d}` (one per alert —
 `BudgetAlert.alert_id` is `{user}:{period}:{percent}` — and channel), `delivered_at`, `expires_at`
-(TTL, a year and a month on: an alert never repeats after its period).
+(TTL, a year and a month on: an alert never repeats after its period). Reconciliation alerts are
+recorded by their id: `alert_delivery#{channel}#id#{alert_id}`.
 
 The notifier reads the record before it posts and writes it after, so a repeated event is dropped
 once a delivery succeeded; two deliveries of one event racing each other may both post (rare, and a
@@ -40,3 +41,18 @@ class AlertDeliveryRepository(SettingsRepository):
             "expires_at": int(time.time()) + DELIVERY_TTL_S,
         }
         self._call("put_item", TableName=self._table, Item=self._serialize(item))
+
+    # -- alerts keyed by their id (reconciliation alerts: `{user}:{provider}:{day}:{kind}`) -------------
+
+    def was_delivered_id(self, user_id: str, alert_id: str, channel: str) -> bool:
+        return self._get(user_id, f"{DELIVERY_PREFIX}{channel}#id#{alert_id}") is not None
+
+    def mark_delivered_id(self, user_id: str, alert_id: str, channel: str) -> None:
+        item = {
+            "user_id": user_id,
+            "setting_type": f"{DELIVERY_PREFIX}{channel}#id#{alert_id}",
+            "delivered_at": format_timestamp(datetime.now(UTC)),
+            "expires_at": int(time.time()) + DELIVERY_TTL_S,
+        }
+        self._call("put_item", TableName=self._table, Item=self._serialize(item))
+
