@@ -35,6 +35,7 @@ from llmtally.events import Provider, TokenCounts, UsageSource
 from llmtally.instrumentation._core import OTHER, Defaults, Outcome, Patches, defaults_of, raw_aware
 from llmtally.instrumentation.stats import STATS
 from llmtally.providers.openai import ledger as chat_ledger
+from llmtally.providers.openai import responses_ledger
 
 _PATCHES: Final = Patches()
 #: Responses stream events that carry the final Response (with its usage).
@@ -71,26 +72,6 @@ def lookup(resource: Any) -> Defaults | None:
         STATS.add("unmetered")
         return None
     return defaults
-
-
-def responses_ledger(usage: Any) -> TokenCounts:
-    """Map the Responses API's ResponseUsage onto the canonical ledger (its totals include the details)."""
-    if usage is None:
-        return TokenCounts()
-    input_details, output_details = usage.input_tokens_details, usage.output_tokens_details
-    cached = (input_details.cached_tokens or 0) if input_details else 0
-    written = (getattr(input_details, "cache_write_tokens", 0) or 0) if input_details else 0
-    reasoning = (output_details.reasoning_tokens or 0) if output_details else 0
-    cached = min(cached, usage.input_tokens)
-    written = min(written, usage.input_tokens - cached)
-    reasoning = min(reasoning, usage.output_tokens)
-    return TokenCounts(
-        input_tokens=usage.input_tokens - cached - written,
-        cache_read_tokens=cached,
-        cache_write_tokens=written,
-        output_tokens=usage.output_tokens - reasoning,
-        reasoning_tokens=reasoning,
-    )
 
 
 def _request_id(stream: Any) -> str | None:

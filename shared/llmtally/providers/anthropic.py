@@ -19,11 +19,11 @@ $0 success.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from llmtally.events import Provider, TokenCounts, UsageSource
-from llmtally.providers.base import ChatCall, KeyedProvider, RawResult, StreamPiece
+from llmtally.providers.base import ChatCall, KeyedProvider, RawResult, StreamPiece, StreamReader
 from llmtally.providers.errors import (
     ErrorType,
     ProviderError,
@@ -55,6 +55,17 @@ class AnthropicProvider(KeyedProvider["anthropic.Anthropic"]):
             timeout=self.timeout,
         )
 
+    def _build_async_client(self) -> anthropic.AsyncAnthropic:
+        import anthropic
+
+        return anthropic.AsyncAnthropic(
+            api_key=self._api_key,
+            base_url=self._base_url,
+            http_client=self._async_http_client,
+            max_retries=0,
+            timeout=self.timeout,
+        )
+
     # -- requests -----------------------------------------------------------------------------
 
     def _params(self, call: ChatCall) -> dict[str, Any]:
@@ -79,50 +90,18 @@ class AnthropicProvider(KeyedProvider["anthropic.Anthropic"]):
         return params
 
     def _complete(self, call: ChatCall) -> RawResult:
-        message = self.client.messages.create(**self._params(call))
-        text = "".join(block.text for block in message.content if block.type == "text")
-        return RawResult(
-            text=text,
-            model=message.model,
-            tokens=ledger(message.usage),
-            request_id=message._request_id,
-            stop_reason=message.stop_reason,
-            filtered=message.stop_reason in FILTERED_STOP_REASONS,
-            raw=message.model_dump(mode="json", exclude_none=True),
-        )
+        return _result(self.client.messages.create(**self._params(call)))
 
-    def _stream(self, call: ChatCall) -> Iterator[StreamPiece]:
+    async def _acomplete(self, call: ChatCall) -> RawResult:
+        return _result(await self.aclient.messages.create(**self._params(call)))
+
+    def _open_stream(self, call: ChatCall) -> tuple[Iterable[Any], StreamReader]:
         stream = self.client.messages.create(**self._params(call), stream=True)
-        usage: dict[str, Any] = {}
-        final_usage = False
-        model, stop_reason = call.model, None
-        request_id = stream.response.headers.get("request-id")
-        try:
-            for event in stream:
-                if event.type == "content_block_delta":
-                    if event.delta.type == "text_delta":
-                        yield event.delta.text
-                elif event.type == "message_start":
-                    model = event.message.model
-                    usage = event.message.usage.model_dump(exclude_none=True)
-                    yield ledger_from_dict(usage)
-                elif event.type == "message_delta":
-                    usage.update(event.usage.model_dump(exclude_none=True))
-                    final_usage = True
-                    stop_reason = event.delta.stop_reason or stop_reason
-                    yield ledger_from_dict(usage)
-        finally:
-            stream.close()
-        yield RawResult(
-            text="",
-            model=model,
-            tokens=ledger_from_dict(usage),
-            request_id=request_id,
-            stop_reason=stop_reason,
-            filtered=stop_reason in FILTERED_STOP_REASONS,
-            raw={"usage": usage, "stop_reason": stop_reason},
-            usage_source=UsageSource.REPORTED if final_usage else UsageSource.MISSING,
-        )
+        return stream, _StreamReader(call.model, stream.response.headers.get("request-id"))
+
+    async def _aopen_stream(self, call: ChatCall) -> tuple[AsyncIterator[Any], StreamReader]:
+        stream = await self.aclient.messages.create(**self._params(call), stream=True)
+        return stream, _StreamReader(call.model, stream.response.headers.get("request-id"))
 
     def _check_model(self, model: str) -> None:
         self.client.models.retrieve(model)
@@ -165,6 +144,57 @@ class AnthropicProvider(KeyedProvider["anthropic.Anthropic"]):
         if isinstance(exc, anthropic.APIResponseValidationError):
             return make_error(ErrorType.UNAVAILABLE, code="invalid_response", **common)
         return None
+
+
+def _result(message: Any) -> RawResult:
+    text = "".join(block.text for block in message.content if block.type == "text")
+    return RawResult(
+        text=text,
+        model=message.model,
+        tokens=ledger(message.usage),
+        request_id=message._request_id,
+        stop_reason=message.stop_reason,
+        filtered=message.stop_reason in FILTERED_STOP_REASONS,
+        raw=message.model_dump(mode="json", exclude_none=True),
+    )
+
+
+class _StreamReader:
+    """A Messages stream's events: text deltas, the usage of `message_start` then `message_delta`."""
+
+    def __init__(self, model: str, request_id: str | None) -> None:
+        self.usage: dict[str, Any] = {}
+        self.final_usage = False
+        self.model = model
+        self.stop_reason: str | None = None
+        self.request_id = request_id
+
+    def feed(self, event: Any) -> Iterable[StreamPiece]:
+        if event.type == "content_block_delta":
+            if event.delta.type == "text_delta":
+                return (event.delta.text,)
+        elif event.type == "message_start":
+            self.model = event.message.model
+            self.usage = event.message.usage.model_dump(exclude_none=True)
+            return (ledger_from_dict(self.usage),)
+        elif event.type == "message_delta":
+            self.usage.update(event.usage.model_dump(exclude_none=True))
+            self.final_usage = True
+            self.stop_reason = event.delta.stop_reason or self.stop_reason
+            return (ledger_from_dict(self.usage),)
+        return ()
+
+    def result(self) -> RawResult:
+        return RawResult(
+            text="",
+            model=self.model,
+            tokens=ledger_from_dict(self.usage),
+            request_id=self.request_id,
+            stop_reason=self.stop_reason,
+            filtered=self.stop_reason in FILTERED_STOP_REASONS,
+            raw={"usage": self.usage, "stop_reason": self.stop_reason},
+            usage_source=UsageSource.REPORTED if self.final_usage else UsageSource.MISSING,
+        )
 
 
 def ledger(usage: anthropic.types.Usage) -> TokenCounts:

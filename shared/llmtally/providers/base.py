@@ -5,18 +5,25 @@ its usage mapping; this class does the rest the same way for every provider: req
 bounded retries with backoff for retryable errors (the SDKs' own retries are switched off so
 these are the only ones), latency, pricing with the price book, and the content-filter check.
 No SDK is imported here: each adapter imports its SDK the first time its client is needed.
+
+Every call has an async twin (`agenerate`, `astream`) on the SDK's async client, sharing this
+class's machinery: the request shaping, the retry decision and the stream's folding
+(`_StreamFold`) are one code path; only the waiting differs (`await`, `asyncio.sleep`).
+Adapters describe a stream as an event source plus a `StreamReader` that turns each SDK event
+into pieces, so the sync and async streams of one adapter read events the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, Protocol, TypedDict, TypeVar
 
 from llmtally.events import Provider, TokenCounts, UsageSource
 from llmtally.pricing import PriceBook
@@ -129,7 +136,31 @@ StreamPiece = str | TokenCounts | RawResult
 StreamItem = str | LLMUsage
 
 
-class LLMStream:
+class _StreamView:
+    """What a finished (or abandoned) stream tells: shared by `LLMStream` and `LLMAsyncStream`."""
+
+    _state: _StreamState
+
+    @property
+    def response(self) -> ProviderResponse | None:
+        return self._state.response
+
+    @property
+    def usage(self) -> LLMUsage | None:
+        return self._state.response.usage if self._state.response else None
+
+    @property
+    def usage_source(self) -> UsageSource | None:
+        """Where the final usage came from, once the stream is done (None before)."""
+        return self._state.response.usage_source if self._state.response else None
+
+    @property
+    def partial_tokens(self) -> TokenCounts | None:
+        """The last usage the provider reported mid-stream (what an abandoned stream had consumed)."""
+        return self._state.partial
+
+
+class LLMStream(_StreamView):
     """Iterate for text chunks; the last item is the call's `LLMUsage`. `response` is set once done.
 
     Closing the stream early (break, `close()`) closes the provider's connection too. A stream that
@@ -164,23 +195,49 @@ class LLMStream:
             if isinstance(item, str):
                 yield item
 
-    @property
-    def response(self) -> ProviderResponse | None:
-        return self._state.response
 
-    @property
-    def usage(self) -> LLMUsage | None:
-        return self._state.response.usage if self._state.response else None
+class LLMAsyncStream(_StreamView):
+    """`LLMStream` for `async for`: text chunks, then the call's `LLMUsage`.
 
-    @property
-    def usage_source(self) -> UsageSource | None:
-        """Where the final usage came from, once the stream is done (None before)."""
-        return self._state.response.usage_source if self._state.response else None
+    Leave it early with `async with` or `await aclose()`: that closes the provider's connection
+    and finishes the call (tracked once). A task cancelled while it waits for a chunk gets its
+    `CancelledError`; the stream's tracking and budget settle as for a stream closed early.
+    """
 
-    @property
-    def partial_tokens(self) -> TokenCounts | None:
-        """The last usage the provider reported mid-stream (what an abandoned stream had consumed)."""
-        return self._state.partial
+    def __init__(self, items: AsyncIterator[StreamItem], state: _StreamState) -> None:
+        self._items = items
+        self._state = state
+
+    def __aiter__(self) -> LLMAsyncStream:
+        return self
+
+    async def __anext__(self) -> StreamItem:
+        return await self._items.__anext__()
+
+    async def __aenter__(self) -> LLMAsyncStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    async def text_chunks(self) -> AsyncIterator[str]:
+        """Only the text (the usage is still recorded on `response`)."""
+        async for item in self:
+            if isinstance(item, str):
+                yield item
+
+
+class StreamReader(Protocol):
+    """An adapter's reading of one stream: each SDK event in, pieces out; then the final result."""
+
+    def feed(self, event: Any) -> Iterable[StreamPiece]: ...
+
+    def result(self) -> RawResult: ...
 
 
 @dataclass(slots=True)
@@ -208,6 +265,7 @@ class LLMProvider(ABC):
         retry: RetryPolicy | None = None,
         price_book: PriceBook | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
@@ -218,6 +276,7 @@ class LLMProvider(ABC):
         self.retry = retry or RetryPolicy()
         self._price_book = price_book
         self._sleep = sleep
+        self._asleep = asleep
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -272,6 +331,41 @@ class LLMProvider(ABC):
         state = _StreamState(model=call.model)
         return LLMStream(self._stream_items(call, state), state)
 
+    async def agenerate(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        cache: bool | CacheTTL | None = None,
+        **extra: Any,
+    ) -> ProviderResponse:
+        """`generate` on the SDK's async client (same request, retries, usage and errors)."""
+        call = self._call(prompt, messages, system, model, max_tokens, temperature, cache, extra)
+        started = time.perf_counter()
+        result = await self._awith_retries(call, lambda: self._acomplete(call))
+        return self._finish(call, result, started)
+
+    def astream(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        cache: bool | CacheTTL | None = None,
+        **extra: Any,
+    ) -> LLMAsyncStream:
+        """`stream` for `async for` (the request is sent on the first `__anext__`)."""
+        call = self._call(prompt, messages, system, model, max_tokens, temperature, cache, extra)
+        state = _StreamState(model=call.model)
+        return LLMAsyncStream(self._astream_items(call, state), state)
+
     def test_connection(self, model: str | None = None, *, generate: bool = False) -> ConnectionTestResult:
         """Check the key and that `model` is available, for free where the provider allows it.
 
@@ -297,8 +391,39 @@ class LLMProvider(ABC):
     def _complete(self, call: ChatCall) -> RawResult: ...
 
     @abstractmethod
+    async def _acomplete(self, call: ChatCall) -> RawResult: ...
+
+    @abstractmethod
+    def _open_stream(self, call: ChatCall) -> tuple[Iterable[Any], StreamReader]:
+        """Send a stream request: the SDK's event iterable and the reader of its events."""
+
+    @abstractmethod
+    async def _aopen_stream(self, call: ChatCall) -> tuple[AsyncIterator[Any], StreamReader]:
+        """`_open_stream` on the async client."""
+
     def _stream(self, call: ChatCall) -> Iterator[StreamPiece]:
         """Yield text, optionally partial `TokenCounts`, and finally one `RawResult` (text may be empty)."""
+        events, reader = self._open_stream(call)
+        try:
+            for event in events:
+                yield from reader.feed(event)
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+        yield reader.result()
+
+    async def _astream(self, call: ChatCall) -> AsyncIterator[StreamPiece]:
+        events, reader = await self._aopen_stream(call)
+        try:
+            async for event in events:
+                for piece in reader.feed(event):
+                    yield piece
+        finally:
+            close = getattr(events, "aclose", None) or getattr(events, "close", None)
+            if close is not None:
+                await close()
+        yield reader.result()
 
     @abstractmethod
     def _check_model(self, model: str) -> None:
@@ -363,22 +488,37 @@ class LLMProvider(ABC):
             raise exc
         return mapped
 
+    def _retry_delay(self, call: ChatCall, exc: Exception, attempt: int) -> float:
+        """Seconds to wait before retrying after `exc`; raises the mapped error when no retry is due."""
+        error = self._mapped(exc, call.model)
+        if not error.retryable or attempt >= self.retry.max_attempts:
+            raise error from None
+        delay = self.retry.delay(attempt, error)
+        logger.info(
+            "retrying %s call",
+            self.name,
+            extra={"provider": self.name, "error_type": error.error_type.value, "attempt": attempt, "delay": delay},
+        )
+        return delay
+
     def _with_retries(self, call: ChatCall, attempt_once: Callable[[], RawResult]) -> RawResult:
         attempt = 1
         while True:
             try:
                 return attempt_once()
-            except Exception as exc:  # mapped or re-raised below
-                error = self._mapped(exc, call.model)
-            if not error.retryable or attempt >= self.retry.max_attempts:
-                raise error from None
-            delay = self.retry.delay(attempt, error)
-            logger.info(
-                "retrying %s call",
-                self.name,
-                extra={"provider": self.name, "error_type": error.error_type.value, "attempt": attempt, "delay": delay},
-            )
+            except Exception as exc:  # mapped or re-raised
+                delay = self._retry_delay(call, exc, attempt)
             self._sleep(delay)
+            attempt += 1
+
+    async def _awith_retries(self, call: ChatCall, attempt_once: Callable[[], Awaitable[RawResult]]) -> RawResult:
+        attempt = 1
+        while True:
+            try:
+                return await attempt_once()
+            except Exception as exc:  # mapped or re-raised (CancelledError is not an Exception)
+                delay = self._retry_delay(call, exc, attempt)
+            await self._asleep(delay)
             attempt += 1
 
     def _usage(self, result: RawResult, latency_ms: int) -> LLMUsage:
@@ -417,7 +557,7 @@ class LLMProvider(ABC):
         )
 
     def _stream_items(self, call: ChatCall, state: _StreamState) -> Iterator[StreamItem]:
-        started = time.perf_counter()
+        fold = _StreamFold(self, call, state)
         pieces: Iterator[StreamPiece] | None = None
         first: StreamPiece | None = None
 
@@ -425,28 +565,17 @@ class LLMProvider(ABC):
             nonlocal pieces, first
             pieces = iter(self._stream(call))
             first = next(pieces, None)
-            return RawResult(text="", model=call.model, tokens=TokenCounts())
+            return fold.placeholder
 
         self._with_retries(call, open_stream)
         assert pieces is not None
-        text: list[str] = []
-        final: RawResult | None = None
         try:
             piece = first
             while piece is not None:
-                if isinstance(piece, str):
-                    if piece:
-                        text.append(piece)
-                        yield piece
-                elif isinstance(piece, TokenCounts):
-                    state.partial = piece
-                else:
-                    final = piece
-                    state.partial = piece.tokens
-                try:
-                    piece = next(pieces)
-                except StopIteration:
-                    piece = None
+                text = fold.take(piece)
+                if text:
+                    yield text
+                piece = next(pieces, None)
         except ProviderError:
             raise
         except Exception as exc:  # a failure mid-stream: map it, no retry
@@ -455,6 +584,72 @@ class LLMProvider(ABC):
             close = getattr(pieces, "close", None)
             if close is not None:
                 close()
+        yield fold.finish()
+
+    async def _astream_items(self, call: ChatCall, state: _StreamState) -> AsyncIterator[StreamItem]:
+        fold = _StreamFold(self, call, state)
+        pieces: AsyncIterator[StreamPiece] | None = None
+        first: StreamPiece | None = None
+
+        async def open_stream() -> RawResult:
+            nonlocal pieces, first
+            pieces = self._astream(call)
+            first = await anext(pieces, None)
+            return fold.placeholder
+
+        await self._awith_retries(call, open_stream)
+        assert pieces is not None
+        try:
+            piece = first
+            while piece is not None:
+                text = fold.take(piece)
+                if text:
+                    yield text
+                piece = await anext(pieces, None)
+        except ProviderError:
+            raise
+        except Exception as exc:  # a failure mid-stream: map it, no retry
+            raise self._mapped(exc, call.model) from None
+        finally:
+            aclose = getattr(pieces, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        yield fold.finish()
+
+
+class _StreamFold:
+    """The pieces of one stream folded into its text, partial usage and final response (sync and async)."""
+
+    __slots__ = ("call", "final", "provider", "started", "state", "text")
+
+    def __init__(self, provider: LLMProvider, call: ChatCall, state: _StreamState) -> None:
+        self.provider = provider
+        self.call = call
+        self.state = state
+        self.started = time.perf_counter()
+        self.text: list[str] = []
+        self.final: RawResult | None = None
+
+    @property
+    def placeholder(self) -> RawResult:
+        return RawResult(text="", model=self.call.model, tokens=TokenCounts())
+
+    def take(self, piece: StreamPiece) -> str | None:
+        """The text to hand on, if the piece is text; usage pieces are kept."""
+        if isinstance(piece, str):
+            if piece:
+                self.text.append(piece)
+                return piece
+        elif isinstance(piece, TokenCounts):
+            self.state.partial = piece
+        else:
+            self.final = piece
+            self.state.partial = piece.tokens
+        return None
+
+    def finish(self) -> LLMUsage:
+        call, state = self.call, self.state
+        final = self.final
         if final is None:
             # The adapter never produced a result: whatever usage was seen is all there is.
             final = RawResult(
@@ -465,13 +660,13 @@ class LLMProvider(ABC):
             # usage-missing, and this line says it happened.
             logger.warning(
                 "%s stream ended without usage",
-                self.name,
-                extra={"provider": self.name, "model": final.model or call.model},
+                self.provider.name,
+                extra={"provider": self.provider.name, "model": final.model or call.model},
             )
-        final.text = "".join(text)
-        response = self._finish(call, final, started)
+        final.text = "".join(self.text)
+        response = self.provider._finish(call, final, self.started)
         state.response = response
-        yield response.usage
+        return response.usage
 
 
 ClientT = TypeVar("ClientT")
@@ -489,6 +684,7 @@ class KeyedProvider(LLMProvider, Generic[ClientT]):
         api_key: str,
         *,
         http_client: httpx2.Client | None = None,
+        async_http_client: httpx2.AsyncClient | None = None,
         base_url: str | None = None,
         **options: Any,
     ) -> None:
@@ -497,8 +693,10 @@ class KeyedProvider(LLMProvider, Generic[ClientT]):
         super().__init__(**options)
         self._api_key = api_key
         self._http_client = http_client
+        self._async_http_client = async_http_client
         self._base_url = base_url
         self._sdk_client: ClientT | None = None
+        self._async_sdk_client: Any = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r})"
@@ -510,9 +708,20 @@ class KeyedProvider(LLMProvider, Generic[ClientT]):
             self._sdk_client = self._build_client()
         return self._sdk_client
 
+    @property
+    def aclient(self) -> Any:
+        """The SDK's async client, built on first use (`async_http_client` swaps its transport)."""
+        if self._async_sdk_client is None:
+            self._async_sdk_client = self._build_async_client()
+        return self._async_sdk_client
+
     @abstractmethod
     def _build_client(self) -> ClientT:
         """The SDK client, with the SDK's own retries off (llmtally retries) and `self.timeout`."""
+
+    @abstractmethod
+    def _build_async_client(self) -> Any:
+        """The SDK's async client, configured as `_build_client`'s."""
 
     def _secrets(self) -> tuple[str, ...]:
         return (self._api_key,)

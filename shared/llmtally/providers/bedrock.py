@@ -8,6 +8,14 @@ Usage mapping (Converse `TokenUsage`; `inputTokens` EXCLUDES cache tokens):
 Streams report the same `usage` in their final `metadata` event; a stream that ends without it
 is a call whose usage is missing (`usage_source=missing`), never a $0 success.
 
+Async (`agenerate`, `astream`): boto3 is synchronous, so each blocking botocore call — the request,
+and each read of a stream's next event — runs on a bounded thread pool shared by all Bedrock
+providers of the process (`ASYNC_WORKERS` threads; `executor=` to bring your own). aiobotocore
+was considered and not taken: it pins botocore to its own release train (boto3 follows), adds
+aiohttp, and would have to be kept out of every Lambda asset; a pool of threads around the
+client already in use keeps one botocore, one credential chain and one set of stubs
+(docs/providers.md, "Async").
+
 The clients are built here rather than by `llmtally.aws.client`: generation needs a long read
 timeout and no botocore retries (llmtally retries), which the shared client config does not have.
 Pass `client=` (bedrock-runtime) and `control_client=` (bedrock) to inject your own.
@@ -15,11 +23,15 @@ Pass `client=` (bedrock-runtime) and `control_client=` (bedrock) to inject your 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Final
+import asyncio
+import functools
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, Final, TypeVar
 
 from llmtally.events import Provider, TokenCounts, UsageSource
-from llmtally.providers.base import ChatCall, LLMProvider, RawResult, StreamPiece
+from llmtally.providers.base import ChatCall, LLMProvider, RawResult, StreamPiece, StreamReader
 from llmtally.providers.errors import (
     ErrorType,
     ProviderError,
@@ -47,6 +59,22 @@ _CODES: Final[dict[str, ErrorType]] = {
 }
 #: Inference-profile ids start with a geography (`us.anthropic…`); base model ids do not.
 _PROFILE_PREFIXES: Final = ("us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca.")
+#: Threads of the process-wide pool that runs boto3's blocking calls for the async API. A call
+#: holds a thread only while botocore waits on the network (a whole request, or one stream read),
+#: so this bounds concurrent Bedrock requests in flight, not the number of awaiting tasks.
+ASYNC_WORKERS: Final = 64
+
+T = TypeVar("T")
+_pool_lock = threading.Lock()
+_pool: list[ThreadPoolExecutor] = []
+
+
+def async_executor() -> Executor:
+    """The shared pool (created on first async use, so a sync-only process starts no thread)."""
+    with _pool_lock:
+        if not _pool:
+            _pool.append(ThreadPoolExecutor(max_workers=ASYNC_WORKERS, thread_name_prefix="llmtally-bedrock"))
+        return _pool[0]
 
 
 class BedrockProvider(LLMProvider):
@@ -60,12 +88,14 @@ class BedrockProvider(LLMProvider):
         client: Any = None,
         control_client: Any = None,
         region: str | None = None,
+        executor: Executor | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
         self._runtime = client
         self._control = control_client
         self._region = region
+        self._executor = executor
 
     def __repr__(self) -> str:
         return f"BedrockProvider(model={self.model!r})"
@@ -116,48 +146,25 @@ class BedrockProvider(LLMProvider):
         params.update(call.extra)
         return params
 
-    def _complete(self, call: ChatCall) -> RawResult:
-        response = self.client.converse(**self._params(call))
-        content = response.get("output", {}).get("message", {}).get("content", [])
-        stop = response.get("stopReason")
-        return RawResult(
-            text="".join(block["text"] for block in content if "text" in block),
-            model=call.model,
-            tokens=ledger(response.get("usage")),
-            request_id=response.get("ResponseMetadata", {}).get("RequestId"),
-            stop_reason=stop,
-            filtered=stop in FILTERED_STOP_REASONS,
-            raw={k: v for k, v in response.items() if k != "ResponseMetadata"},
-        )
+    async def _offload(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking botocore call on the pool, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor or async_executor(), functools.partial(fn, *args, **kwargs))
 
-    def _stream(self, call: ChatCall) -> Iterator[StreamPiece]:
+    def _complete(self, call: ChatCall) -> RawResult:
+        return _result(self.client.converse(**self._params(call)), call)
+
+    async def _acomplete(self, call: ChatCall) -> RawResult:
+        return _result(await self._offload(self.client.converse, **self._params(call)), call)
+
+    def _open_stream(self, call: ChatCall) -> tuple[Iterable[Any], StreamReader]:
         response = self.client.converse_stream(**self._params(call))
-        request_id = response.get("ResponseMetadata", {}).get("RequestId")
-        stream = response["stream"]
-        usage: dict[str, Any] | None = None
-        stop = None
-        try:
-            for event in stream:
-                if "contentBlockDelta" in event:
-                    text = event["contentBlockDelta"].get("delta", {}).get("text")
-                    if text:
-                        yield text
-                elif "messageStop" in event:
-                    stop = event["messageStop"].get("stopReason")
-                elif "metadata" in event:
-                    usage = event["metadata"].get("usage")
-        finally:
-            stream.close()
-        yield RawResult(
-            text="",
-            model=call.model,
-            tokens=ledger(usage),
-            request_id=request_id,
-            stop_reason=stop,
-            filtered=stop in FILTERED_STOP_REASONS,
-            raw={"usage": usage, "stopReason": stop},
-            usage_source=UsageSource.REPORTED if usage is not None else UsageSource.MISSING,
-        )
+        return response["stream"], _StreamReader(call.model, response.get("ResponseMetadata", {}).get("RequestId"))
+
+    async def _aopen_stream(self, call: ChatCall) -> tuple[AsyncIterator[Any], StreamReader]:
+        response = await self._offload(self.client.converse_stream, **self._params(call))
+        reader = _StreamReader(call.model, response.get("ResponseMetadata", {}).get("RequestId"))
+        return _OffloadedEvents(self, response["stream"]), reader
 
     def _check_model(self, model: str) -> None:
         if model.startswith(_PROFILE_PREFIXES) or model.startswith("arn:"):
@@ -195,6 +202,77 @@ class BedrockProvider(LLMProvider):
                 **common,
             )
         return None
+
+
+_END: Final = object()
+
+
+class _OffloadedEvents:
+    """A botocore event stream read on the pool: each blocking read of the next event off the loop."""
+
+    def __init__(self, provider: BedrockProvider, stream: Any) -> None:
+        self._provider = provider
+        self._stream = stream
+        self._events = iter(stream)
+
+    def __aiter__(self) -> _OffloadedEvents:
+        return self
+
+    async def __anext__(self) -> Any:
+        event = await self._provider._offload(next, self._events, _END)
+        if event is _END:
+            raise StopAsyncIteration
+        return event
+
+    async def aclose(self) -> None:
+        await self._provider._offload(self._stream.close)
+
+
+def _result(response: dict[str, Any], call: ChatCall) -> RawResult:
+    content = response.get("output", {}).get("message", {}).get("content", [])
+    stop = response.get("stopReason")
+    return RawResult(
+        text="".join(block["text"] for block in content if "text" in block),
+        model=call.model,
+        tokens=ledger(response.get("usage")),
+        request_id=response.get("ResponseMetadata", {}).get("RequestId"),
+        stop_reason=stop,
+        filtered=stop in FILTERED_STOP_REASONS,
+        raw={k: v for k, v in response.items() if k != "ResponseMetadata"},
+    )
+
+
+class _StreamReader:
+    """ConverseStream's events: text deltas, the stop reason, the final `metadata` usage."""
+
+    def __init__(self, model: str, request_id: str | None) -> None:
+        self.model = model
+        self.request_id = request_id
+        self.usage: dict[str, Any] | None = None
+        self.stop: str | None = None
+
+    def feed(self, event: dict[str, Any]) -> Iterable[StreamPiece]:
+        if "contentBlockDelta" in event:
+            text = event["contentBlockDelta"].get("delta", {}).get("text")
+            if text:
+                return (text,)
+        elif "messageStop" in event:
+            self.stop = event["messageStop"].get("stopReason")
+        elif "metadata" in event:
+            self.usage = event["metadata"].get("usage")
+        return ()
+
+    def result(self) -> RawResult:
+        return RawResult(
+            text="",
+            model=self.model,
+            tokens=ledger(self.usage),
+            request_id=self.request_id,
+            stop_reason=self.stop,
+            filtered=self.stop in FILTERED_STOP_REASONS,
+            raw={"usage": self.usage, "stopReason": self.stop},
+            usage_source=UsageSource.REPORTED if self.usage is not None else UsageSource.MISSING,
+        )
 
 
 def ledger(usage: dict[str, Any] | None) -> TokenCounts:

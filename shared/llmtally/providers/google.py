@@ -16,11 +16,11 @@ metadata: otherwise (no finish, or a finish without usage) the call's usage is m
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from llmtally.events import Provider, TokenCounts, UsageSource
-from llmtally.providers.base import ChatCall, KeyedProvider, RawResult, StreamPiece
+from llmtally.providers.base import ChatCall, KeyedProvider, RawResult, StreamPiece, StreamReader
 from llmtally.providers.errors import (
     ErrorType,
     ProviderError,
@@ -62,8 +62,13 @@ class GoogleProvider(KeyedProvider["genai.Client"]):
                 timeout=int(self.timeout * 1000),  # milliseconds
                 retry_options=types.HttpRetryOptions(attempts=1),  # llmtally retries
                 httpx_client=self._http_client,
+                httpx_async_client=self._async_http_client,
             ),
         )
+
+    def _build_async_client(self) -> Any:
+        # One genai client holds both: `client.aio` is its async side (same key, options, transports).
+        return self.client.aio
 
     def _request(self, call: ChatCall) -> tuple[list[types.Content], types.GenerateContentConfig]:
         from google.genai import types
@@ -83,54 +88,22 @@ class GoogleProvider(KeyedProvider["genai.Client"]):
 
     def _complete(self, call: ChatCall) -> RawResult:
         contents, config = self._request(call)
-        response = self.client.models.generate_content(model=call.model, contents=contents, config=config)
-        text, finish = _text_and_finish(response)
-        blocked = response.prompt_feedback is not None and response.prompt_feedback.block_reason is not None
-        return RawResult(
-            text=text,
-            model=response.model_version or call.model,
-            tokens=ledger(response.usage_metadata),
-            request_id=response.response_id,
-            stop_reason=finish,
-            filtered=blocked or finish in FILTERED_FINISH_REASONS,
-            raw=response.model_dump(mode="json", exclude_none=True),
-        )
+        return _result(self.client.models.generate_content(model=call.model, contents=contents, config=config), call)
 
-    def _stream(self, call: ChatCall) -> Iterator[StreamPiece]:
+    async def _acomplete(self, call: ChatCall) -> RawResult:
+        contents, config = self._request(call)
+        response = await self.aclient.models.generate_content(model=call.model, contents=contents, config=config)
+        return _result(response, call)
+
+    def _open_stream(self, call: ChatCall) -> tuple[Iterable[Any], StreamReader]:
         contents, config = self._request(call)
         chunks = self.client.models.generate_content_stream(model=call.model, contents=contents, config=config)
-        totals: dict[str, int] = dict.fromkeys(_USAGE_FIELDS, 0)
-        hop: dict[str, int] = {}
-        model, finish, request_id, blocked = call.model, None, None, False
-        finished = final_usage = False
-        for chunk in chunks:
-            model = chunk.model_version or model
-            request_id = chunk.response_id or request_id
-            text, chunk_finish = _text_and_finish(chunk)
-            if text:
-                yield text
-            if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason is not None:
-                blocked = True
-            ends = bool(chunk_finish) and chunk_finish != "CONTINUATION"
-            if ends:
-                finished, final_usage = True, False
-            if chunk.usage_metadata is not None:
-                hop = {f: getattr(chunk.usage_metadata, f) or 0 for f in _USAGE_FIELDS}
-                final_usage = final_usage or finished
-                yield _ledger_from_counts(_add(totals, hop))
-            if chunk_finish:
-                finish = chunk_finish
-            if chunk_finish == "CONTINUATION":  # the next hop is a new, separately billed request
-                totals, hop = _add(totals, hop), {}
-        yield RawResult(
-            text="",
-            model=model,
-            tokens=_ledger_from_counts(_add(totals, hop)),
-            request_id=request_id,
-            stop_reason=finish,
-            filtered=blocked or finish in FILTERED_FINISH_REASONS,
-            usage_source=UsageSource.REPORTED if final_usage else UsageSource.MISSING,
-        )
+        return chunks, _StreamReader(call.model)
+
+    async def _aopen_stream(self, call: ChatCall) -> tuple[AsyncIterator[Any], StreamReader]:
+        contents, config = self._request(call)
+        chunks = await self.aclient.models.generate_content_stream(model=call.model, contents=contents, config=config)
+        return chunks, _StreamReader(call.model)
 
     def _check_model(self, model: str) -> None:
         self.client.models.get(model=model)
@@ -167,6 +140,64 @@ class GoogleProvider(KeyedProvider["genai.Client"]):
                 **common,
             )
         return None
+
+
+def _result(response: types.GenerateContentResponse, call: ChatCall) -> RawResult:
+    text, finish = _text_and_finish(response)
+    blocked = response.prompt_feedback is not None and response.prompt_feedback.block_reason is not None
+    return RawResult(
+        text=text,
+        model=response.model_version or call.model,
+        tokens=ledger(response.usage_metadata),
+        request_id=response.response_id,
+        stop_reason=finish,
+        filtered=blocked or finish in FILTERED_FINISH_REASONS,
+        raw=response.model_dump(mode="json", exclude_none=True),
+    )
+
+
+class _StreamReader:
+    """A Gemini stream's chunks: text, usage per hop (added up across continuations), the finish."""
+
+    def __init__(self, model: str) -> None:
+        self.totals: dict[str, int] = dict.fromkeys(_USAGE_FIELDS, 0)
+        self.hop: dict[str, int] = {}
+        self.model = model
+        self.finish: str | None = None
+        self.request_id: str | None = None
+        self.blocked = self.finished = self.final_usage = False
+
+    def feed(self, chunk: Any) -> Iterable[StreamPiece]:
+        pieces: list[StreamPiece] = []
+        self.model = chunk.model_version or self.model
+        self.request_id = chunk.response_id or self.request_id
+        text, chunk_finish = _text_and_finish(chunk)
+        if text:
+            pieces.append(text)
+        if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason is not None:
+            self.blocked = True
+        if bool(chunk_finish) and chunk_finish != "CONTINUATION":
+            self.finished, self.final_usage = True, False
+        if chunk.usage_metadata is not None:
+            self.hop = {f: getattr(chunk.usage_metadata, f) or 0 for f in _USAGE_FIELDS}
+            self.final_usage = self.final_usage or self.finished
+            pieces.append(_ledger_from_counts(_add(self.totals, self.hop)))
+        if chunk_finish:
+            self.finish = chunk_finish
+        if chunk_finish == "CONTINUATION":  # the next hop is a new, separately billed request
+            self.totals, self.hop = _add(self.totals, self.hop), {}
+        return pieces
+
+    def result(self) -> RawResult:
+        return RawResult(
+            text="",
+            model=self.model,
+            tokens=_ledger_from_counts(_add(self.totals, self.hop)),
+            request_id=self.request_id,
+            stop_reason=self.finish,
+            filtered=self.blocked or self.finish in FILTERED_FINISH_REASONS,
+            usage_source=UsageSource.REPORTED if self.final_usage else UsageSource.MISSING,
+        )
 
 
 def _text_and_finish(response: types.GenerateContentResponse) -> tuple[str, str | None]:
