@@ -137,6 +137,7 @@ class LlmTallyStack(Stack):
             },
             aggregate=aggregation.function,
             http_api=api.http_api,
+            alert_topic=alerts.topic,
         )
 
         def output(name: str, value: str, description: str, *, export: bool = False) -> None:

@@ -71,6 +71,7 @@ class Monitoring(Construct):
         dead_letter_queues: Mapping[str, sqs.IQueue],
         aggregate: LlmTallyFunction,
         http_api: apigw.HttpApi,
+        alert_topic: sns.ITopic | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.key = kms.Key(
@@ -171,6 +172,14 @@ class Monitoring(Construct):
             f"(with at least {config.api_error_rate_min_requests} requests): storage failures the function answers "
             "503, integration errors and timeouts — none of them a Lambda error",
         )
+        if alert_topic is not None:
+            # The e-mail half of alert delivery: SNS's own count of notifications it gave up on.
+            alarm(
+                "alert-email-failures",
+                alert_topic.metric_number_of_notifications_failed(period=_PERIOD, statistic="Sum"),
+                0,
+                "The budget alert topic failed to deliver notifications to a subscription (e-mail or other)",
+            )
 
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{config.prefix}-llmtally")
         pipeline = [
@@ -217,10 +226,12 @@ class Monitoring(Construct):
                 title="API latency (p99)", left=[http_api.metric_latency(period=_PERIOD, statistic="p99")], width=12
             ),
         )
-        handled = [
+        handled: list[cloudwatch.IMetric] = [
             self._powertools_metric(config, name)
             for name in (*(metric for metric, _, _ in HANDLED_FAILURE_ALARMS.values()), names.API_SERVER_ERRORS)
         ]
+        if alert_topic is not None:
+            handled.append(alert_topic.metric_number_of_notifications_failed(period=_PERIOD, statistic="Sum"))
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Handled failures (not Lambda errors)", left=handled, right=[self.api_error_rate], width=24

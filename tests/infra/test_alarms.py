@@ -113,6 +113,20 @@ def test_api_5xx_rate_and_iterator_age_follow_the_context(custom: Synthesized) -
     assert alarm(custom, "aggregate-iterator-age")["Threshold"] == 120_000
 
 
+def test_alert_email_failures_alarm_reads_the_alert_topics_failed_notifications(synthesized: Synthesized) -> None:
+    # The e-mail half of alert delivery runs no code of ours: SNS counts what it gave up on.
+    props = alarm(synthesized, "alert-email-failures")
+    topic_id, _ = synthesized.one("AWS::SNS::Topic", TopicName=f"{NAMES.prefix}-budget-alerts")
+    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == (
+        "AWS/SNS",
+        "NumberOfNotificationsFailed",
+        "Sum",
+    )
+    assert props["Dimensions"] == [{"Name": "TopicName", "Value": {"Fn::GetAtt": [topic_id, "TopicName"]}}]
+    assert (props["ComparisonOperator"], props["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert props["AlarmActions"] == [alarm_topic(synthesized)]
+
+
 def test_iterator_age_alarm_reads_the_aggregate_functions_stream_lag(synthesized: Synthesized) -> None:
     props = alarm(synthesized, "aggregate-iterator-age")
     aggregate_id, _ = synthesized.one("AWS::Lambda::Function", FunctionName=f"{NAMES.prefix}-aggregate")

@@ -430,7 +430,13 @@ def test_alarms_and_topic(synthesized: Synthesized) -> None:
     # The handled failures (tests/infra/test_alarms.py)
     expected |= {
         f"{NAMES.prefix}-{name}"
-        for name in ("api-5xx-rate", "ingest-transient-failures", "aggregate-batch-failures", "alert-delivery-failures")
+        for name in (
+            "api-5xx-rate",
+            "ingest-transient-failures",
+            "aggregate-batch-failures",
+            "alert-delivery-failures",
+            "alert-email-failures",
+        )
     }
     assert names == expected
     topic_id, topic = synthesized.one("AWS::SNS::Topic", TopicName=f"{NAMES.prefix}-alarms")
