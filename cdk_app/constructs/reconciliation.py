@@ -24,6 +24,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk_app.config import AppConfig
+from cdk_app.constructs.api import allow_secret_use
 from cdk_app.constructs.bundling import PIPELINE_REQUIREMENTS, AssetSpec
 from cdk_app.constructs.functions import LlmTallyFunction
 from cdk_app.constructs.tables import table_from_spec
@@ -118,6 +119,10 @@ class Reconciliation(Construct):
             "Admin keys are named `{prefix}/users/{user_id}/billing/{provider}` (created at run time, ARN suffixed "
             "by AWS); ListSecrets and Cost Explorer's GetCostAndUsage support no resource-level permissions.",
             applies_to=[f"Resource::{billing_secret_arn(config, as_nag_prints_it=True)}", "Resource::*"],
+        )
+        # The key's side (its policy names each role that may use it): the admin keys' secrets only.
+        allow_secret_use(
+            secrets_key, "ReconcileReadsAdminKeys", [self.function.role], ["kms:Decrypt"], billing_secret_arn(config)
         )
         # The API reads the rows (Query) and the alert records of its tenants.
         api_role.add_to_principal_policy(
