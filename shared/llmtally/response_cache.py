@@ -12,12 +12,16 @@ Entries live in the response-cache table (`llmtally.repositories.response_cache`
 (an hour by default). DynamoDB's TTL deletes lazily (up to days late; moto never), so an entry
 past its `expires_at` is treated as absent by the lookup, never served.
 
+The async forms (`alookup`, `astore`) run the same code off the event loop (`asyncio.to_thread`):
+the repository is boto3's, and boto3 stays in the repositories.
+
 A cache problem never breaks a call: lookups and stores that fail are logged (without the prompt,
 the answer or any key) and counted in `CacheStats`; the call then goes to the provider as usual.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -257,6 +261,14 @@ class ResponseCache:
             return False
         self.stats.count("stores" if stored else "skipped_too_large")
         return stored
+
+    async def alookup(self, user_id: str, key: str) -> CachedAnswer | None:
+        """`lookup` off the event loop."""
+        return await asyncio.to_thread(self.lookup, user_id, key)
+
+    async def astore(self, user_id: str, key: str, response: ProviderResponse) -> bool:
+        """`store` off the event loop."""
+        return await asyncio.to_thread(self.store, user_id, key, response)
 
     def _failed(self, action: str, exc: Exception, user_id: str) -> None:
         self.stats.count("failures")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from llmtally.providers.anthropic import AnthropicProvider
 from llmtally.providers.base import (
     CacheTTL,
+    LLMAsyncStream,
     LLMProvider,
     LLMStream,
     Message,
@@ -37,7 +38,13 @@ from llmtally.providers.fallback import FallbackProvider, RoutingPolicy
 from llmtally.providers.google import GoogleProvider
 from llmtally.providers.openai import OpenAIProvider
 from llmtally.providers.tracking import TrackedProvider, UsageSink, track
-from llmtally.providers.user import LLMPreferences, PreferencesStore, SecretKeyStore, provider_for_user
+from llmtally.providers.user import (
+    LLMPreferences,
+    PreferencesStore,
+    SecretKeyStore,
+    aprovider_for_user,
+    provider_for_user,
+)
 
 __all__ = [
     "AnthropicProvider",
@@ -50,6 +57,7 @@ __all__ = [
     "FallbackProvider",
     "GoogleProvider",
     "InvalidRequestError",
+    "LLMAsyncStream",
     "LLMPreferences",
     "LLMProvider",
     "LLMProviderFactory",
@@ -68,6 +76,7 @@ __all__ = [
     "TrackedProvider",
     "UnavailableError",
     "UsageSink",
+    "aprovider_for_user",
     "provider_for_user",
     "track",
 ]

@@ -20,14 +20,23 @@ aggregator brings the call's event into the rollups (the event carries the ledge
 `metadata`, see `llmtally.budgets.STRICT_PERIOD_METADATA`). So N concurrent strict callers can never
 commit more than the limit: each one's real cost is at most its reservation. Streams too: their
 reservation is settled when the stream ends or is closed.
+
+Async (`agenerate`, `astream`): the same decisions on the same code. The budget state, the
+reservation, a switch target's construction and the settlement are storage calls (boto3, in the
+repositories): they run off the event loop (`asyncio.to_thread`), except a fresh cached state
+that needs no decision beyond "go ahead". `astream` decides when it is first iterated, so its
+`BudgetExceededError` comes from the first `__anext__` (no request is made). A task cancelled
+mid-call or mid-stream settles its reservation (what the provider had billed that is known: none
+for a cancelled call) before the `CancelledError` propagates; its one event comes from tracking.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
@@ -45,9 +54,18 @@ from llmtally.budgets import (
 from llmtally.events import MetadataValue, Provider
 from llmtally.money import NANOS_PER_USD, nanos_to_usd
 from llmtally.pricing import CostSource, default_price_book
-from llmtally.providers.base import DEFAULT_MAX_TOKENS, LLMStream, Message, ProviderResponse, StreamItem
+from llmtally.providers.base import (
+    DEFAULT_MAX_TOKENS,
+    LLMAsyncStream,
+    LLMStream,
+    Message,
+    ProviderResponse,
+    StreamItem,
+    _StreamState,
+)
 from llmtally.providers.errors import ProviderError
 from llmtally.providers.tracking import TrackedProvider
+from llmtally.responses import LLMUsage
 
 logger = logging.getLogger("llmtally.providers.budget")
 
@@ -142,6 +160,14 @@ class BudgetGuard:
             self._cache[user_id] = _Cached(status, now + self._ttl)
         return status
 
+    def peek(self, user_id: str) -> tuple[bool, BudgetStatus | None]:
+        """(True, status) when a fresh cached status is at hand, else (False, None): no storage call."""
+        with self._lock:
+            hit = self._cache.get(user_id)
+        if hit is not None and hit.until > self._clock():
+            return True, hit.status
+        return False, None
+
     def invalidate(self, user_id: str | None = None) -> None:
         with self._lock:
             if user_id is None:
@@ -235,13 +261,43 @@ class BudgetedProvider:
         metadata: Mapping[str, MetadataValue] | None = None,
         **kwargs: Any,
     ) -> ProviderResponse:
-        status = self.guard.status(self.user_id)
         call: dict[str, Any] = {"messages": messages, "system": system, "max_tokens": max_tokens, **kwargs}
-        if status is not None and status.budget.strict:
-            provider, chosen, reservation, tagged = self._reserve(status, prompt, model, metadata, call)
-            return self._settled(provider, reservation, prompt, chosen, tagged, call)
-        provider, routed = self._route(status, model)
-        return provider.generate(prompt, model=routed, metadata=metadata, **call)
+        admitted = self._admit(prompt, model, metadata, call)
+        if admitted.reservation is None:
+            return admitted.provider.generate(prompt, model=admitted.model, metadata=admitted.metadata, **call)
+        try:
+            response = admitted.provider.generate(prompt, model=admitted.model, metadata=admitted.metadata, **call)
+        except BaseException as exc:
+            self._settle(admitted.reservation, _billed_by(exc))
+            raise
+        self._settle(admitted.reservation, _billed(response.usage))
+        return response
+
+    async def agenerate(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        **kwargs: Any,
+    ) -> ProviderResponse:
+        """`generate` on the provider's async calls; storage off the event loop (see the module doc)."""
+        call: dict[str, Any] = {"messages": messages, "system": system, "max_tokens": max_tokens, **kwargs}
+        admitted = await self._aadmit(prompt, model, metadata, call)
+        if admitted.reservation is None:
+            return await admitted.provider.agenerate(prompt, model=admitted.model, metadata=admitted.metadata, **call)
+        try:
+            response = await admitted.provider.agenerate(
+                prompt, model=admitted.model, metadata=admitted.metadata, **call
+            )
+        except BaseException as exc:  # CancelledError included: settled, then propagated
+            await self._asettle(admitted.reservation, _billed_by(exc))
+            raise
+        await self._asettle(admitted.reservation, _billed(response.usage))
+        return response
 
     def stream(
         self,
@@ -255,17 +311,90 @@ class BudgetedProvider:
         **kwargs: Any,
     ) -> LLMStream:
         """Like `generate`; under strict mode the reservation is settled when the stream ends (or is closed)."""
-        status = self.guard.status(self.user_id)
         call: dict[str, Any] = {"messages": messages, "system": system, "max_tokens": max_tokens, **kwargs}
-        if status is not None and status.budget.strict:
-            provider, chosen, reservation, tagged = self._reserve(status, prompt, model, metadata, call)
-            inner = provider.stream(prompt, model=chosen, metadata=tagged, **call)
-            return LLMStream(self._settling(inner, reservation), inner._state)
-        provider, routed = self._route(status, model)
-        return provider.stream(prompt, model=routed, metadata=metadata, **call)
+        admitted = self._admit(prompt, model, metadata, call)
+        inner = admitted.provider.stream(prompt, model=admitted.model, metadata=admitted.metadata, **call)
+        if admitted.reservation is None:
+            return inner
+        return LLMStream(self._settling(inner, admitted.reservation), inner._state)
+
+    def astream(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        **kwargs: Any,
+    ) -> LLMAsyncStream:
+        """`stream` for `async for`: admitted on the first `__anext__`, settled when it ends, is closed or cancelled."""
+        call: dict[str, Any] = {"messages": messages, "system": system, "max_tokens": max_tokens, **kwargs}
+        state = _StreamState(model=model or self.model)
+        return LLMAsyncStream(self._astream_items(prompt, model, metadata, call, state), state)
+
+    async def _astream_items(
+        self,
+        prompt: str | None,
+        model: str | None,
+        metadata: Mapping[str, MetadataValue] | None,
+        call: dict[str, Any],
+        state: _StreamState,
+    ) -> AsyncIterator[StreamItem]:
+        admitted = await self._aadmit(prompt, model, metadata, call)
+        inner = admitted.provider.astream(prompt, model=admitted.model, metadata=admitted.metadata, **call)
+        actual = 0
+        try:
+            async for item in inner:
+                state.partial = inner.partial_tokens
+                yield item
+            actual = _billed(inner.usage)
+        except BaseException as exc:  # GeneratorExit (aclose) and CancelledError included
+            actual = _billed_by(exc)
+            raise
+        finally:
+            if inner.response is None:
+                await inner.aclose()
+            state.response, state.partial = inner.response, inner.partial_tokens
+            if admitted.reservation is not None:
+                await self._asettle(admitted.reservation, actual)
 
     def test_connection(self, model: str | None = None, *, generate: bool = False) -> Any:
         return self.inner.test_connection(model, generate=generate)
+
+    # -- admission (shared by sync and async) -------------------------------------------------------
+
+    def _admit(
+        self,
+        prompt: str | None,
+        model: str | None,
+        metadata: Mapping[str, MetadataValue] | None,
+        call: dict[str, Any],
+    ) -> _Admitted:
+        """Where the call goes and what it holds: the cached state, then route (or reserve, strict)."""
+        status = self.guard.status(self.user_id)
+        if status is not None and status.budget.strict:
+            provider, chosen, reservation, tagged = self._reserve(status, prompt, model, metadata, call)
+            return _Admitted(provider, chosen, tagged, reservation)
+        routed, routed_model = self._route(status, model)
+        return _Admitted(routed, routed_model, metadata, None)
+
+    async def _aadmit(
+        self,
+        prompt: str | None,
+        model: str | None,
+        metadata: Mapping[str, MetadataValue] | None,
+        call: dict[str, Any],
+    ) -> _Admitted:
+        fresh, status = self.guard.peek(self.user_id)
+        if fresh and (status is None or not (status.budget.strict or status.exhausted)):
+            return _Admitted(self.inner, model, metadata, None)  # nothing to decide, nothing to store
+        return await asyncio.to_thread(self._admit, prompt, model, metadata, call)
+
+    async def _asettle(self, reservation: Any, actual_nanos: int) -> None:
+        # Off the loop; if the task is cancelled again meanwhile, the thread still settles.
+        await asyncio.to_thread(self._settle, reservation, actual_nanos)
 
     # -- routing ---------------------------------------------------------------------------------
 
@@ -334,38 +463,12 @@ class BudgetedProvider:
         actual = 0
         try:
             yield from stream
-            usage = stream.usage
-            if usage is not None and usage.cost_source is not CostSource.UNPRICED:
-                actual = usage.cost_nanos
-        except ProviderError as error:
-            if error.usage is not None and error.usage.cost_source is not CostSource.UNPRICED:
-                actual = error.usage.cost_nanos
+            actual = _billed(stream.usage)
+        except BaseException as exc:
+            actual = _billed_by(exc)
             raise
         finally:
             self._settle(reservation, actual)
-
-    def _settled(
-        self,
-        provider: TrackedProvider,
-        reservation: Any,
-        prompt: str | None,
-        model: str,
-        metadata: Mapping[str, MetadataValue],
-        call: dict[str, Any],
-    ) -> ProviderResponse:
-        try:
-            response = provider.generate(prompt, model=model, metadata=metadata, **call)
-        except ProviderError as error:
-            usage = error.usage
-            self._settle(reservation, usage.cost_nanos if usage and usage.cost_source is not CostSource.UNPRICED else 0)
-            raise
-        except BaseException:
-            # No provider answer: nothing was billed that we know of.
-            self._settle(reservation, 0)
-            raise
-        usage = response.usage
-        self._settle(reservation, usage.cost_nanos if usage.cost_source is not CostSource.UNPRICED else 0)
-        return response
 
     def _settle(self, reservation: Any, actual_nanos: int) -> None:
         try:
@@ -388,6 +491,26 @@ class BudgetedProvider:
             provider = self._switch(target)
             self._switched[target] = provider
         return provider, target.model
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    provider: TrackedProvider
+    model: str | None
+    metadata: Mapping[str, MetadataValue] | None
+    reservation: Any
+
+
+def _billed(usage: LLMUsage | None) -> int:
+    """What a call is known to have cost (unpriced or absent usage: nothing known)."""
+    if usage is None or usage.cost_source is CostSource.UNPRICED:
+        return 0
+    return usage.cost_nanos
+
+
+def _billed_by(exc: BaseException) -> int:
+    """What a failed call billed: the provider error's usage; nothing for anything else (cancelled, closed)."""
+    return _billed(exc.usage) if isinstance(exc, ProviderError) else 0
 
 
 def budgeted(

@@ -8,12 +8,13 @@ Routing policies order the chain before each call:
 Each member keeps its own retries; when it still fails with an error in `fallback_on`
 (by default the retryable ones: rate limit, timeout, unavailable) the next member is tried.
 With a publisher, every attempt is tracked as its own usage event (`fallback_attempt` metadata).
+`agenerate` / `astream` do the same on the members' async calls (same order, same decisions).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final
@@ -23,6 +24,7 @@ from llmtally.events import MetadataValue, TokenCounts
 from llmtally.pricing import PriceBook
 from llmtally.providers.base import (
     CacheTTL,
+    LLMAsyncStream,
     LLMProvider,
     LLMStream,
     Message,
@@ -140,28 +142,63 @@ class FallbackProvider:
     ) -> ProviderResponse:
         """Each member uses its own model. `options` (e.g. `request_id=` when tracked) go to every member."""
         order = self.order()
-        last: ProviderError | None = None
+        request: dict[str, Any] = {
+            "messages": messages,
+            "system": system,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
         for attempt, index in enumerate(order, start=1):
             member = self.members[index]
             try:
                 response = member.generate(
-                    prompt,
-                    messages=messages,
-                    system=system,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    cache=cache,
-                    **self._attempt_options(member, attempt, options),
+                    prompt, cache=cache, **request, **self._attempt_options(member, attempt, options)
                 )
             except ProviderError as error:
-                last = error
-                if error.error_type not in self.fallback_on or attempt == len(order):
-                    raise
+                self._give_up_unless_falling_back(error, attempt, len(order))
                 continue
             self._observe(index, response.usage.latency_ms)
             return response
-        assert last is not None  # the loop either returns or raises
-        raise last
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def agenerate(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        cache: bool | CacheTTL | None = None,
+        **options: Any,
+    ) -> ProviderResponse:
+        """`generate` on the members' async calls."""
+        order = self.order()
+        request: dict[str, Any] = {
+            "messages": messages,
+            "system": system,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+        for attempt, index in enumerate(order, start=1):
+            member = self.members[index]
+            try:
+                response = await member.agenerate(
+                    prompt, cache=cache, **request, **self._attempt_options(member, attempt, options)
+                )
+            except ProviderError as error:
+                self._give_up_unless_falling_back(error, attempt, len(order))
+                continue
+            self._observe(index, response.usage.latency_ms)
+            return response
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _give_up_unless_falling_back(
+        self, error: ProviderError, attempt: int, attempts: int, *, started: bool = False
+    ) -> None:
+        """Re-raise `error` unless the next member should be tried (must be called while handling it)."""
+        if started or error.error_type not in self.fallback_on or attempt == attempts:
+            raise error
 
     def stream(
         self,
@@ -185,6 +222,28 @@ class FallbackProvider:
         }
         return LLMStream(self._stream_items(prompt, kwargs, options, state), state)
 
+    def astream(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        cache: bool | CacheTTL | None = None,
+        **options: Any,
+    ) -> LLMAsyncStream:
+        """`stream` for `async for`: falls back only before the first chunk."""
+        state = _StreamState()
+        kwargs: dict[str, Any] = {
+            "messages": messages,
+            "system": system,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "cache": cache,
+        }
+        return LLMAsyncStream(self._astream_items(prompt, kwargs, options, state), state)
+
     def _stream_items(
         self, prompt: str | None, kwargs: dict[str, Any], options: dict[str, Any], state: _StreamState
     ) -> Iterator[StreamItem]:
@@ -198,15 +257,37 @@ class FallbackProvider:
                     started = True
                     yield item
             except ProviderError as error:
-                if started or error.error_type not in self.fallback_on or attempt == len(order):
-                    raise
+                self._give_up_unless_falling_back(error, attempt, len(order), started=started)
                 continue
             finally:
                 stream.close()
-            state.response = stream.response
-            if stream.response is not None:
-                self._observe(index, stream.response.usage.latency_ms)
+            self._stream_done(index, stream, state)
             return
+
+    async def _astream_items(
+        self, prompt: str | None, kwargs: dict[str, Any], options: dict[str, Any], state: _StreamState
+    ) -> AsyncIterator[StreamItem]:
+        order = self.order()
+        for attempt, index in enumerate(order, start=1):
+            member = self.members[index]
+            stream = member.astream(prompt, **kwargs, **self._attempt_options(member, attempt, options))
+            started = False
+            try:
+                async for item in stream:
+                    started = True
+                    yield item
+            except ProviderError as error:
+                self._give_up_unless_falling_back(error, attempt, len(order), started=started)
+                continue
+            finally:
+                await stream.aclose()
+            self._stream_done(index, stream, state)
+            return
+
+    def _stream_done(self, index: int, stream: LLMStream | LLMAsyncStream, state: _StreamState) -> None:
+        state.response = stream.response
+        if stream.response is not None:
+            self._observe(index, stream.response.usage.latency_ms)
 
     def test_connection(self, model: str | None = None, *, generate: bool = False) -> list[Any]:
         """Every member's connection test, in chain order."""

@@ -18,15 +18,22 @@ it generated, which nobody reported). Failed: the error's type, and `usage_sourc
 anything had arrived before the failure (an error after partial output), else `reported` (a
 refused request bills nothing). A `missing` event never reports a cost: the ingest prices what
 is known and counts the call as `usage_missing`.
+
+Async (`agenerate`, `astream`) has the same semantics on the same code: the response cache is
+read and written off the event loop (`ResponseCache.alookup` / `astore`), publishing only
+enqueues. A task cancelled during a call (`asyncio.CancelledError`) publishes one event —
+`error_type=cancelled`, `usage_source=missing` (the request may have been billed, nobody
+reported it) — and the `CancelledError` propagates.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -43,7 +50,15 @@ from llmtally.events import (
     check_metadata,
 )
 from llmtally.pricing import CostSource
-from llmtally.providers.base import CacheTTL, LLMProvider, LLMStream, Message, ProviderResponse, StreamItem
+from llmtally.providers.base import (
+    CacheTTL,
+    LLMAsyncStream,
+    LLMProvider,
+    LLMStream,
+    Message,
+    ProviderResponse,
+    StreamItem,
+)
 from llmtally.providers.errors import ProviderError
 
 if TYPE_CHECKING:
@@ -127,18 +142,12 @@ class TrackedProvider:
     ) -> ProviderResponse:
         context = self._context(operation_type, request_id, metadata)
         model_name = model or self.inner.model
-        cache_key = None
-        if self.response_cache is not None:
-            # The key is built from the normalized call (effective model, temperature and
-            # max_tokens, system turns folded), so equivalent spellings of a request share it.
-            call = self.inner._call(prompt, messages, system, model, max_tokens, temperature, cache, extra)
-            cache_key = self.response_cache.key_for_call(self.user_id, self.inner.name, call)
-            if cache_key is not None:
-                started = time.perf_counter()
-                answer = self.response_cache.lookup(self.user_id, cache_key)
-                if answer is not None:
-                    latency_ms = int((time.perf_counter() - started) * 1000)
-                    return self._serve_hit(context, answer, latency_ms)
+        cache_key = self._cache_key(prompt, messages, system, model, max_tokens, temperature, cache, extra)
+        if cache_key is not None and self.response_cache is not None:
+            started = time.perf_counter()
+            answer = self.response_cache.lookup(self.user_id, cache_key)
+            if answer is not None:
+                return self._serve_hit(context, answer, int((time.perf_counter() - started) * 1000))
         try:
             response = self.inner.generate(
                 prompt,
@@ -157,6 +166,71 @@ class TrackedProvider:
         if cache_key is not None and self.response_cache is not None:
             self.response_cache.store(self.user_id, cache_key, response)
         return response
+
+    async def agenerate(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        cache: bool | CacheTTL | None = None,
+        operation_type: str | None = None,
+        request_id: str | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        **extra: Any,
+    ) -> ProviderResponse:
+        """`generate` on the provider's async client (see the module doc for cancellation)."""
+        context = self._context(operation_type, request_id, metadata)
+        model_name = model or self.inner.model
+        cache_key = self._cache_key(prompt, messages, system, model, max_tokens, temperature, cache, extra)
+        started = time.perf_counter()
+        if cache_key is not None and self.response_cache is not None:
+            answer = await self.response_cache.alookup(self.user_id, cache_key)
+            if answer is not None:
+                return self._serve_hit(context, answer, int((time.perf_counter() - started) * 1000))
+        try:
+            response = await self.inner.agenerate(
+                prompt,
+                messages=messages,
+                system=system,
+                model=model,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                cache=cache,
+                **extra,
+            )
+        except ProviderError as error:
+            self._track_error(context, model_name, error)
+            raise
+        except asyncio.CancelledError:
+            self._track_interrupted(context, model_name, started, None, received=True, cancelled=True)
+            raise
+        self._track(context, response, model=response.model, provider_request_id=response.request_id)
+        if cache_key is not None and self.response_cache is not None:
+            await self.response_cache.astore(self.user_id, cache_key, response)
+        return response
+
+    def _cache_key(
+        self,
+        prompt: str | None,
+        messages: Sequence[Message] | None,
+        system: str | None,
+        model: str | None,
+        max_tokens: int | None,
+        temperature: float | None,
+        cache: bool | CacheTTL | None,
+        extra: dict[str, Any],
+    ) -> str | None:
+        """The response cache's key for this call, or None (no cache, or not cacheable)."""
+        if self.response_cache is None:
+            return None
+        # The key is built from the normalized call (effective model, temperature and
+        # max_tokens, system turns folded), so equivalent spellings of a request share it.
+        call = self.inner._call(prompt, messages, system, model, max_tokens, temperature, cache, extra)
+        return self.response_cache.key_for_call(self.user_id, self.inner.name, call)
 
     def _serve_hit(self, context: dict[str, Any], answer: CachedAnswer, latency_ms: int) -> ProviderResponse:
         response = answer.to_response(provider=self.inner.name, latency_ms=latency_ms)
@@ -201,6 +275,37 @@ class TrackedProvider:
         )
         return LLMStream(self._tracked_items(inner, context, model or self.inner.model, started), inner._state)
 
+    def astream(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        cache: bool | CacheTTL | None = None,
+        operation_type: str | None = None,
+        request_id: str | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        **extra: Any,
+    ) -> LLMAsyncStream:
+        """`stream` for `async for`: one event when it ends, is closed (`aclose`) or its task is cancelled."""
+        context = self._context(operation_type, request_id, metadata)
+        started = time.perf_counter()
+        inner = self.inner.astream(
+            prompt,
+            messages=messages,
+            system=system,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            cache=cache,
+            **extra,
+        )
+        items = self._atracked_items(inner, context, model or self.inner.model, started)
+        return LLMAsyncStream(items, inner._state)
+
     def test_connection(self, model: str | None = None, *, generate: bool = False) -> ConnectionTestResult:
         return self.inner.test_connection(model, generate=generate)
 
@@ -230,29 +335,73 @@ class TrackedProvider:
             failure = exc
             raise
         finally:
-            response = inner.response
-            if response is not None:
-                # Completed (also when the caller stopped right after the final usage item).
-                self._track(context, response, model=response.model, provider_request_id=response.request_id)
-            else:
+            if inner.response is None:
                 inner.close()
-                received = received or inner.partial_tokens is not None
-                latency_ms = int((time.perf_counter() - started) * 1000)
-                if isinstance(failure, ProviderError):
-                    self._track_error(context, model, failure, partial=inner.partial_tokens, received=received)
-                else:
-                    # Closed early (GeneratorExit: always after some output, a generator only pauses
-                    # at a yield), or an unexpected exception mid-stream.
-                    cancelled = failure is None or isinstance(failure, GeneratorExit)
-                    self._publish(
-                        context,
-                        model=model,
-                        tokens=inner.partial_tokens or TokenCounts(),
-                        latency_ms=latency_ms,
-                        status=Status.ERROR,
-                        error_type="cancelled" if cancelled else "other",
-                        usage_source=UsageSource.MISSING if received else UsageSource.REPORTED,
-                    )
+            self._stream_ended(inner, context, model, started, failure, received)
+
+    async def _atracked_items(
+        self, inner: LLMAsyncStream, context: dict[str, Any], model: str, started: float
+    ) -> AsyncIterator[StreamItem]:
+        # Exactly one event, from this `finally`: completed, failed, closed (aclose) or cancelled.
+        received = False
+        failure: BaseException | None = None
+        try:
+            async for item in inner:
+                received = True
+                yield item
+        except BaseException as exc:  # GeneratorExit and CancelledError included: recorded, then re-raised
+            failure = exc
+            raise
+        finally:
+            if inner.response is None:
+                await inner.aclose()
+            self._stream_ended(inner, context, model, started, failure, received)
+
+    def _stream_ended(
+        self,
+        inner: LLMStream | LLMAsyncStream,
+        context: dict[str, Any],
+        model: str,
+        started: float,
+        failure: BaseException | None,
+        received: bool,
+    ) -> None:
+        """The one event of a stream, however it ended (shared by sync and async streams)."""
+        response = inner.response
+        if response is not None:
+            # Completed (also when the caller stopped right after the final usage item).
+            self._track(context, response, model=response.model, provider_request_id=response.request_id)
+            return
+        received = received or inner.partial_tokens is not None
+        if isinstance(failure, ProviderError):
+            self._track_error(context, model, failure, partial=inner.partial_tokens, received=received)
+            return
+        # Closed early (GeneratorExit: always after some output, a generator only pauses at a
+        # yield), cancelled (its request may have been billed: usage missing even before any
+        # output), or an unexpected exception mid-stream.
+        cancelled = failure is None or isinstance(failure, GeneratorExit | asyncio.CancelledError)
+        received = received or isinstance(failure, asyncio.CancelledError)
+        self._track_interrupted(context, model, started, inner.partial_tokens, received=received, cancelled=cancelled)
+
+    def _track_interrupted(
+        self,
+        context: dict[str, Any],
+        model: str,
+        started: float,
+        partial: TokenCounts | None,
+        *,
+        received: bool,
+        cancelled: bool,
+    ) -> None:
+        self._publish(
+            context,
+            model=model,
+            tokens=partial or TokenCounts(),
+            latency_ms=int((time.perf_counter() - started) * 1000),
+            status=Status.ERROR,
+            error_type="cancelled" if cancelled else "other",
+            usage_source=UsageSource.MISSING if received else UsageSource.REPORTED,
+        )
 
     def _track(
         self, context: dict[str, Any], response: ProviderResponse, *, model: str, provider_request_id: str | None

@@ -12,6 +12,7 @@ provider, never the value.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -239,6 +240,17 @@ def provider_for_user(
         return switched
 
     return BudgetedProvider(tracked, guard=budget_guard or default_budget_guard(), switch=switch)
+
+
+async def aprovider_for_user(
+    user_id: str, provider: Provider | str | None = None, **options: Any
+) -> LLMProvider | TrackedProvider | BudgetedProvider:
+    """`provider_for_user` for async services: the preferences and the key are read off the event loop.
+
+    Same arguments, same result: the returned provider has `agenerate` / `astream` (and the sync
+    calls), with the same tracking, response cache and budget semantics.
+    """
+    return await asyncio.to_thread(provider_for_user, user_id, provider, **options)
 
 
 @cache
