@@ -81,3 +81,20 @@ def test_reconciliation_alerts_go_to_the_alert_topic_and_the_slack_notifier(synt
     assert "$.detail.message" in json.dumps(by_arn[json.dumps({"Ref": topic_id})]["InputTransformer"])
     for target in by_arn.values():
         assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [failures_id, "Arn"]}}
+
+
+def test_the_secrets_key_lets_the_function_decrypt_admin_keys_only(synthesized: Synthesized) -> None:
+    # Given the users' secrets key policy
+    statements = [
+        statement
+        for key in synthesized.resources("AWS::KMS::Key").values()
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]
+        if statement.get("Sid") == "ReconcileReadsAdminKeys"
+    ]
+    # Then one statement lets the reconcile role decrypt, through Secrets Manager, the billing secrets only
+    (statement,) = statements
+    assert statement["Action"] == "kms:Decrypt"
+    _, function = _function(synthesized, "reconcile")
+    assert json.dumps(function["Properties"]["Role"]["Fn::GetAtt"][0]) in json.dumps(statement["Principal"])
+    secret_arn = json.dumps(statement["Condition"]["StringLike"]["kms:EncryptionContext:SecretARN"])
+    assert f"secret:{NAMES.prefix}/users/*/billing/*-??????" in secret_arn
