@@ -25,9 +25,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from api import errors, openapi
 from api.deps import api_settings
 from api.responses import SECURITY_HEADERS, error_body, json_response
-from api.routes import budgets, insights, models, reconciliation, settings, usage
+from api.routes import budgets, ingest, ingest_keys, insights, models, reconciliation, settings, usage
 from llmtally import safejson
 from llmtally.api import jsonout
+from llmtally.api.ingest import INGEST_PATHS, OTLP_TRACES_PATH, get_ingest_settings
 from llmtally.metric_names import API_SERVER_ERRORS
 from llmtally.observability import logger, metrics, tracer
 
@@ -41,6 +42,8 @@ app.include_router(models.router)
 app.include_router(budgets.router)
 app.include_router(insights.router)
 app.include_router(reconciliation.router)
+app.include_router(ingest_keys.router)
+app.include_router(ingest.router)
 errors.register(app)
 
 
@@ -132,12 +135,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Refused before routing: validation would otherwise decode and parse the whole body first.
-    limit = api_settings().max_body_bytes
+    path = str(event.get("rawPath") or "")
+    # The ingest routes take batches (their own, larger bound); OTLP bodies may be protobuf or gzip.
+    limit = get_ingest_settings().max_body_bytes if path in INGEST_PATHS else api_settings().max_body_bytes
     body = decoded_body(event)
     if body is None:
         return _refuse(400, "the body is not valid base64")
     if len(body) > limit:
         return _refuse(413, f"the request body is larger than {limit} bytes")
+    if path == OTLP_TRACES_PATH:
+        return app.resolve(event, context)
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:

@@ -1,0 +1,219 @@
+"""POST /api/usage-events and the ingest-key routes on moto: keys shown once and stored as a hash, per-event
+answers, one path to the tables (bus → queue → ingest), duplicates, tenant scope, revocation, limits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from llmtally import aws
+from llmtally.resources import ResourceNames
+from tests.conftest import MotoServer
+from tests.integration.api.conftest import ADMIN_CLAIMS, ALICE, BOB, JsonLogs
+from tests.integration.test_ingest_pipeline import deliver
+from tests.support.apigw import ApiResponse, request
+from tests.support.pipeline import IngestRoute, create_pipeline, reset_ingest_state
+
+pytestmark = pytest.mark.integration
+
+NAMES = ResourceNames()
+#: One timestamp for every event: a retry resends an event unchanged (its key is timestamp#event_id).
+AT = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+
+
+@pytest.fixture
+def route(moto: MotoServer) -> Iterator[IngestRoute]:
+    from api.routes import ingest, ingest_keys
+
+    reset_ingest_state()
+    ingest.reset()
+    ingest_keys.reset()
+    yield create_pipeline(NAMES)
+    ingest.reset()
+    ingest_keys.reset()
+    reset_ingest_state()
+
+
+def _create_key(user: str = ALICE, *, claims: dict[str, Any] | None = None, **body: Any) -> dict[str, Any]:
+    response = request(
+        "POST", f"/api/llm-settings/{user}/ingest-keys", claims=claims or {"sub": user}, body={"name": "ci", **body}
+    )
+    assert response.status == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def _post(key: str | None, body: Any, path: str = "/api/usage-events") -> ApiResponse:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return request("POST", path, body=body, headers=headers)
+
+
+def _event(n: int, **overrides: Any) -> dict[str, Any]:
+    event = {
+        "event_id": f"http-event-{n:04d}",
+        "user_id": ALICE,
+        "timestamp": AT,
+        "provider": "openai",
+        "model": "gpt-4o",
+        "operation_type": "conversation",
+        "input_tokens": 100 + n,
+        "output_tokens": 10,
+    }
+    event.update(overrides)
+    return event
+
+
+def _raw_entries(user: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = aws.client("dynamodb").query(
+        TableName=NAMES.usage_table,
+        KeyConditionExpression="user_id = :u",
+        ExpressionAttributeValues={":u": {"S": user}},
+    )["Items"]
+    return items
+
+
+def test_a_batch_is_answered_per_event_and_takes_the_pipeline_to_the_table(route: IngestRoute) -> None:
+    # Given a key alice created
+    key = _create_key()["key"]
+    # When she posts a batch with a good event, a bad one, another tenant's, a repeat and one without user_id
+    response = _post(
+        key,
+        {
+            "events": [
+                _event(1),
+                _event(2, input_tokens=-1),
+                _event(3, user_id=BOB),
+                _event(1),
+                {k: v for k, v in _event(4).items() if k != "user_id"},
+                "not an event",
+            ]
+        },
+    )
+    # Then each event has its own answer
+    assert response.status == 200, response.text
+    body = response.json()
+    statuses = [(r["index"], r["status"]) for r in body["results"]]
+    assert statuses == [
+        (0, "accepted"),
+        (1, "rejected"),
+        (2, "rejected"),
+        (3, "duplicate"),
+        (4, "accepted"),
+        (5, "rejected"),
+    ]
+    assert "input_tokens" in body["results"][1]["reason"]
+    assert "another tenant" in body["results"][2]["reason"]
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (2, 1, 3)
+    # And the accepted events reach the raw table only through the queue and the ingest handler
+    assert _raw_entries(ALICE) == []
+    deliver(route)
+    stored = sorted(item["sk"]["S"].split("#", 1)[1] for item in _raw_entries(ALICE))
+    assert stored == ["http-event-0001", "http-event-0004"]
+    assert _raw_entries(BOB) == []
+    # When the same events are posted again, the recorded ones are duplicates and nothing is sent
+    again = _post(key, {"events": [_event(1), _event(4, user_id=ALICE)]}).json()
+    assert [r["status"] for r in again["results"]] == ["duplicate", "duplicate"]
+    assert deliver(route) == []
+
+
+def test_keys_are_shown_once_stored_as_a_hash_listed_with_last_use_and_revocable(
+    route: IngestRoute, json_logs: JsonLogs
+) -> None:
+    # Given a key
+    created = _create_key(name="checkout service")
+    key, key_id = created["key"], created["key_id"]
+    assert key.startswith(f"llt_{key_id}_")
+    # Then the settings table holds its SHA-256, never the key
+    scan = json.dumps(aws.client("dynamodb").scan(TableName=NAMES.settings_table)["Items"])
+    secret = key.rsplit("_", 1)[1]
+    assert secret not in scan
+    assert hashlib.sha256(secret.encode()).hexdigest() in scan
+    # When it is used, the list shows when (and never the key)
+    assert _post(key, {"events": [_event(7)]}).status == 200
+    listed = request("GET", f"/api/llm-settings/{ALICE}/ingest-keys", claims={"sub": ALICE})
+    assert listed.status == 200
+    [info] = listed.json()["keys"]
+    assert info["name"] == "checkout service"
+    assert info["last_used_at"] is not None
+    assert secret not in listed.text
+    # And bob cannot list or revoke alice's keys
+    assert request("GET", f"/api/llm-settings/{ALICE}/ingest-keys", claims={"sub": BOB}).status == 403
+    assert request("DELETE", f"/api/llm-settings/{ALICE}/ingest-keys/{key_id}", claims={"sub": BOB}).status == 403
+    # When alice revokes it, its next request is refused
+    revoked = request("DELETE", f"/api/llm-settings/{ALICE}/ingest-keys/{key_id}", claims={"sub": ALICE})
+    assert revoked.json() == {"key_id": key_id, "revoked": True}
+    refused = _post(key, {"events": [_event(8)]})
+    assert refused.status == 401
+    assert request("GET", f"/api/llm-settings/{ALICE}/ingest-keys", claims={"sub": ALICE}).json()["keys"] == []
+    # And the secret never reached a log line
+    assert secret not in json_logs.text
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer", "Basic abc", "Bearer llt_aaaaaaaaaaaaaaaa_" + "A" * 43, "Bearer sk-not-a-key"],
+)
+def test_requests_without_a_valid_key_are_401(route: IngestRoute, authorization: str | None) -> None:
+    headers = {"authorization": authorization} if authorization else {}
+    response = request("POST", "/api/usage-events", body={"events": [_event(1)]}, headers=headers)
+    assert response.status == 401
+    assert "ingest key" in response.json()["error"]
+
+
+def test_a_forged_secret_for_a_real_key_id_is_401(route: IngestRoute) -> None:
+    key = _create_key()["key"]
+    forged = key[:-43] + ("B" * 43 if not key.endswith("B" * 43) else "C" * 43)
+    assert _post(forged, {"events": [_event(1)]}).status == 401
+
+
+def test_an_admin_key_writes_any_tenant_and_only_admins_create_one(route: IngestRoute) -> None:
+    # Given alice (no admin) cannot create an all-tenants key
+    refused = request(
+        "POST", f"/api/llm-settings/{ALICE}/ingest-keys", claims={"sub": ALICE}, body={"name": "x", "all_tenants": True}
+    )
+    assert refused.status == 403
+    # When an admin creates one, it writes alice's and bob's events
+    key = _create_key("ops-1", claims=ADMIN_CLAIMS, all_tenants=True)["key"]
+    body = _post(key, {"events": [_event(1), _event(2, user_id=BOB)]}).json()
+    assert [r["status"] for r in body["results"]] == ["accepted", "accepted"]
+    # And an event without a tenant is rejected (an admin key names no tenant of its own)
+    missing = _post(key, {"events": [{k: v for k, v in _event(3).items() if k != "user_id"}]}).json()
+    assert missing["results"][0]["status"] == "rejected"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"events": []}, 400),
+        ({"events": [_event(1)], "extra": 1}, 400),
+        ({"evts": []}, 400),
+        ({"events": [_event(n) for n in range(501)]}, 413),
+    ],
+)
+def test_malformed_batches_are_4xx(route: IngestRoute, body: Any, status: int) -> None:
+    key = _create_key()["key"]
+    assert _post(key, body).status == status
+
+
+def test_bodies_over_the_ingest_bound_are_413_before_any_work(route: IngestRoute) -> None:
+    key = _create_key()["key"]
+    huge = request("POST", "/api/usage-events", raw_body="x" * 1_048_577, headers={"authorization": f"Bearer {key}"})
+    assert huge.status == 413
+
+
+def test_the_per_key_request_rate_is_bounded(route: IngestRoute, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.routes import ingest
+
+    monkeypatch.setenv("LLMTALLY_INGEST_RATE_LIMIT", "2")
+    ingest.reset()
+    key = _create_key()["key"]
+    assert _post(key, {"events": [_event(1)]}).status == 200
+    assert _post(key, {"events": [_event(2)]}).status == 200
+    limited = _post(key, {"events": [_event(3)]})
+    assert limited.status == 429
+    assert int(limited.headers["Retry-After"]) >= 1
