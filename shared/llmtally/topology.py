@@ -224,4 +224,3 @@ def provision_reconciliation_alerts(events_client: Any, names: ResourceNames, lo
         EventBusName=names.event_bus,
         Targets=[{"Id": "notify-local", "Arn": local_queue_arn}],
     )
-

@@ -55,4 +55,3 @@ class AlertDeliveryRepository(SettingsRepository):
             "expires_at": int(time.time()) + DELIVERY_TTL_S,
         }
         self._call("put_item", TableName=self._table, Item=self._serialize(item))
-
