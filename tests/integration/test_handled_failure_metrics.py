@@ -18,6 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from llmtally import aws, metric_names
+from llmtally.observability import SERVICE_NAME, metrics
 from llmtally.resources import ResourceNames
 from llmtally.tables import create_tables
 from tests.conftest import MotoServer
@@ -36,6 +37,9 @@ def tables(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoSe
     # output is the thing under test.
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+    # Powertools keeps one metric set per process, and a disabled flush (an earlier test's local
+    # stack) leaves it full: start from an empty one.
+    metrics.clear_metrics()
     create_tables(aws.client("dynamodb"), NAMES)
     reset_ingest_state()
     yield moto
@@ -53,7 +57,7 @@ def emf_metrics(stdout: str) -> dict[str, float]:
         (directive,) = blob["_aws"]["CloudWatchMetrics"]
         assert directive["Namespace"] == "llmtally"
         assert ["service"] in directive["Dimensions"] or any("service" in d for d in directive["Dimensions"])
-        assert blob["service"] == NAMES.prefix
+        assert blob["service"] == SERVICE_NAME  # the deployment prefix the process started with
         for metric in directive["Metrics"]:
             value = blob[metric["Name"]]
             totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(value if isinstance(value, list) else [value])
