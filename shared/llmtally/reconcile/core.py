@@ -422,7 +422,13 @@ def reconcile_row(
         cause = Cause.PRICE
     else:
         cause = Cause.MATCH
-    feedback = _price_feedback(provider, model, day, billed, metered, thresholds, unit_prices)
+    # Unit prices are compared only where the cost differs at matched tokens: a blended figure (5-minute
+    # and 1-hour cache writes together, long-context tiers) never produces feedback on a matching row.
+    feedback = (
+        _price_feedback(provider, model, day, billed, metered, thresholds, unit_prices)
+        if _significant_drift(drift - unmetered, billed.cost_nanos, thresholds)
+        else ()
+    )
     return ReconciliationRow(
         user_id=user_id,
         provider=provider,

@@ -24,6 +24,7 @@ from typing import Any, Final
 from pydantic import SecretStr
 
 from llmtally.events import Provider
+from llmtally.money import usd_to_nanos
 from llmtally.reconcile.core import BillingReport, CostLine, TokenKind, UsageLine, day_start
 from llmtally.reconcile.http import AdminApiClient, BillingSourceError
 
@@ -132,8 +133,6 @@ class OpenAIBillingSource:
                         raise BillingSourceError(f"OpenAI costs: currency {currency[:8]!r} is not USD")
                     if isinstance(value, bool) or not isinstance(value, int | Decimal):
                         raise BillingSourceError("OpenAI costs: an amount that is not a number")
-                    from llmtally.money import usd_to_nanos
-
                     label = str(result.get("line_item") or "(unitemised)")[:MAX_NAME]
                     model, kind = parse_line_item(result.get("line_item"))
                     costs.append(CostLine(day, usd_to_nanos(Decimal(value)), label, model, kind))

@@ -216,3 +216,16 @@ def test_a_mispriced_small_model_alerts_even_when_the_provider_day_is_within_the
     assert totals.price_drift_percent < 2
     assert drift_alert_due(totals, T)
     assert {r.model: r.cause for r in rows}["gpt-4o-mini"] is Cause.PRICE
+
+
+def test_a_matching_row_gives_no_price_feedback_even_for_a_blended_kind() -> None:
+    # Given cache writes billed at a blend of the 5-minute and 1-hour prices, and metered at the same cost
+    toks = tokens(i=1_000_000, cw=1_000_000, o=100_000)
+    blended = {**PRICES, TokenKind.CACHE_WRITE: Decimal("0.24")}  # llmtally's 5-minute price is $0.15
+    u, c = billed(D1, toks, blended)
+    meter = {D1: {MODEL: Metered(tokens=toks, cost_nanos=sum(cost(toks, blended).values()), requests=1)}}
+    # When reconciled
+    (row,) = run(u, c, meter, end=D2)
+    # Then the row matches and claims no price difference
+    assert row.cause is Cause.MATCH
+    assert row.price_feedback == ()
