@@ -181,8 +181,9 @@ export default function ReconciliationPanel({ userId, days }: { userId: string; 
         <InlineError what="the reconciliation" message={resource.message} onRetry={retry} />
       ) : resource.value.rows.length === 0 && resource.value.sources.length === 0 ? (
         <p className="muted text-sm" data-testid="reconciliation-unconfigured">
-          No bill has been read yet. Store an OpenAI or Anthropic admin key (the billing-keys settings), or turn on
-          Bedrock's Cost Explorer source; the daily job then compares each day's bill with the metered usage.
+          No bill has been read yet. Store an OpenAI or Anthropic admin key (<code>PUT /api/llm-settings/…/billing-keys</code>,
+          see docs/reconciliation.md), or turn on Bedrock's Cost Explorer source; the daily job then compares each
+          day's bill with the metered usage.
         </p>
       ) : (
         <div className="space-y-4">
