@@ -1,7 +1,13 @@
-"""Shared helpers: provider payload fixtures, an httpx2 MockTransport that records, a Bedrock stream encoder."""
+"""Shared helpers: provider payload fixtures, an httpx2 MockTransport that records, a Bedrock stream encoder.
+
+`sync_and_async` runs a test module twice: as written (sync calls), and with every provider the
+test builds through `driven(...)` answering its `generate` / `stream` with `agenerate` / `astream`
+on one event loop — so the async path passes exactly the sync path's tests.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import json
 import struct
@@ -9,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 import pytest
@@ -62,6 +68,13 @@ class MockAPI:
 
     def client(self) -> httpx2.Client:
         return httpx2.Client(transport=httpx2.MockTransport(self.handler))
+
+    def aclient(self) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(transport=httpx2.MockTransport(self.handler))
+
+    def clients(self) -> dict[str, Any]:
+        """Both transports, for a provider's `http_client` and `async_http_client`."""
+        return {"http_client": self.client(), "async_http_client": self.aclient()}
 
     def body(self, index: int = -1) -> Any:
         return json.loads(self.requests[index].content)
@@ -151,3 +164,115 @@ def answer_bedrock_http(client: Any, operation: str, status: int, body: bytes, c
 
     client.meta.events.register(f"before-send.bedrock-runtime.{operation}", before_send)
     return sent
+
+
+# -- sync and async: one set of tests ----------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class _Mode:
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+MODE = _Mode()
+
+
+@pytest.fixture(params=["sync", "async"])
+def sync_and_async(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test as written, then through the async API (see the module doc)."""
+    if request.param == "sync":
+        yield "sync"
+        return
+    loop = asyncio.new_event_loop()
+    MODE.loop = loop
+    try:
+        yield "async"
+    finally:
+        MODE.loop = None
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
+def run_finalizers() -> None:
+    """Async mode: let the loop run what it scheduled (an abandoned async generator's `aclose`)."""
+    loop = MODE.loop
+    if loop is None:
+        return
+    import gc
+
+    gc.collect()
+    loop.run_until_complete(asyncio.sleep(0))  # the finalizer hook's call_soon creates the aclose task
+    pending = asyncio.all_tasks(loop)
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending))
+
+
+def driven(target: T) -> T:
+    """`target` itself in sync mode; in async mode, `target` answered by its async methods."""
+    if MODE.loop is None:
+        return target
+    return AsyncDriven(target, MODE.loop)  # type: ignore[return-value]
+
+
+class AsyncDriven:
+    """Sync calls answered by the async API on one loop: `generate` → `agenerate`, `stream` → `astream`."""
+
+    def __init__(self, target: Any, loop: asyncio.AbstractEventLoop) -> None:
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "loop", loop)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "_sleep":  # a test recording the waits: the async path waits with `_asleep`
+            sleep = value
+
+            async def asleep(delay: float) -> None:
+                sleep(delay)
+
+            self.target._asleep = asleep
+            return
+        setattr(self.target, name, value)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        return self.loop.run_until_complete(self.target.agenerate(*args, **kwargs))
+
+    def stream(self, *args: Any, **kwargs: Any) -> DrivenStream:
+        return DrivenStream(self.target.astream(*args, **kwargs), self.loop)
+
+
+class DrivenStream:
+    """An `LLMAsyncStream` iterated from sync code (same items, same close semantics)."""
+
+    def __init__(self, stream: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.stream = stream
+        self.loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+    def __iter__(self) -> DrivenStream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return self.loop.run_until_complete(self.stream.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def __enter__(self) -> DrivenStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.stream.aclose())
+
+    def text_chunks(self) -> Iterator[str]:
+        for item in self:
+            if isinstance(item, str):
+                yield item

@@ -21,6 +21,7 @@ from tests.unit.providers.conftest import (
     ANTHROPIC_KEY,
     FAST_RETRY,
     MockAPI,
+    driven,
     error_reply,
     fixture_json,
     fixture_text,
@@ -30,14 +31,16 @@ from tests.unit.providers.conftest import (
     usd,
 )
 
+pytestmark = pytest.mark.usefixtures("sync_and_async")
+
 
 def make(api: MockAPI, price_book: PriceBook, **options: Any) -> AnthropicProvider:
     options = {"retry": FAST_RETRY, "sleep": no_sleep, **options}
     provider = LLMProviderFactory.create(
-        "anthropic", api_key=ANTHROPIC_KEY, http_client=api.client(), price_book=price_book, **options
+        "anthropic", api_key=ANTHROPIC_KEY, **api.clients(), price_book=price_book, **options
     )
     assert isinstance(provider, AnthropicProvider)
-    return provider
+    return driven(provider)
 
 
 def test_plain_message_fills_the_ledger_and_the_seed_cost(price_book: PriceBook) -> None:

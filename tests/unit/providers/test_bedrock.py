@@ -28,12 +28,15 @@ from tests.unit.providers.conftest import (
     FAST_RETRY,
     answer_bedrock_http,
     bedrock_stream_body,
+    driven,
     fixture_json,
     no_sleep,
     usd,
 )
 
 MODEL = "us.anthropic.claude-haiku-4-5-20251001-v1:0"  # $1.10 in, $5.50 out, $0.11 read, $1.375 write (5m)
+
+pytestmark = pytest.mark.usefixtures("sync_and_async")
 
 
 @pytest.fixture
@@ -52,7 +55,7 @@ def make(runtime: Any, price_book: PriceBook, **options: Any) -> BedrockProvider
     options = {"retry": FAST_RETRY, "sleep": no_sleep, "model": MODEL, **options}
     provider = LLMProviderFactory.create("bedrock", client=runtime, price_book=price_book, **options)
     assert isinstance(provider, BedrockProvider)
-    return provider
+    return driven(provider)
 
 
 def test_plain_converse(runtime: Any, stub: Stubber, price_book: PriceBook) -> None:

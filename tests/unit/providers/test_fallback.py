@@ -20,6 +20,7 @@ from tests.unit.providers.conftest import (
     ANTHROPIC_KEY,
     OPENAI_KEY,
     MockAPI,
+    driven,
     error_reply,
     fixture_json,
     fixture_text,
@@ -29,12 +30,14 @@ from tests.unit.providers.conftest import (
 )
 from tests.unit.providers.test_tracking import RecordingSink
 
+pytestmark = pytest.mark.usefixtures("sync_and_async")
+
 
 def anthropic(api: MockAPI, price_book: PriceBook, model: str = "claude-sonnet-4-6") -> LLMProvider:
     return LLMProviderFactory.create(
         "anthropic",
         api_key=ANTHROPIC_KEY,
-        http_client=api.client(),
+        **api.clients(),
         price_book=price_book,
         model=model,
         retry=RetryPolicy(max_attempts=1),
@@ -46,7 +49,7 @@ def openai(api: MockAPI, price_book: PriceBook, model: str = "gpt-4o") -> LLMPro
     return LLMProviderFactory.create(
         "openai",
         api_key=OPENAI_KEY,
-        http_client=api.client(),
+        **api.clients(),
         price_book=price_book,
         model=model,
         retry=RetryPolicy(max_attempts=1),
@@ -58,7 +61,9 @@ def test_ordered_falls_back_on_a_retryable_error_and_tracks_both_attempts(price_
     down = MockAPI([error_reply(fixture_json("anthropic", "errors.json")["overloaded"])])
     up = MockAPI([json_reply(fixture_json("openai", "chat_plain.json"))])
     sink = RecordingSink()
-    chain = FallbackProvider([anthropic(down, price_book), openai(up, price_book)], publisher=sink, user_id="user-1")
+    chain = driven(
+        FallbackProvider([anthropic(down, price_book), openai(up, price_book)], publisher=sink, user_id="user-1")
+    )
     response = chain.generate(prompt="q", request_id="corr-9")
     assert response.provider == "openai"
     assert [(e.provider.value, e.status, e.error_type) for e in sink.events] == [
@@ -72,7 +77,7 @@ def test_ordered_falls_back_on_a_retryable_error_and_tracks_both_attempts(price_
 def test_a_non_retryable_error_does_not_fall_back(price_book: PriceBook) -> None:
     bad_key = MockAPI([error_reply(fixture_json("anthropic", "errors.json")["authentication"])])
     up = MockAPI([json_reply(fixture_json("openai", "chat_plain.json"))])
-    chain = FallbackProvider([anthropic(bad_key, price_book), openai(up, price_book)])
+    chain = driven(FallbackProvider([anthropic(bad_key, price_book), openai(up, price_book)]))
     with pytest.raises(ProviderError) as caught:
         chain.generate(prompt="q")
     assert caught.value.error_type.value == "authentication"
@@ -83,7 +88,7 @@ def test_when_every_member_fails_the_last_error_is_raised(price_book: PriceBook)
     a = MockAPI([error_reply(fixture_json("anthropic", "errors.json")["overloaded"])])
     b = MockAPI([error_reply(fixture_json("openai", "errors.json")["unavailable"])])
     with pytest.raises(ProviderError) as caught:
-        FallbackProvider([anthropic(a, price_book), openai(b, price_book)]).generate(prompt="q")
+        driven(FallbackProvider([anthropic(a, price_book), openai(b, price_book)]).generate(prompt="q"))
     assert caught.value.provider == "openai"
 
 
@@ -92,7 +97,7 @@ def test_cheapest_orders_by_catalog_price_of_the_expected_tokens(price_book: Pri
     opus = anthropic(api, price_book, model="claude-opus-4-6")  # $5 / $25
     mini = openai(api, price_book, model="gpt-5-mini")  # $0.25 / $2
     unknown = openai(api, price_book, model="gpt-unknown-model")
-    chain = FallbackProvider([opus, unknown, mini], policy="cheapest", price_book=price_book)
+    chain = driven(FallbackProvider([opus, unknown, mini], policy="cheapest", price_book=price_book))
     # 1000 in + 500 out: opus 5000 + 12500 = $0.0175, mini 250 + 1000 = $0.00125
     assert chain.expected_cost_usd(0) == Decimal("0.0175")
     assert chain.expected_cost_usd(2) == Decimal("0.00125")
@@ -102,7 +107,7 @@ def test_cheapest_orders_by_catalog_price_of_the_expected_tokens(price_book: Pri
 
 def test_fastest_learns_from_observed_latencies(price_book: PriceBook) -> None:
     api = MockAPI([json_reply(fixture_json("openai", "chat_plain.json"))])
-    chain = FallbackProvider([openai(api, price_book), openai(api, price_book)], policy=RoutingPolicy.FASTEST)
+    chain = driven(FallbackProvider([openai(api, price_book), openai(api, price_book)], policy=RoutingPolicy.FASTEST))
     assert chain.order() == [0, 1]  # nothing observed: in the given order
     chain._observe(0, 900)
     assert chain.order() == [1, 0]  # an unobserved member is measured first
@@ -119,7 +124,9 @@ def test_stream_falls_back_before_the_first_chunk(price_book: PriceBook) -> None
     down = MockAPI([error_reply(fixture_json("anthropic", "errors.json")["rate_limit"])])
     up = MockAPI([sse_reply(fixture_text("openai", "stream_usage.sse"))])
     sink = RecordingSink()
-    chain = FallbackProvider([anthropic(down, price_book), openai(up, price_book)], publisher=sink, user_id="u-1")
+    chain = driven(
+        FallbackProvider([anthropic(down, price_book), openai(up, price_book)], publisher=sink, user_id="u-1")
+    )
     stream = chain.stream(prompt="hi")
     assert list(stream.text_chunks()) == ["Hello", ", world"]
     assert stream.response is not None

@@ -21,6 +21,7 @@ from tests.unit.providers.conftest import (
     FAST_RETRY,
     GOOGLE_KEY,
     MockAPI,
+    driven,
     error_reply,
     fixture_json,
     fixture_text,
@@ -30,14 +31,16 @@ from tests.unit.providers.conftest import (
     usd,
 )
 
+pytestmark = pytest.mark.usefixtures("sync_and_async")
+
 
 def make(api: MockAPI, price_book: PriceBook, **options: Any) -> GoogleProvider:
     options = {"retry": FAST_RETRY, "sleep": no_sleep, **options}
     provider = LLMProviderFactory.create(
-        "google", api_key=GOOGLE_KEY, http_client=api.client(), price_book=price_book, **options
+        "google", api_key=GOOGLE_KEY, **api.clients(), price_book=price_book, **options
     )
     assert isinstance(provider, GoogleProvider)
-    return provider
+    return driven(provider)
 
 
 def test_plain_generation(price_book: PriceBook) -> None:

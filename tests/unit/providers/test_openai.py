@@ -22,6 +22,7 @@ from tests.unit.providers.conftest import (
     FAST_RETRY,
     OPENAI_KEY,
     MockAPI,
+    driven,
     error_reply,
     fixture_json,
     fixture_text,
@@ -31,14 +32,16 @@ from tests.unit.providers.conftest import (
     usd,
 )
 
+pytestmark = pytest.mark.usefixtures("sync_and_async")
+
 
 def make(api: MockAPI, price_book: PriceBook, **options: Any) -> OpenAIProvider:
     options = {"retry": FAST_RETRY, "sleep": no_sleep, **options}
     provider = LLMProviderFactory.create(
-        "openai", api_key=OPENAI_KEY, http_client=api.client(), price_book=price_book, **options
+        "openai", api_key=OPENAI_KEY, **api.clients(), price_book=price_book, **options
     )
     assert isinstance(provider, OpenAIProvider)
-    return provider
+    return driven(provider)
 
 
 def test_plain_completion(price_book: PriceBook) -> None:

@@ -16,16 +16,19 @@ import pytest
 
 from llmtally.events import Status, UsageEvent, UsageSource
 from llmtally.pricing import PriceBook
-from llmtally.providers import LLMProvider, LLMProviderFactory, ProviderError, RetryPolicy, track
+from llmtally.providers import LLMProvider, LLMProviderFactory, ProviderError, RetryPolicy, TrackedProvider
+from llmtally.providers import track as _track
 from llmtally.responses import LLMUsage
 from tests.unit.providers.conftest import (
     KEYS,
     MockAPI,
     answer_bedrock_http,
     bedrock_stream_body,
+    driven,
     fixture_json,
     fixture_text,
     no_sleep,
+    run_finalizers,
     sse_reply,
 )
 
@@ -42,10 +45,18 @@ class RecordingSink:
         return True
 
 
+pytestmark = pytest.mark.usefixtures("sync_and_async")
+
+
+def track(provider: LLMProvider, sink: Any, **kwargs: Any) -> TrackedProvider:
+    """`llmtally.providers.track`, driven through the async API in the async run."""
+    return driven(_track(provider, sink, **kwargs))
+
+
 def keyed(provider: str, fixture: str, price_book: PriceBook) -> LLMProvider:
     api = MockAPI([sse_reply(fixture_text(provider, fixture))])
     return LLMProviderFactory.create(
-        provider, api_key=KEYS[provider], http_client=api.client(), price_book=price_book, **OPTIONS
+        provider, api_key=KEYS[provider], **api.clients(), price_book=price_book, **OPTIONS
     )
 
 
@@ -87,7 +98,7 @@ def test_a_stream_without_usage_delivers_its_text_and_says_the_usage_is_missing(
     # Given a provider whose stream ends without its final usage
     build, (input_tokens, output_tokens) = CASES[case]
     # When the caller reads the stream to the end
-    stream = build(price_book).stream(prompt="Explain the rule")
+    stream = driven(build(price_book)).stream(prompt="Explain the rule")
     items = list(stream)
     # Then every chunk arrived, nothing was raised, and the usage is marked missing (the counts seen)
     text = [item for item in items if isinstance(item, str)]
@@ -168,7 +179,8 @@ def test_a_stream_the_caller_abandons_publishes_exactly_one_cancelled_usage_miss
             assert next(stream) == "Hello"
     else:
         assert next(stream) == "Hello"
-        del stream  # CPython finalizes the generator at once
+        del stream  # CPython finalizes the generator at once (an async one: the loop's finalizer runs aclose)
+        run_finalizers()
     # Then exactly one event: cancelled, with the tokens message_start reported, usage missing
     (event,) = sink.events
     assert (event.status, event.error_type, event.usage_source) == (Status.ERROR, "cancelled", UsageSource.MISSING)
@@ -234,7 +246,7 @@ def test_an_error_before_any_output_is_an_error_event_whose_zero_usage_is_known(
 
     api = MockAPI([error_reply(fixture_json("anthropic", "errors.json")["rate_limit"])])
     provider = LLMProviderFactory.create(
-        "anthropic", api_key=ANTHROPIC_KEY, http_client=api.client(), price_book=price_book, **OPTIONS
+        "anthropic", api_key=ANTHROPIC_KEY, **api.clients(), price_book=price_book, **OPTIONS
     )
     sink = RecordingSink()
     # When read

@@ -20,6 +20,7 @@ from llmtally.providers import (
 from tests.unit.providers.conftest import (
     ANTHROPIC_KEY,
     MockAPI,
+    driven,
     error_reply,
     fixture_json,
     fixture_text,
@@ -27,6 +28,8 @@ from tests.unit.providers.conftest import (
     no_sleep,
     sse_reply,
 )
+
+pytestmark = pytest.mark.usefixtures("sync_and_async")
 
 
 class RecordingSink:
@@ -48,12 +51,12 @@ def tracked(api: MockAPI, sink: UsageSink, price_book: PriceBook, **kwargs: Any)
     provider = LLMProviderFactory.create(
         "anthropic",
         api_key=ANTHROPIC_KEY,
-        http_client=api.client(),
+        **api.clients(),
         price_book=price_book,
         retry=RetryPolicy(max_attempts=1),
         sleep=no_sleep,
     )
-    return track(provider, sink, user_id="user-123", operation_type="query_generation", **kwargs)
+    return driven(track(provider, sink, user_id="user-123", operation_type="query_generation", **kwargs))
 
 
 def test_a_successful_call_is_one_event_with_every_bucket(price_book: PriceBook) -> None:
