@@ -394,6 +394,79 @@ def test_the_cli_reports_against_the_running_stack(stack: Stack, published: Publ
     assert "1 rejected event(s)" in text.stdout
 
 
+def test_the_cli_reconciles_the_bill_on_the_running_stack(stack: Stack, published: Published) -> None:
+    from tests.support.billing import (
+        billing_server,
+        openai_bucket,
+        openai_cost_result,
+        openai_usage_result,
+        report_pages,
+    )
+
+    admin_key = "sk-admin-E2E-" + "LocalStackKey" * 3
+    finetune = next(e for e in published.events if e.event_id == "e2e-event-0010")
+    day = finetune.timestamp.astimezone(UTC).date()
+    # Given the tenant's OpenAI admin key stored through the stack's HTTP API
+    request = urllib.request.Request(
+        f"{stack.api_url}/api/llm-settings/{USER}/billing-keys",
+        data=json.dumps({"provider": "openai", "adminKey": admin_key}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="PUT",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read())["hasAdminKeys"]["openai"] is True
+    # And OpenAI's reports for the finetune's (settled) day: its metered tokens, and a notebook's
+    # $1.40 on a model nobody meters
+    rogue = "gpt-4.1-nano-2025-04-14"
+    usage = [
+        openai_usage_result("my-private-finetune", input_tokens=100, cached=0, output=10, requests=1, api_key_id="k1"),
+        openai_usage_result(rogue, input_tokens=10_000_000, cached=0, output=1_000_000, requests=9, api_key_id="k2"),
+    ]
+    costs = [
+        openai_cost_result(f"{rogue}, input", Decimal("1.00")),
+        openai_cost_result(f"{rogue}, output", Decimal("0.40")),
+    ]
+    with billing_server() as server:
+        server.serve_pages(
+            "/v1/organization/usage/completions", report_pages([openai_bucket(day, usage)], 7, openai=True, cursor="e")
+        )
+        server.serve_pages(
+            "/v1/organization/costs", report_pages([openai_bucket(day, costs)], 7, openai=True, cursor="e")
+        )
+        env = {**stack.env(), "LLMTALLY_RECONCILE_OPENAI_BASE_URL": server.url}
+        # When `llmtally reconcile` runs against the local stack for that day
+        window = ["--start", day.isoformat(), "--end", (day + timedelta(days=1)).isoformat()]
+        result = subprocess.run(
+            [*CLI, "reconcile", "--target", "local", "--user", USER, *window, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    # Then it read the bill, stored two rows and raised the unmetered-spend alert
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert run["sources"] == [{"user_id": USER, "provider": "openai", "rows": 2, "error": None}]
+    assert run["alerts"] == [f"{USER}:openai:{day.isoformat()}:unmetered"]
+    # And the stack's API serves them: the finetune matches, the notebook's spend is unmetered
+    body = stack.get(f"/api/llm-usage/{USER}/reconciliation?start={day.isoformat()}&end={day.isoformat()}")
+    rows = {r["model"]: r for r in body["rows"]}
+    assert rows["my-private-finetune"]["cause"] == "match"
+    assert rows[rogue]["cause"] == "unmetered"
+    assert rows[rogue]["unmetered_usd"] == Decimal("1.4")
+    # And the alert went through the stack's alert route to the notifier (its log shows the message)
+    logs = wait_for(
+        "the reconciliation alert in the stack's log",
+        lambda: stack.stdout.read_text(errors="replace") + stack.stderr.read_text(errors="replace"),
+        lambda text: "reconciliation alert:" in text,
+    )
+    assert f"{USER}'s openai bill for {day.isoformat()}" in logs
+    # And the admin key appears nowhere: the CLI's output, the stack's logs
+    for text in (result.stdout, result.stderr, logs):
+        assert admin_key not in text
+
+
 def test_sigterm_stops_the_stack_cleanly(stack: Stack, published: Published) -> None:
     # When the stack gets SIGTERM (after every other test of this module)
     stack.process.send_signal(signal.SIGTERM)
