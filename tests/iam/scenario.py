@@ -123,7 +123,6 @@ class Scenario:
     resolver: Resolver
     prefix: str
     slack: FakeSlack
-    monkeypatch: pytest.MonkeyPatch
     names: ResourceNames
     principals: dict[str, Principal] = field(default_factory=dict)
     environments: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -230,12 +229,13 @@ def connection_test(s: Scenario) -> None:
     """POST …/test runs in the connection-test function: the stored key, then a key given in the body."""
     import api.connection
 
-    s.monkeypatch.setattr(api.connection, "provider_options", _provider_options)
     route = "/api/llm-settings/{userId}/test"
-    for body in ({"provider": "openai", "model": "gpt-4o-mini"}, {"provider": "openai", "apiKey": OPENAI_KEY}):
-        response = s.api("POST", route, f"/api/llm-settings/{ALICE}/test", body=body)
-        if response is not None and response.status == 200 and response.json().get("success") is not True:
-            s.problem("connection-test", f"connection test failed: {response.text[:300]}")
+    with pytest.MonkeyPatch.context() as patch:  # the providers' HTTP APIs, for this step only
+        patch.setattr(api.connection, "provider_options", _provider_options)
+        for body in ({"provider": "openai", "model": "gpt-4o-mini"}, {"provider": "openai", "apiKey": OPENAI_KEY}):
+            response = s.api("POST", route, f"/api/llm-settings/{ALICE}/test", body=body)
+            if response is not None and response.status == 200 and response.json().get("success") is not True:
+                s.problem("connection-test", f"connection test failed: {response.text[:300]}")
 
 
 def _usage_event(user: str, tokens: int) -> Any:

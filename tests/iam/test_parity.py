@@ -9,7 +9,7 @@ import pytest
 
 from tests.iam.conftest import Outcome, Synth
 from tests.iam.harness import Denial, Emulator
-from tests.iam.scenario import ENTRIES, STEPS, Scenario, api_reads
+from tests.iam.scenario import ALICE, ENTRIES, STEPS, Scenario
 
 pytestmark = pytest.mark.xdist_group("iam")
 
@@ -100,9 +100,10 @@ def test_the_tier_fails_when_an_action_is_removed_from_a_synthesized_policy(
     assert "dynamodb:Query" in trimmed.actions()
     weakened = Scenario(**{**scenario.__dict__, "principals": dict(scenario.principals), "problems": {}, "routes": {}})
     weakened.principals["api"] = emulator.principal("api-weakened", trimmed)
-    # When the API's read routes run under it
+    # When the alert list and the budget's removal run under it
     start = emulator.mark()
-    api_reads(weakened)
+    weakened.api("GET", "/api/llm-settings/{userId}/budget/alerts", f"/api/llm-settings/{ALICE}/budget/alerts")
+    weakened.api("DELETE", "/api/llm-settings/{userId}/budget", f"/api/llm-settings/{ALICE}/budget")
     denials = emulator.check(weakened.principals["api"], emulator.calls(start, weakened.principals["api"]))
     # Then the tier fails, naming each action with its resource
     with pytest.raises(AssertionError) as failed:
