@@ -48,6 +48,7 @@ from llmtally.instrumentation.context import (
 from llmtally.instrumentation.stats import STATS, InstrumentStats, stats
 
 if TYPE_CHECKING:
+    from llmtally.instrumentation._core import Guard
     from llmtally.providers.tracking import UsageSink
 
 logger = logging.getLogger("llmtally.instrumentation")
@@ -82,13 +83,18 @@ def _sdk_of(client: object) -> str | None:
 
 
 def _defaults(
-    publisher: UsageSink | None, user_id: str | None, operation_type: str | None, tags: Mapping[str, Any] | None
+    publisher: UsageSink | None,
+    user_id: str | None,
+    operation_type: str | None,
+    tags: Mapping[str, Any] | None,
+    guard: Guard | None = None,
 ) -> Any:
     from llmtally.instrumentation._core import Defaults
 
     return Defaults(
         publisher=publisher,
         attribution=Attribution(clean_user_id(user_id), clean_operation_type(operation_type), clean_tags(tags)),
+        guard=guard,
     )
 
 
@@ -99,13 +105,16 @@ def instrument(
     user_id: str | None = None,
     operation_type: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    guard: Guard | None = None,
 ) -> C:
     """Meter every call made through `client`; returns the same client object.
 
     `client`: an `anthropic.Anthropic`/`AsyncAnthropic`, `openai.OpenAI`/`AsyncOpenAI`,
     `google.genai.Client` (its `.aio` too) or a boto3 `bedrock-runtime` client. `publisher`
     defaults to `llmtally.publisher.default_publisher()`; `user_id`, `operation_type` and `tags`
-    are defaults under any `attribution(...)` block. Calling it again replaces the defaults.
+    are defaults under any `attribution(...)` block. `guard` is checked around each call (see
+    `llmtally.instrumentation._core.Guard`; `client_for_user` installs the user's budget as one).
+    Calling it again replaces the defaults.
     An unsupported client is returned unchanged with a warning — this never raises.
     """
     try:
@@ -118,7 +127,7 @@ def instrument(
                 type(client).__name__,
             )
             return client
-        defaults = _defaults(publisher, user_id, operation_type, tags)
+        defaults = _defaults(publisher, user_id, operation_type, tags, guard)
         with _lock:
             module.patch()
             target = module.mark_target(client)

@@ -15,6 +15,12 @@ class — and this module does the rest, the same way for every SDK:
 * Nothing here raises into the caller. A failure to extract usage or build the event is logged
   (never with a prompt or a key) and counted in `stats().failures`; the SDK's result or exception
   reaches the caller unchanged (the same object).
+* A client may carry a `Guard` (`Defaults.guard`; `llmtally.providers.client_for_user` installs
+  the user's budget as one): `before` runs before the request is sent (`abefore` for async
+  clients, off the event loop), `after` once the call's outcome is known, before its event is
+  built. The one exception that reaches the caller is the refusal the guard declares
+  (`Guard.refusals`, e.g. `BudgetExceededError`): the request is then never sent and no event is
+  published. Any other failure of a guard is logged and counted, and the call goes ahead.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cache
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -81,11 +88,39 @@ def instrument_settings() -> InstrumentSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Amendment:
+    """What a guard adds to a call's event (e.g. the budget period its reservation is held in)."""
+
+    metadata: Mapping[str, str | int | bool | None] = field(default_factory=dict)
+    reported_cost_usd: Decimal | None = None
+
+
+class Guard(Protocol):
+    """A per-client check around each metered call (see the module doc)."""
+
+    #: The exceptions `before` / `abefore` raise on purpose to refuse a call; they reach the caller.
+    refusals: tuple[type[BaseException], ...]
+
+    def before(self, provider: Provider, model: str | None, kwargs: Mapping[str, Any]) -> Any:
+        """Before the request: a ticket for `after` (or None), or one of `refusals`."""
+        ...
+
+    async def abefore(self, provider: Provider, model: str | None, kwargs: Mapping[str, Any]) -> Any:
+        """`before` for an async client (must not block the event loop)."""
+        ...
+
+    def after(self, ticket: Any, outcome: Outcome, model: str | None) -> Amendment | None:
+        """Once the outcome is known (exactly once per admitted call; must not block an event loop)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Defaults:
     """What `instrument(client, ...)` / `instrument_all(...)` was given: used where attribution is silent."""
 
     publisher: UsageSink | None = None
     attribution: Attribution = EMPTY
+    guard: Guard | None = None
 
 
 class _Global:
@@ -174,7 +209,7 @@ def _publisher(defaults: Defaults) -> UsageSink:
 class Meter:
     """One metered call: captures the attribution when the call starts, publishes exactly once."""
 
-    __slots__ = ("_done", "attribution", "defaults", "model", "spec", "started")
+    __slots__ = ("_done", "attribution", "defaults", "model", "spec", "started", "ticket")
 
     def __init__(self, spec: Spec, defaults: Defaults, model: str | None) -> None:
         self.spec = spec
@@ -182,19 +217,28 @@ class Meter:
         self.model = model
         self.attribution = _current.get()
         self.started = time.perf_counter()
+        self.ticket: Any = None
         self._done = False
 
     def finish(self, outcome: Outcome) -> None:
         if self._done:
             return
         self._done = True
+        amendment = None
+        guard = self.defaults.guard
+        if guard is not None:
+            try:
+                amendment = guard.after(self.ticket, outcome, outcome.model or self.model)
+            except Exception:
+                STATS.add("failures")
+                logger.exception("llmtally instrument: the guard failed after a %s call", self.spec.name)
         try:
-            self._publish(outcome)
+            self._publish(outcome, amendment)
         except Exception:
             STATS.add("failures")
             logger.exception("llmtally instrument: could not publish the usage of a %s call", self.spec.name)
 
-    def _publish(self, outcome: Outcome) -> None:
+    def _publish(self, outcome: Outcome, amendment: Amendment | None = None) -> None:
         user_id, operation_type, tags = _resolve(self.defaults, self.attribution)
         if user_id is None:
             STATS.add("no_tenant")
@@ -214,6 +258,8 @@ class Meter:
         metadata: dict[str, str | int | bool | None] = {"instrumented": self.spec.name}
         if outcome.provider_request_id:
             metadata["provider_request_id"] = outcome.provider_request_id[:128]
+        if amendment is not None:
+            metadata.update(amendment.metadata)
         event = UsageEvent(
             user_id=user_id,
             provider=self.spec.provider,
@@ -225,6 +271,7 @@ class Meter:
             latency_ms=latency_ms,
             usage_source=outcome.usage_source,
             metadata=metadata,
+            reported_cost_usd=amendment.reported_cost_usd if amendment is not None else None,
             **outcome.tokens.model_dump(include=set(TokenCounts.model_fields)),
         )
         if _publisher(self.defaults).publish(event):
@@ -273,6 +320,30 @@ class Call:
         self.spec = spec
         self.kwargs, self.state = spec.prepare(kwargs)
         self.meter = Meter(spec, defaults, spec.model(kwargs))
+
+    def admit(self) -> None:
+        """Ask the client's guard before the request (its refusal propagates; see the module doc)."""
+        guard = self.meter.defaults.guard
+        if guard is None:
+            return
+        try:
+            self.meter.ticket = guard.before(self.spec.provider, self.meter.model, self.kwargs)
+        except guard.refusals:
+            raise
+        except Exception:
+            _failed_extraction(self.spec, "the guard before the request")
+
+    async def aadmit(self) -> None:
+        """`admit` for an async client."""
+        guard = self.meter.defaults.guard
+        if guard is None:
+            return
+        try:
+            self.meter.ticket = await guard.abefore(self.spec.provider, self.meter.model, self.kwargs)
+        except guard.refusals:
+            raise
+        except Exception:
+            _failed_extraction(self.spec, "the guard before the request")
 
     def failed(self, exc: BaseException) -> None:
         try:
@@ -323,6 +394,7 @@ def sync_wrapper(spec: Spec, lookup: Lookup) -> Callable[..., Any]:
         call = _start(spec, lookup, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
+        call.admit()
         try:
             result = wrapped(*args, **call.kwargs)
         except BaseException as exc:
@@ -344,6 +416,7 @@ def async_wrapper(spec: Spec, lookup: Lookup) -> Callable[..., Any]:
 
 
 async def _run_async(call: Call, wrapped: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    await call.aadmit()
     try:
         result = await wrapped(*args, **call.kwargs)
     except BaseException as exc:

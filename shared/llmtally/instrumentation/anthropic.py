@@ -178,6 +178,7 @@ def _stream_wrapper(*, is_async: bool) -> Any:
 
 def _metered_request(call: Call, request: Any) -> Any:
     call.meter.started = _now()  # the request is made when the helper is entered
+    call.admit()
     try:
         raw = request()
     except BaseException as exc:
@@ -188,6 +189,7 @@ def _metered_request(call: Call, request: Any) -> Any:
 
 async def _metered_async_request(call: Call, request: Any) -> Any:
     call.meter.started = _now()
+    await call.aadmit()
     try:
         raw = await request
     except BaseException as exc:

@@ -208,6 +208,7 @@ def _wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[st
     call = _start(spec, lookup, instance, args[1])
     if call is None:
         return wrapped(*args, **kwargs)
+    call.admit()
     try:
         result = wrapped(args[0], args[1])
     except BaseException as exc:
