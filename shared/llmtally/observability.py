@@ -91,9 +91,15 @@ class Untraced:
         return method
 
 
+#: What the functions call through, and so what the Tracer patches: AWS (botocore) and plain HTTP
+#: (`http.client`, under urllib: the notifier's Slack post). Not the X-Ray SDK's `patch_all`, which
+#: imports every library it supports that it can find (sqlite3, requests, httpx, …) at cold start.
+TRACED_MODULES: Final = ("botocore", "httplib")
+
+
 def make_tracer(runtime: _Runtime) -> Tracer | Untraced:
     """Powertools' Tracer when tracing is on (imports the X-Ray SDK), else `Untraced` (imports nothing)."""
-    return Tracer(service=SERVICE_NAME) if runtime.tracing else Untraced()
+    return Tracer(service=SERVICE_NAME, patch_modules=TRACED_MODULES) if runtime.tracing else Untraced()
 
 
 _RUNTIME: Final = _Runtime()
@@ -139,6 +145,7 @@ __all__ = [
     "METRICS_NAMESPACE",
     "QUIETED_LOGGERS",
     "SERVICE_NAME",
+    "TRACED_MODULES",
     "Untraced",
     "logger",
     "metrics",

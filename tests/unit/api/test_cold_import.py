@@ -66,5 +66,9 @@ def test_the_x_ray_sdk_is_imported_only_when_tracing_is_on(env: dict[str, str], 
     modules = set(cast(list[str], data["modules"]))
     # Then Powertools' Tracer (and with it the X-Ray SDK) exists only when tracing is on
     assert ("aws_xray_sdk" in modules) is traced
+    # And it patches what the functions use, not every library X-Ray supports (`patch_all` would
+    # import sqlite3, requests, httpx … at cold start)
+    assert "sqlite3" not in modules
+    assert ("aws_xray_sdk.ext.botocore.patch" in modules) is traced
     expected = "aws_lambda_powertools.tracing.tracer.Tracer" if traced else "llmtally.observability.Untraced"
     assert data["tracer"] == expected
