@@ -43,20 +43,7 @@ TRACING = {
 }
 REQUESTS = 200
 PROVIDER_SDKS = ("anthropic", "openai", "google.genai", "google.generativeai", "httpx2", "httpx")
-#: Libraries the X-Ray SDK patches when it finds them (`patch_all`) that this venv holds for other
-#: reasons (tests, the CLI) but the API's Lambda asset does not ship: hidden from the measured
-#: interpreter, as Lambda would not find them either (otherwise "tracing on" would pay for importing
-#: httpx and requests, ≈ 100 ms here, that it never pays on Lambda).
-NOT_IN_ASSET = ("httpx", "requests")
-_PATH = (
-    f"import sys; sys.path[:0] = {[str(ROOT / 'shared'), str(ROOT / 'lambdas'), str(ROOT)]!r}\n"
-    "class _NotInAsset:\n"
-    "    @staticmethod\n"
-    "    def find_spec(name, path=None, target=None):\n"
-    f"        if name.partition('.')[0] in {NOT_IN_ASSET!r}:\n"
-    "            raise ModuleNotFoundError(name)\n"
-    "sys.meta_path.insert(0, _NotInAsset)"
-)
+_PATH = f"import sys; sys.path[:0] = {[str(ROOT / 'shared'), str(ROOT / 'lambdas'), str(ROOT)]!r}"
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
