@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from llmtally.events import Provider
+from llmtally.observability import logger as _logger  # noqa: F401 - its handler binds stdout at import: before capsys
 from tests.conftest import MotoServer
 from tests.support.billing import BillingServer, billing_server, fixture
 from tests.support.lambda_events import FakeLambdaContext

@@ -19,6 +19,7 @@ import pytest
 from pydantic import SecretStr
 
 from llmtally.events import Provider
+from llmtally.observability import logger as _logger  # noqa: F401 - its handler binds stdout at import: before capsys
 from llmtally.reconcile.core import TokenKind, day_start
 from llmtally.rollups import Counters, Dimension, Granularity, RollupKey, model_value
 from tests.conftest import MotoServer
