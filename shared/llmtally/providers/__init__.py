@@ -4,6 +4,9 @@
     response = provider.generate(prompt="...", max_tokens=1000)
     response.usage.cost_usd, response.usage.total_tokens, response.usage.latency_ms
 
+    provider = await aprovider_for_user("acme")           # async services: agenerate / astream
+    client = client_for_user("acme", "openai")            # the native SDK client on the user's key
+
 Importing this package imports no provider SDK: each SDK is imported the first time its
 provider builds a client (see docs/providers.md).
 """
@@ -36,6 +39,7 @@ from llmtally.providers.errors import (
 from llmtally.providers.factory import LLMProviderFactory
 from llmtally.providers.fallback import FallbackProvider, RoutingPolicy
 from llmtally.providers.google import GoogleProvider
+from llmtally.providers.native import aclient_for_user, client_for_user
 from llmtally.providers.openai import OpenAIProvider
 from llmtally.providers.tracking import TrackedProvider, UsageSink, track
 from llmtally.providers.user import (
@@ -76,7 +80,9 @@ __all__ = [
     "TrackedProvider",
     "UnavailableError",
     "UsageSink",
+    "aclient_for_user",
     "aprovider_for_user",
+    "client_for_user",
     "provider_for_user",
     "track",
 ]

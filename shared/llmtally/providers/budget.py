@@ -86,13 +86,18 @@ def worst_case_nanos(
     system: str | None,
     max_tokens: int,
     at: datetime | None = None,
+    extra_input_tokens: int = 0,
 ) -> int:
-    """The most a call can cost (see the module doc). ValueError if the model has no known price."""
+    """The most a call can cost (see the module doc). ValueError if the model has no known price.
+
+    `extra_input_tokens`: input the texts do not show (media referenced by URL; see providers.native).
+    """
     from llmtally.errors import UnknownModelError
 
     texts = [system or "", prompt or "", *(m["content"] for m in messages or ())]
     turns = len(messages or ()) + (1 if prompt is not None else 0) + (1 if system else 0)
     input_bound = sum(len(t.encode("utf-8")) for t in texts) + MESSAGE_OVERHEAD_TOKENS * max(turns, 1)
+    input_bound += extra_input_tokens
     try:
         prices = default_price_book().unit_prices(Provider(provider), model, at)
     except UnknownModelError:
