@@ -240,6 +240,13 @@ USAGE_MISSING_DESCRIPTION: Final = (
 )
 
 
+class WhereOut(BaseModel):
+    """The one `where` filter of a breakdown, summary or daily answer."""
+
+    dimension: str = Field(description="provider, model, operation or tag:<key>")
+    value: str
+
+
 class UsageBreakdownOut(BaseModel):
     """One provider, operation or model: the seed's `requests`, `tokens`, `cost_usd`, and more."""
 
@@ -279,8 +286,64 @@ class UsageSummaryResponse(BaseModel):
     by_provider: dict[str, UsageBreakdownOut]
     by_operation: dict[str, UsageBreakdownOut]
     by_model: dict[str, UsageBreakdownOut]
+    where: WhereOut | None = Field(default=None, description="The `where` filter the figures are under, if any")
     items_read: int = Field(description="Rollup items this answer read (bounded by days × dimensions)")
     queries: int = Field(description="DynamoDB Queries this answer made")
+
+
+class BreakdownRowOut(BaseModel):
+    """One value of the breakdown's dimension (or the `(rest)` / `(total)` row): the whole ledger."""
+
+    value: str = Field(description="The dimension's value; '(other)' holds folded values, '(rest)' rows past limit")
+    provider: str | None = Field(default=None, description="by=model only: the model's provider")
+    requests: int
+    input_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    total_tokens: int
+    cost_usd: UsdAmount
+    billed_cost_usd: UsdAmount = Field(description="What was billed at ingest (differs after a re-rating)")
+    share_percent: Annotated[Decimal, WithJsonSchema({"type": "number", "minimum": 0, "maximum": 100})] = Field(
+        description="cost_usd over the total's cost_usd, in percent, two places (0 when the total is $0)"
+    )
+    errors: int
+    unpriced_requests: int
+    usage_missing: int = Field(description=USAGE_MISSING_DESCRIPTION)
+
+
+class BreakdownResponse(BaseModel):
+    """GET /api/llm-usage/{userId}/breakdown: cost by one dimension, optionally under one `where` filter."""
+
+    user_id: str
+    timezone: str
+    start: datetime = Field(description="Start of the range (local midnight of `start`), inclusive")
+    end: datetime = Field(description="End of the range (local midnight after `end`), exclusive")
+    by: str = Field(description="provider, model, operation or tag:<key>")
+    where: WhereOut | None
+    rows: list[BreakdownRowOut] = Field(description="Costliest first (then most requests, then value), at most `limit`")
+    other: BreakdownRowOut | None = Field(description="The rows past `limit`, summed (value '(rest)'); null if none")
+    folded_values: int = Field(
+        description="For a tag dimension: distinct values folded into '(other)' in the range's months (else 0)"
+    )
+    total: BreakdownRowOut = Field(description="Everything the filter selects (value '(total)')")
+    items_read: int = Field(description="Rollup items this answer read (bounded by days × values in range)")
+    queries: int = Field(description="DynamoDB Queries this answer made")
+
+
+class TagKeyOut(BaseModel):
+    key: str
+    values: int = Field(description="Distinct values admitted this month (past the bound they fold into '(other)')")
+    folded_values: int = Field(description="Distinct values folded into '(other)' this month")
+
+
+class TagKeysResponse(BaseModel):
+    """GET /api/llm-usage/{userId}/tags: the tenant's tag keys, for a "Breakdown by" selector."""
+
+    user_id: str
+    period: str = Field(description="The month the counts are for, YYYY-MM (UTC)")
+    keys: list[TagKeyOut] = Field(description="Alphabetical")
 
 
 class DailyUsageOut(BaseModel):
@@ -301,6 +364,7 @@ class DailyUsageResponse(BaseModel):
     timezone: str
     days: int
     daily_usage: list[DailyUsageOut] = Field(description="Oldest first, ending today in `timezone`, zero-filled")
+    where: WhereOut | None = Field(default=None, description="The `where` filter the figures are under, if any")
     items_read: int
     queries: int
 
