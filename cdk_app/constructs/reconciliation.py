@@ -3,7 +3,7 @@
 EventBridge Scheduler invokes the function once a day (06:00 UTC: the providers' previous day is in by
 then) with a retry policy; what still fails lands in the failure queue (alarmed in Monitoring with the
 function's errors). The function reads the tenants' admin keys (`{prefix}/users/*/billing/*` only),
-the rollups, Cost Explorer (when Bedrock reconciliation is on), writes its table and puts
+the rollups, Cost Explorer (only with the `reconcileBedrock` context), writes its table and puts
 `ReconciliationAlert` events on the usage bus; a rule sends them to the alert topic (e-mail) and to the
 budget alerts' notifier (the user's Slack webhook).
 """
@@ -50,6 +50,25 @@ def billing_secret_arn(config: AppConfig, *, as_nag_prints_it: bool = False) -> 
     return f"arn:{partition}:secretsmanager:{region}:{account}:secret:{name}-??????"
 
 
+def bedrock_environment(scope: Construct) -> dict[str, str]:
+    """The Bedrock source's settings from CDK context (`reconcileBedrock`, `reconcileBedrockTagKey`,
+    `reconcileBedrockDefaultUser`), checked by `ReconcileSettings`; empty when Bedrock is not reconciled."""
+    from llmtally.reconcile.job import ReconcileSettings
+
+    enabled = scope.node.try_get_context("reconcileBedrock")
+    if enabled not in (True, "true"):
+        return {}
+    tag_key = scope.node.try_get_context("reconcileBedrockTagKey")
+    default_user = scope.node.try_get_context("reconcileBedrockDefaultUser")
+    ReconcileSettings(bedrock_enabled=True, bedrock_tag_key=tag_key, bedrock_default_user=default_user)
+    env = {"LLMTALLY_RECONCILE_BEDROCK_ENABLED": "true"}
+    if tag_key:
+        env["LLMTALLY_RECONCILE_BEDROCK_TAG_KEY"] = str(tag_key)
+    if default_user:
+        env["LLMTALLY_RECONCILE_BEDROCK_DEFAULT_USER"] = str(default_user)
+    return env
+
+
 class Reconciliation(Construct):
     def __init__(
         self,
@@ -90,6 +109,7 @@ class Reconciliation(Construct):
             description="Daily: metered spend against the providers' bills (usage and cost reports, Cost Explorer)",
             timeout=FUNCTION_TIMEOUT,
             memory_mb=512,
+            environment=bedrock_environment(self),
         )
         self.function.add_to_role(
             iam.PolicyStatement(
@@ -110,14 +130,19 @@ class Reconciliation(Construct):
                 resources=[secrets_key.key_arn],
                 conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
             ),
-            iam.PolicyStatement(actions=["secretsmanager:ListSecrets", "ce:GetCostAndUsage"], resources=["*"]),
+            # Which tenants stored an admin key (by name prefix; the action has no resource scoping).
+            iam.PolicyStatement(actions=["secretsmanager:ListSecrets"], resources=["*"]),
             iam.PolicyStatement(actions=["events:PutEvents"], resources=[bus.event_bus_arn]),
         )
+        if bedrock_environment(self):
+            # The account's Bedrock bill (Cost Explorer has no resource-level permissions).
+            self.function.add_to_role(iam.PolicyStatement(actions=["ce:GetCostAndUsage"], resources=["*"]))
         acknowledge(
             self.function.role,
             "AwsSolutions-IAM5",
             "Admin keys are named `{prefix}/users/{user_id}/billing/{provider}` (created at run time, ARN suffixed "
-            "by AWS); ListSecrets and Cost Explorer's GetCostAndUsage support no resource-level permissions.",
+            "by AWS); ListSecrets and Cost Explorer's GetCostAndUsage (with `reconcileBedrock`) support no "
+            "resource-level permissions.",
             applies_to=[f"Resource::{billing_secret_arn(config, as_nag_prints_it=True)}", "Resource::*"],
         )
         # The key's side (its policy names each role that may use it): the admin keys' secrets only.

@@ -4,13 +4,14 @@ role, the API's read of the table, the alert rule to the alert topic."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llmtally.resources import ResourceNames
 from llmtally.topology import reconciliation_alerts_rule_pattern
-from tests.infra.conftest import Synthesized
+from tests.infra.conftest import Synthesized, _synth
 
 pytestmark = pytest.mark.xdist_group("infra")
 
@@ -98,3 +99,34 @@ def test_the_secrets_key_lets_the_function_decrypt_admin_keys_only(synthesized: 
     assert json.dumps(function["Properties"]["Role"]["Fn::GetAtt"][0]) in json.dumps(statement["Principal"])
     secret_arn = json.dumps(statement["Condition"]["StringLike"]["kms:EncryptionContext:SecretARN"])
     assert f"secret:{NAMES.prefix}/users/*/billing/*-??????" in secret_arn
+
+
+def test_bedrock_reconciliation_is_off_unless_the_context_turns_it_on(
+    synthesized: Synthesized, tmp_path_factory: pytest.TempPathFactory, web_dist: Path
+) -> None:
+    def reconcile_role_actions(synth: Synthesized) -> set[str]:
+        _, function = _function(synth, "reconcile")
+        role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        return {action for statement in _statements(synth, role_id) for action in _actions(statement)}
+
+    # Given the default synthesis / Then no Cost Explorer read and no Bedrock settings
+    _, function = _function(synthesized, "reconcile")
+    assert "ce:GetCostAndUsage" not in reconcile_role_actions(synthesized)
+    assert "LLMTALLY_RECONCILE_BEDROCK_ENABLED" not in function["Properties"]["Environment"]["Variables"]
+    # Given `-c reconcileBedrock=true -c reconcileBedrockTagKey=llmtally-user` (cdk-nag on)
+    with_bedrock = _synth(
+        tmp_path_factory.mktemp("cdk.out.reconcile-bedrock"),
+        {
+            "aws:cdk:bundling-stacks": [],
+            "webDistDir": str(web_dist),
+            "reconcileBedrock": "true",
+            "reconcileBedrockTagKey": "llmtally-user",
+        },
+        nag=True,
+    )
+    # Then the function may read Cost Explorer and is told the tag to split the bill by
+    _, function = _function(with_bedrock, "reconcile")
+    assert "ce:GetCostAndUsage" in reconcile_role_actions(with_bedrock)
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["LLMTALLY_RECONCILE_BEDROCK_ENABLED"] == "true"
+    assert variables["LLMTALLY_RECONCILE_BEDROCK_TAG_KEY"] == "llmtally-user"
