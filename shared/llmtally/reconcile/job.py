@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llmtally.errors import LLMTallyError
@@ -65,6 +65,15 @@ class ReconcileSettings(BaseSettings):
     bedrock_services: tuple[str, ...] = ("Amazon Bedrock",)
     bedrock_tag_key: str | None = Field(default=None, max_length=128)
     bedrock_default_user: str | None = Field(default=None, pattern=USER_ID_PATTERN)
+
+    @field_validator("openai_base_url", "anthropic_base_url")
+    @classmethod
+    def _https_unless_loopback(cls, value: str) -> str:
+        """An admin key travels in a header: never in clear text, except to this machine (tests, proxies)."""
+        host = value.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+        if value.startswith("http://") and host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("an admin API base URL is https:// (http:// only to a loopback address)")
+        return value
 
     @property
     def thresholds(self) -> Thresholds:
