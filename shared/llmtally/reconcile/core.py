@@ -23,6 +23,7 @@ Money is integer nano-USD; Decimal only for unit prices and percentages.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -228,10 +229,20 @@ def _normalized(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
+#: A dated snapshot's suffix: `-2024-07-18` (OpenAI), `-20250929` (Anthropic), `-0613` (older OpenAI).
+_SNAPSHOT: Final = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
+
+
+def _is_snapshot_of(snapshot: str, alias: str) -> bool:
+    """`gpt-4o-mini-2024-07-18` is a snapshot of `gpt-4o-mini`, not of `gpt-4o`."""
+    return snapshot.startswith(alias + "-") and _SNAPSHOT.fullmatch(snapshot[len(alias) :]) is not None
+
+
 def match_model(billed: str, metered: Iterable[str], provider: Provider) -> str | None:
     """The metered model name a billed model name stands for, if any.
 
-    Exact first; then a dated snapshot and its alias (`gpt-4o-mini-2024-07-18` ↔ `gpt-4o-mini`);
+    Exact first; then a dated snapshot and its alias (`gpt-4o-mini-2024-07-18` ↔ `gpt-4o-mini`, never
+    `gpt-4o`);
     for Bedrock, whose Cost Explorer usage types name models in their own words
     (`Claude3.5Sonnet`), the metered id whose normalized form contains the billed name's.
     """
@@ -242,7 +253,7 @@ def match_model(billed: str, metered: Iterable[str], provider: Provider) -> str 
             return name
     for name in names:
         low = name.lower()
-        if lowered.startswith(low + "-") or low.startswith(lowered + "-"):
+        if _is_snapshot_of(lowered, low) or _is_snapshot_of(low, lowered):
             return name
     if provider is Provider.BEDROCK:
         wanted = _normalized(billed)

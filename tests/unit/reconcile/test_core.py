@@ -179,6 +179,9 @@ def test_late_billing_data_is_provisional_and_never_alerts() -> None:
 def test_billed_snapshot_names_match_the_metered_alias() -> None:
     assert match_model("gpt-4o-mini-2024-07-18", ["gpt-4o-mini"], Provider.OPENAI) == "gpt-4o-mini"
     assert match_model("gpt-4o-2024-08-06", ["gpt-4o-mini"], Provider.OPENAI) is None
+    assert match_model("gpt-4o-mini-2024-07-18", ["gpt-4o"], Provider.OPENAI) is None
+    assert match_model("claude-sonnet-4-5-20250929", ["claude-sonnet-4-5"], Provider.ANTHROPIC) == "claude-sonnet-4-5"
+    assert match_model("gpt-4", ["gpt-4-0613"], Provider.OPENAI) == "gpt-4-0613"
     bedrock_id = "us.anthropic.claude-3-5-sonnet-20241022-v2:0"
     assert match_model("Claude3.5Sonnet", [bedrock_id], Provider.BEDROCK) == bedrock_id
 
