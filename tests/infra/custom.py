@@ -7,10 +7,10 @@ session fixture imported into two modules would synthesize twice.
 
 from __future__ import annotations
 
-import tempfile
-from functools import cache
 from pathlib import Path
 from typing import Any, Final
+
+import pytest
 
 from tests.infra.conftest import Synthesized, _synth
 
@@ -31,8 +31,12 @@ CUSTOM: Final[dict[str, Any]] = {
 }
 
 
-@cache
-def custom_synthesis(web_dist: Path) -> Synthesized:
+_SYNTHESIZED: dict[Path, Synthesized] = {}
+
+
+def custom_synthesis(tmp_path_factory: pytest.TempPathFactory, web_dist: Path) -> Synthesized:
     """The app with `CUSTOM` context, cdk-nag on (switching tracing off must leave no finding)."""
-    outdir = Path(tempfile.mkdtemp(prefix="cdk.out.custom-"))
-    return _synth(outdir, {"aws:cdk:bundling-stacks": [], "webDistDir": str(web_dist), **CUSTOM}, nag=True)
+    if web_dist not in _SYNTHESIZED:
+        context = {"aws:cdk:bundling-stacks": [], "webDistDir": str(web_dist), **CUSTOM}
+        _SYNTHESIZED[web_dist] = _synth(tmp_path_factory.mktemp("cdk.out.custom"), context, nag=True)
+    return _SYNTHESIZED[web_dist]

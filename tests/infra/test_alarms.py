@@ -26,8 +26,8 @@ DEFAULTS = AppConfig()
 
 
 @pytest.fixture
-def custom(web_dist: Path) -> Synthesized:
-    return custom_synthesis(web_dist)
+def custom(tmp_path_factory: pytest.TempPathFactory, web_dist: Path) -> Synthesized:
+    return custom_synthesis(tmp_path_factory, web_dist)
 
 
 def alarm(synthesized: Synthesized, name: str) -> dict[str, Any]:

@@ -24,8 +24,8 @@ FUNCTIONS = ("ingest", "aggregate", "api", "connection-test", "notify")
 
 
 @pytest.fixture
-def custom(web_dist: Path) -> Synthesized:
-    return custom_synthesis(web_dist)
+def custom(tmp_path_factory: pytest.TempPathFactory, web_dist: Path) -> Synthesized:
+    return custom_synthesis(tmp_path_factory, web_dist)
 
 
 def function(synthesized: Synthesized, name: str) -> tuple[str, dict[str, Any]]:
