@@ -117,7 +117,7 @@ OPERATION_ATTRIBUTES: Final = ("gen_ai.operation.name", "llm.request.type")
 #: `error.type` values (exception class names or HTTP codes) → the contract's error types.
 _ERROR_TYPES: Final = (
     (re.compile(r"auth|permission|401|403", re.I), "authentication"),
-    (re.compile(r"rate|429|quota|throttl", re.I), "rate_limit"),
+    (re.compile(r"rate.?limit|429|quota|throttl", re.I), "rate_limit"),
     (re.compile(r"timeout|timed.?out|408|504", re.I), "timeout"),
     (re.compile(r"unavailable|overload|connection|5\d\d|internal", re.I), "unavailable"),
     (re.compile(r"content.?filter|safety", re.I), "content_filtered"),
@@ -279,24 +279,29 @@ def _tags(span: SpanView, mapping: SpanMapping) -> tuple[dict[str, str], tuple[s
 
 def _error_type(span: SpanView) -> str:
     raw = span.attributes.get("error.type")
-    if not isinstance(raw, str | int):
-        return "other"
-    text = str(raw)
+    return classify_error(str(raw)) if isinstance(raw, str | int) else "other"
+
+
+def classify_error(text: str) -> str:
+    """An error's class name, code or message → the contract's error type (`other` when unknown)."""
     for pattern, kind in _ERROR_TYPES:
         if pattern.search(text):
             return kind
     return "other"
 
 
-def _ledger(span: SpanView) -> tuple[dict[str, int], bool, bool]:
-    """The token buckets, whether any usage was reported, and whether the producer reported them apart."""
-    attributes = span.attributes
-    total_input = _count(attributes, INPUT_ATTRIBUTES)
-    total_output = _count(attributes, OUTPUT_ATTRIBUTES)
-    cache_read = _count(attributes, CACHE_READ_ATTRIBUTES) or 0
-    cache_write = _count(attributes, CACHE_WRITE_ATTRIBUTES) or 0
-    reasoning = _count(attributes, REASONING_ATTRIBUTES) or 0
-    reported = total_input is not None or total_output is not None
+def ledger_from_totals(
+    total_input: int | None,
+    total_output: int | None,
+    cache_read: int = 0,
+    cache_write: int = 0,
+    reasoning: int = 0,
+) -> tuple[dict[str, int], bool]:
+    """The canonical ledger from *inclusive* totals (OTel, LiteLLM, OpenAI: input counts the cache, output
+    counts reasoning), and whether the producer evidently reported the buckets apart instead.
+
+    Shared by every integration so the double-count trap is handled once.
+    """
     exclusive = False
     cached = cache_read + cache_write
     if total_input is None:
@@ -318,7 +323,22 @@ def _ledger(span: SpanView) -> tuple[dict[str, int], bool, bool]:
         "output_tokens": visible,
         "reasoning_tokens": reasoning,
     }
-    return ledger, reported, exclusive
+    return ledger, exclusive
+
+
+def _ledger(span: SpanView) -> tuple[dict[str, int], bool, bool]:
+    """The token buckets, whether any usage was reported, and whether the producer reported them apart."""
+    attributes = span.attributes
+    total_input = _count(attributes, INPUT_ATTRIBUTES)
+    total_output = _count(attributes, OUTPUT_ATTRIBUTES)
+    ledger, exclusive = ledger_from_totals(
+        total_input,
+        total_output,
+        cache_read=_count(attributes, CACHE_READ_ATTRIBUTES) or 0,
+        cache_write=_count(attributes, CACHE_WRITE_ATTRIBUTES) or 0,
+        reasoning=_count(attributes, REASONING_ATTRIBUTES) or 0,
+    )
+    return ledger, total_input is not None or total_output is not None, exclusive
 
 
 def _reason(exc: ValidationError) -> str:
