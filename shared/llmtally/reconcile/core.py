@@ -32,7 +32,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from llmtally.events import Provider
-from llmtally.money import nanos_to_usd, usd_to_nanos
+from llmtally.money import nanos_to_usd
 from llmtally.rollups import Counters
 
 #: How many API key ids a row keeps (the ids the provider billed the model's usage under).
@@ -574,8 +574,3 @@ def drift_alert_due(totals: DayTotals, thresholds: Thresholds) -> bool:
 
 def unmetered_alert_due(totals: DayTotals, thresholds: Thresholds) -> bool:
     return not totals.provisional and totals.unmetered_nanos >= thresholds.unmetered_nanos > 0
-
-
-def usd_nanos(text: str | Decimal) -> int:
-    """A decimal USD amount (string or Decimal) as nano-USD."""
-    return usd_to_nanos(Decimal(text))

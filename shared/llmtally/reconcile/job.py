@@ -34,7 +34,6 @@ from llmtally.money import usd_to_nanos
 from llmtally.reconcile.core import (
     BillingReport,
     Metered,
-    ReconciliationRow,
     Thresholds,
     TokenKind,
     day_start,
@@ -348,7 +347,7 @@ class ReconciliationJob:
         }
 
 
-def summary_lines(outcome: RunOutcome, rows_of: Callable[[str], list[ReconciliationRow]] | None = None) -> list[str]:
+def summary_lines(outcome: RunOutcome) -> list[str]:
     """A human summary of a run (the CLI)."""
     lines = [f"reconciled {outcome.start.isoformat()} .. {(outcome.end - timedelta(days=1)).isoformat()} (UTC)"]
     for source in outcome.sources:
