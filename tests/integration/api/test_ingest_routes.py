@@ -3,6 +3,7 @@ answers, one path to the tables (bus → queue → ingest), duplicates, tenant s
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from llmtally.resources import ResourceNames
 from tests.conftest import MotoServer
 from tests.integration.api.conftest import ADMIN_CLAIMS, ALICE, BOB, JsonLogs
 from tests.integration.test_ingest_pipeline import deliver
-from tests.support.apigw import ApiResponse, request
+from tests.support.apigw import ApiResponse, call, http_event, request
 from tests.support.pipeline import IngestRoute, create_pipeline, reset_ingest_state
 
 pytestmark = pytest.mark.integration
@@ -130,7 +131,7 @@ def test_keys_are_shown_once_stored_as_a_hash_listed_with_last_use_and_revocable
     assert key.startswith(f"llt_{key_id}_")
     # Then the settings table holds its SHA-256, never the key
     scan = json.dumps(aws.client("dynamodb").scan(TableName=NAMES.settings_table)["Items"])
-    secret = key.rsplit("_", 1)[1]
+    secret = key[len("llt_") + 17 :]  # llt_<16-char id>_<secret>
     assert secret not in scan
     assert hashlib.sha256(secret.encode()).hexdigest() in scan
     # When it is used, the list shows when (and never the key)
@@ -154,15 +155,13 @@ def test_keys_are_shown_once_stored_as_a_hash_listed_with_last_use_and_revocable
     assert secret not in json_logs.text
 
 
-@pytest.mark.parametrize(
-    "authorization",
-    [None, "Bearer", "Basic abc", "Bearer llt_aaaaaaaaaaaaaaaa_" + "A" * 43, "Bearer sk-not-a-key"],
-)
-def test_requests_without_a_valid_key_are_401(route: IngestRoute, authorization: str | None) -> None:
-    headers = {"authorization": authorization} if authorization else {}
-    response = request("POST", "/api/usage-events", body={"events": [_event(1)]}, headers=headers)
-    assert response.status == 401
-    assert "ingest key" in response.json()["error"]
+def test_requests_without_a_valid_key_are_401(route: IngestRoute) -> None:
+    # (one test, several headers: each setup of the pipeline on moto costs seconds)
+    for authorization in (None, "Bearer", "Basic abc", "Bearer llt_aaaaaaaaaaaaaaaa_" + "A" * 43, "Bearer sk-nope"):
+        headers = {"authorization": authorization} if authorization else {}
+        response = request("POST", "/api/usage-events", body={"events": [_event(1)]}, headers=headers)
+        assert response.status == 401, authorization
+        assert "ingest key" in response.json()["error"]
 
 
 def test_a_forged_secret_for_a_real_key_id_is_401(route: IngestRoute) -> None:
@@ -186,22 +185,16 @@ def test_an_admin_key_writes_any_tenant_and_only_admins_create_one(route: Ingest
     assert missing["results"][0]["status"] == "rejected"
 
 
-@pytest.mark.parametrize(
-    ("body", "status"),
-    [
+def test_malformed_batches_are_4xx(route: IngestRoute) -> None:
+    key = _create_key()["key"]
+    cases: list[tuple[Any, int]] = [
         ({"events": []}, 400),
         ({"events": [_event(1)], "extra": 1}, 400),
         ({"evts": []}, 400),
         ({"events": [_event(n) for n in range(501)]}, 413),
-    ],
-)
-def test_malformed_batches_are_4xx(route: IngestRoute, body: Any, status: int) -> None:
-    key = _create_key()["key"]
-    assert _post(key, body).status == status
-
-
-def test_bodies_over_the_ingest_bound_are_413_before_any_work(route: IngestRoute) -> None:
-    key = _create_key()["key"]
+    ]
+    for body, status in cases:
+        assert _post(key, body).status == status, status
     huge = request("POST", "/api/usage-events", raw_body="x" * 1_048_577, headers={"authorization": f"Bearer {key}"})
     assert huge.status == 413
 
@@ -217,3 +210,137 @@ def test_the_per_key_request_rate_is_bounded(route: IngestRoute, monkeypatch: py
     limited = _post(key, {"events": [_event(3)]})
     assert limited.status == 429
     assert int(limited.headers["Retry-After"]) >= 1
+
+
+# -- OTLP receiver ---------------------------------------------------------------------------------
+
+
+def _otlp_json(spans: list[dict[str, Any]], resource: dict[str, Any] | None = None) -> dict[str, Any]:
+    def attributes(values: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for key, value in values.items():
+            if isinstance(value, bool):
+                out.append({"key": key, "value": {"boolValue": value}})
+            elif isinstance(value, int):
+                out.append({"key": key, "value": {"intValue": str(value)}})
+            else:
+                out.append({"key": key, "value": {"stringValue": value}})
+        return out
+
+    end = int(datetime.fromisoformat(AT).timestamp() * 1e9)
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": attributes(resource or {"service.name": "svc"})},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "test"},
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": f"{n + 1:016x}",
+                                "name": "chat",
+                                "kind": 3,
+                                "startTimeUnixNano": str(end - 900_000_000),
+                                "endTimeUnixNano": str(end),
+                                "attributes": attributes(span),
+                                "status": {"code": 2 if span.get("error.type") else 0},
+                            }
+                            for n, span in enumerate(spans)
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+
+
+CHAT = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "openai",
+    "gen_ai.request.model": "gpt-4o",
+    "gen_ai.usage.input_tokens": 2048,
+    "gen_ai.usage.cache_read.input_tokens": 1536,
+    "gen_ai.usage.output_tokens": 100,
+}
+
+
+def _post_otlp(key: str, document: dict[str, Any], *, encoding: str = "json") -> ApiResponse:
+    from google.protobuf.json_format import ParseDict  # type: ignore[import-untyped]
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    headers = {"authorization": f"Bearer {key}"}
+    if encoding == "json":
+        return request("POST", "/api/otel/v1/traces", body=document, headers=headers)
+    # protobuf: the same request, ids as bytes
+    message = ExportTraceServiceRequest()
+    proto_doc = json.loads(json.dumps(document))
+    for rs in proto_doc["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for span in ss["spans"]:
+                for name in ("traceId", "spanId"):
+                    span[name] = base64.b64encode(bytes.fromhex(span[name])).decode()
+    ParseDict(proto_doc, message)
+    return _post_binary(message.SerializeToString(), headers)
+
+
+def _post_binary(raw: bytes, headers: dict[str, str]) -> ApiResponse:
+    event = http_event("POST", "/api/otel/v1/traces", headers={"content-type": "application/x-protobuf", **headers})
+    event["body"] = base64.b64encode(raw).decode()
+    event["isBase64Encoded"] = True
+    return call(event)
+
+
+def test_otlp_json_spans_become_events_ignored_and_rejected_ones_counted(route: IngestRoute) -> None:
+    key = _create_key()["key"]
+    # Given a model call, an agent span, an HTTP span and a span of a provider llmtally does not meter
+    document = _otlp_json(
+        [
+            CHAT,
+            {**CHAT, "gen_ai.operation.name": "invoke_agent"},
+            {"http.method": "GET"},
+            {**CHAT, "gen_ai.provider.name": "cohere"},
+        ]
+    )
+    response = _post_otlp(key, document)
+    # Then OTLP's answer reports the rejected span, and the headers count every outcome
+    assert response.status == 200, response.text
+    assert response.json()["partialSuccess"]["rejectedSpans"] == 1
+    assert "not metered" in response.json()["partialSuccess"]["errorMessage"]
+    counts = {
+        k: response.headers[f"X-LLMtally-{k}"] for k in ("Spans", "Accepted", "Duplicates", "Rejected", "Ignored")
+    }
+    assert counts == {"Spans": "4", "Accepted": "1", "Duplicates": "0", "Rejected": "1", "Ignored": "2"}
+    # And the model call reaches the raw table through the pipeline, cache counted once
+    deliver(route)
+    [item] = _raw_entries(ALICE)
+    assert (item["input_tokens"]["N"], item["cache_read_tokens"]["N"], item["output_tokens"]["N"]) == (
+        "512",
+        "1536",
+        "100",
+    )
+    assert item["sk"]["S"].endswith("#otel:5b8efff798038103d269b633813fc60c:0000000000000001")
+    # When the same spans are exported again (protobuf this time), the recorded one is a duplicate
+    again = _post_otlp(key, document, encoding="protobuf")
+    assert again.status == 200
+    assert again.headers["Content-Type"] == "application/x-protobuf"
+    assert (again.headers["X-LLMtally-Duplicates"], again.headers["X-LLMtally-Accepted"]) == ("1", "0")
+
+
+def test_otlp_spans_naming_another_tenant_need_an_admin_key(route: IngestRoute) -> None:
+    key = _create_key()["key"]
+    document = _otlp_json([CHAT], resource={"enduser.id": BOB})
+    refused = _post_otlp(key, document)
+    assert refused.headers["X-LLMtally-Rejected"] == "1"
+    assert "another tenant" in refused.json()["partialSuccess"]["errorMessage"]
+    admin = _create_key("ops-1", claims=ADMIN_CLAIMS, all_tenants=True)["key"]
+    assert _post_otlp(admin, document).headers["X-LLMtally-Accepted"] == "1"
+
+
+def test_unreadable_otlp_bodies_are_4xx_and_no_key_is_401(route: IngestRoute) -> None:
+    key = _create_key()["key"]
+    cases = [(b"\x00garbage", "application/x-protobuf", 400), (b"{}", "text/plain", 415)]
+    for body, content_type, status in cases:
+        response = _post_binary(body, {"authorization": f"Bearer {key}", "content-type": content_type})
+        assert response.status == status, content_type
+    assert request("POST", "/api/otel/v1/traces", body=_otlp_json([CHAT])).status == 401
