@@ -294,13 +294,96 @@ export interface Period {
   tz: string;
 }
 
-export function getSummary(userId: string, period: Period): Promise<UsageSummary> {
+/** One `where` filter (`tag:customer` = `acme`): the analytics page's filter chip. */
+export interface Where {
+  /** provider, model, operation or tag:<key> */
+  dimension: string;
+  value: string;
+}
+
+/** `tag:customer:acme`, as the API's `where` parameter reads it. */
+export function whereParam(where: Where): string {
+  return `${where.dimension}:${where.value}`;
+}
+
+/** `customer: acme` (a tag) or `model: gpt-5`: what the chip shows. */
+export function whereLabel(where: Where): string {
+  return `${where.dimension.replace(/^tag:/, "")}: ${where.value}`;
+}
+
+export function getSummary(userId: string, period: Period, where: Where | null = null): Promise<UsageSummary> {
   const query = new URLSearchParams({ start: period.start, end: period.end, tz: period.tz });
+  if (where) query.set("where", whereParam(where));
   return json(`/api/llm-usage/${user(userId)}/summary?${query}`);
 }
 
-export async function getDaily(userId: string, period: Period): Promise<DailyRow[]> {
+/** One row of a breakdown (GET /api/llm-usage/{userId}/breakdown); money in USD. */
+export interface BreakdownRow {
+  value: string;
+  provider?: string | null;
+  requests: number;
+  input_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+  output_tokens: number;
+  reasoning_tokens: number;
+  total_tokens: number;
+  cost_usd: number;
+  billed_cost_usd: number;
+  share_percent: number;
+  errors: number;
+  unpriced_requests: number;
+  usage_missing: number;
+}
+
+export interface BreakdownResponse {
+  user_id: string;
+  timezone: string;
+  start: string;
+  end: string;
+  by: string;
+  where: Where | null;
+  rows: BreakdownRow[];
+  /** The rows past `limit`, summed (value "(rest)"). */
+  other: BreakdownRow | null;
+  /** Tag dimensions: distinct values folded into "(other)" in the range's months. */
+  folded_values: number;
+  total: BreakdownRow;
+  items_read: number;
+  queries: number;
+}
+
+export interface TagKey {
+  key: string;
+  values: number;
+  folded_values: number;
+}
+
+export interface TagKeysResponse {
+  user_id: string;
+  period: string;
+  keys: TagKey[];
+}
+
+export function getBreakdown(
+  userId: string,
+  period: Period,
+  by: string,
+  options: { where?: Where | null; limit?: number } = {},
+): Promise<BreakdownResponse> {
+  const query = new URLSearchParams({ by, start: period.start, end: period.end, tz: period.tz });
+  if (options.where) query.set("where", whereParam(options.where));
+  if (options.limit) query.set("limit", String(options.limit));
+  return json(`/api/llm-usage/${user(userId)}/breakdown?${query}`);
+}
+
+export function getTagKeys(userId: string): Promise<TagKeysResponse> {
+  return json(`/api/llm-usage/${user(userId)}/tags`);
+}
+
+export async function getDaily(userId: string, period: Period, where: Where | null = null): Promise<DailyRow[]> {
   const query = new URLSearchParams({ days: String(period.days), tz: period.tz });
+  if (where) query.set("where", whereParam(where));
   const body = await json<DailyRow[] | { daily_usage?: DailyRow[]; days?: DailyRow[] }>(
     `/api/llm-usage/${user(userId)}/daily?${query}`,
   );
@@ -381,6 +464,29 @@ export interface BudgetResponse {
   status: BudgetStatus | null;
 }
 
+/** A budget on the calls tagged with one value (customer c-42 at $50 a month). */
+export interface TagBudget {
+  tagKey: string;
+  tagValue: string;
+  budget: Budget;
+  status: BudgetStatus;
+}
+
+export interface TagBudgetsResponse {
+  budgets: TagBudget[];
+  maxTagBudgets: number;
+}
+
+export interface TagBudgetInput {
+  tagKey: string;
+  tagValue: string;
+  monthlyLimitUsd: string;
+  timezone: string;
+  thresholds?: number[];
+  action: BudgetAction;
+  switchTo?: { provider: Provider; model: string };
+}
+
 export interface BudgetInput {
   /** Sent as the typed decimal string, so the server parses it exactly. */
   monthlyLimitUsd: string;
@@ -402,6 +508,9 @@ export interface BudgetAlert {
   percentUsed: number;
   action: BudgetAction;
   crossedAt: string;
+  /** A tag budget's alert: its tag. */
+  tagKey?: string | null;
+  tagValue?: string | null;
 }
 
 export function getBudget(userId: string): Promise<BudgetResponse> {
@@ -421,6 +530,19 @@ export async function getBudgetAlerts(userId: string, limit = 20): Promise<Budge
   const query = new URLSearchParams({ limit: String(limit) });
   const body = await json<{ alerts?: BudgetAlert[] }>(`/api/llm-settings/${user(userId)}/budget/alerts?${query}`);
   return body.alerts ?? [];
+}
+
+export function getTagBudgets(userId: string): Promise<TagBudgetsResponse> {
+  return json(`/api/llm-settings/${user(userId)}/budget/tags`);
+}
+
+export function saveTagBudget(userId: string, input: TagBudgetInput): Promise<TagBudget> {
+  return json(`/api/llm-settings/${user(userId)}/budget/tags`, { method: "PUT", body: JSON.stringify(input) });
+}
+
+export function deleteTagBudget(userId: string, key: string, value: string): Promise<{ deleted: boolean }> {
+  const query = new URLSearchParams({ key, value });
+  return json(`/api/llm-settings/${user(userId)}/budget/tag?${query}`, { method: "DELETE" });
 }
 
 // ---- Cost insights (snake_case like the summary, usage area) ----
@@ -550,4 +672,39 @@ export function getReconciliation(userId: string, days: number, today: Date = ne
   const span = Math.max(1, Math.min(93, days));
   const start = new Date(Date.parse(`${end}T00:00:00Z`) - (span - 1) * 86_400_000).toISOString().slice(0, 10);
   return json(`/api/llm-usage/${user(userId)}/reconciliation?${new URLSearchParams({ start, end })}`);
+}
+
+// -- ingest keys (docs/ingest.md): bearer keys for POST /api/usage-events and the OTLP receiver ----
+
+export interface IngestKeyInfo {
+  key_id: string;
+  name: string;
+  /** The key's public prefix, to recognise it; never the secret. */
+  hint: string;
+  created_at: string;
+  created_by: string;
+  all_tenants: boolean;
+  last_used_at: string | null;
+}
+
+export interface IngestKeysResponse {
+  keys: IngestKeyInfo[];
+  max_keys: number;
+}
+
+/** The create answer: the only time the key itself is shown. */
+export interface IngestKeyCreated extends IngestKeyInfo {
+  key: string;
+}
+
+export function getIngestKeys(userId: string): Promise<IngestKeysResponse> {
+  return json(`/api/llm-settings/${user(userId)}/ingest-keys`);
+}
+
+export function createIngestKey(userId: string, name: string): Promise<IngestKeyCreated> {
+  return json(`/api/llm-settings/${user(userId)}/ingest-keys`, { method: "POST", body: JSON.stringify({ name }) });
+}
+
+export function revokeIngestKey(userId: string, keyId: string): Promise<{ key_id: string; revoked: boolean }> {
+  return json(`/api/llm-settings/${user(userId)}/ingest-keys/${encodeURIComponent(keyId)}`, { method: "DELETE" });
 }

@@ -13,7 +13,9 @@ import {
   type DailyRow,
   type Period,
   type UsageSummary,
+  type Where,
 } from "../api";
+import BreakdownPanel, { FilterChip } from "../components/BreakdownPanel";
 import { BudgetAlertsList, BudgetCard, InlineError, RecommendationsPanel } from "../components/CostInsights";
 import DailyTrendChart from "../components/DailyTrendChart";
 import ReconciliationPanel from "../components/ReconciliationPanel";
@@ -142,6 +144,8 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
   const [error, setError] = useState<string | null>(null);
   const [exporting, setExporting] = useState(false);
   const [exportNote, setExportNote] = useState<{ kind: "success" | "error"; text: string } | null>(null);
+  // The filter chip (`customer: acme`): the summary, the daily trend and the breakdown follow it.
+  const [where, setWhere] = useState<Where | null>(null);
   // ~400 zones: the <option> elements are built once per zone change, not on every render.
   const zoneOptions = useMemo(
     () =>
@@ -176,7 +180,7 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
       setLoading(true);
       setError(null);
       try {
-        const [summary, daily] = await Promise.all([getSummary(userId, period), getDaily(userId, period)]);
+        const [summary, daily] = await Promise.all([getSummary(userId, period, where), getDaily(userId, period, where)]);
         if (signal.live) setData({ summary, daily, period });
       } catch (err) {
         if (signal.live) setError(err instanceof ApiError || err instanceof Error ? err.message : String(err));
@@ -184,7 +188,7 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
         if (signal.live) setLoading(false);
       }
     },
-    [userId, days, tz],
+    [userId, days, tz, where],
   );
 
   useEffect(() => {
@@ -272,6 +276,17 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
           </button>
         </div>
       </div>
+
+      {where ? (
+        <div className="flex flex-wrap items-center gap-2 text-sm" data-testid="filter-bar">
+          <span className="muted">Filtered by</span>
+          <FilterChip where={where} onClear={() => setWhere(null)} />
+          <span className="muted text-xs">
+            The totals, the daily trend and the breakdown follow the filter; the budget, insights, reconciliation and
+            recent calls show the whole account.
+          </span>
+        </div>
+      ) : null}
 
       {exportNote ? (
         <Banner kind={exportNote.kind} title={exportNote.kind === "success" ? "CSV exported" : "CSV export failed"}>
@@ -422,6 +437,8 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
               </div>
             ) : null}
           </Section>
+
+          <BreakdownPanel userId={userId} period={data.period} where={where} onFilter={setWhere} />
 
           <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
             <RecommendationsPanel recommendations={recommendations.resource} retry={recommendations.retry} />

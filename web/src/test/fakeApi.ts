@@ -4,10 +4,14 @@ import type {
   AnomaliesResponse,
   BudgetAlert,
   BudgetResponse,
+  BreakdownResponse,
+  BreakdownRow,
   Forecast,
   ModelsResponse,
   RecommendationsResponse,
   SettingsResponse,
+  TagBudgetsResponse,
+  TagKeysResponse,
   UsageSummary,
 } from "../api";
 
@@ -250,6 +254,142 @@ export function costControlRoutes(budget: BudgetResponse = BUDGET, alerts: Budge
     }),
     "GET /api/llm-usage/test/recommendations": (url: URL) => ({
       body: recommendationsFor(Number(url.searchParams.get("days"))),
+    }),
+    ...breakdownRoutes(),
+  };
+}
+
+// ---- breakdowns (issue 17): a tenant with tag keys customer (12 values, one folded) and feature ----
+
+export const TAG_KEYS: TagKeysResponse = {
+  user_id: "test",
+  period: "2026-11",
+  keys: [
+    { key: "customer", values: 12, folded_values: 3 },
+    { key: "feature", values: 2, folded_values: 0 },
+  ],
+};
+
+export function breakdownRow(value: string, requests: number, cost: number, total: number, provider?: string): BreakdownRow {
+  return {
+    value,
+    provider: provider ?? null,
+    requests,
+    input_tokens: requests * 100,
+    cache_read_tokens: 0,
+    cache_write_tokens: 0,
+    output_tokens: requests * 10,
+    reasoning_tokens: 0,
+    total_tokens: requests * 110,
+    cost_usd: cost,
+    billed_cost_usd: cost,
+    share_percent: total > 0 ? Math.round((cost / total) * 10_000) / 100 : 0,
+    errors: 0,
+    unpriced_requests: 0,
+    usage_missing: 0,
+  };
+}
+
+/** Values and costs per dimension; customer has 13 values (12 + (other)), more than the top 10. */
+const BREAKDOWN_VALUES: Record<string, [string, number, number, string?][]> = {
+  provider: [
+    ["anthropic", 80, 9.345678901],
+    ["openai", 40, 3],
+  ],
+  model: [
+    ["claude-sonnet-4-6", 80, 9.345678901, "anthropic"],
+    ["gpt-5", 40, 3, "openai"],
+  ],
+  operation: [
+    ["query_generation", 100, 10],
+    ["detection_rule", 20, 2.345678901],
+  ],
+  "tag:customer": [
+    ["acme", 30, 4.5],
+    ["globex", 20, 2.25],
+    ...Array.from({ length: 10 }, (_, i) => [`c-${String(i + 1).padStart(2, "0")}`, 5, 0.5 - i * 0.01] as [string, number, number]),
+    ["(other)", 3, 0.015],
+    ["=cmd|' /C calc'!A0", 1, 0.001],
+  ],
+  "tag:feature": [
+    ["chat", 70, 8],
+    ["search", 50, 4.345678901],
+  ],
+};
+
+export function breakdownFor(by: string, where: string | null, limit = 10): BreakdownResponse {
+  // A filter scales everything down (a fake: acme's share of each value).
+  const scale = where ? 0.5 : 1;
+  const values = (BREAKDOWN_VALUES[by] ?? []).map(([v, n, c, p]) => [v, Math.round(n * scale), c * scale, p] as const);
+  const totalCost = values.reduce((sum, [, , c]) => sum + c, 0);
+  const totalRequests = values.reduce((sum, [, n]) => sum + n, 0);
+  const sorted = [...values].sort((a, b) => b[2] - a[2]);
+  const rows = sorted.slice(0, limit).map(([v, n, c, p]) => breakdownRow(v, n, c, totalCost, p));
+  const rest = sorted.slice(limit);
+  const restCost = rest.reduce((sum, [, , c]) => sum + c, 0);
+  const restRequests = rest.reduce((sum, [, n]) => sum + n, 0);
+  const [dimension, ...value] = (where ?? "").split(":");
+  const whereOut = where
+    ? dimension === "tag"
+      ? { dimension: `tag:${value[0]}`, value: value.slice(1).join(":") }
+      : { dimension: dimension!, value: value.join(":") }
+    : null;
+  return {
+    user_id: "test",
+    timezone: "UTC",
+    start: "2026-10-31T00:00:00Z",
+    end: "2026-11-30T00:00:00Z",
+    by,
+    where: whereOut,
+    rows,
+    other: rest.length ? breakdownRow("(rest)", restRequests, restCost, totalCost) : null,
+    folded_values: by === "tag:customer" ? 3 : 0,
+    total: breakdownRow("(total)", totalRequests, totalCost, totalCost),
+    items_read: 42,
+    queries: 3,
+  };
+}
+
+export const TAG_BUDGETS: TagBudgetsResponse = {
+  maxTagBudgets: 20,
+  budgets: [
+    {
+      tagKey: "customer",
+      tagValue: "acme",
+      budget: {
+        monthlyLimitUsd: 50,
+        timezone: "UTC",
+        thresholds: [50, 80, 100],
+        action: "block",
+        switchTo: null,
+        strict: false,
+        updatedAt: "2026-11-20T10:00:00.000Z",
+      },
+      status: {
+        period: "2026-11",
+        periodStart: "2026-11-01T00:00:00+00:00",
+        periodEnd: "2026-12-01T00:00:00+00:00",
+        spentUsd: 42.5,
+        reservedUsd: 0,
+        remainingUsd: 7.5,
+        percentUsed: 85,
+        state: "warning",
+        crossedThresholds: [50, 80],
+      },
+    },
+  ],
+};
+
+/** The breakdown and tag-key routes for user "test". */
+export function breakdownRoutes() {
+  return {
+    "GET /api/llm-usage/test/tags": () => ({ body: TAG_KEYS }),
+    "GET /api/llm-usage/test/breakdown": (url: URL) => ({
+      body: breakdownFor(
+        url.searchParams.get("by") ?? "provider",
+        url.searchParams.get("where"),
+        Number(url.searchParams.get("limit") ?? "10"),
+      ),
     }),
   };
 }
