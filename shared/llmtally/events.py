@@ -20,7 +20,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeGuard
 
 from pydantic import (
     AfterValidator,
@@ -50,6 +50,26 @@ SEED_OPERATION_TYPES: Final = ("query_generation", "detection_rule", "conversati
 #: pydantic's regex engine has none.
 USER_ID_PATTERN: Final = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_@-]){0,127}\.?$"
 USER_ID_MAX_CHARS: Final = 128
+_USER_ID: Final = re.compile(USER_ID_PATTERN)
+
+
+def is_valid_user_id(value: object) -> TypeGuard[str]:
+    """Whether `value` is a tenant id: the pattern *and* the length (the pattern alone lets 256 by)."""
+    return isinstance(value, str) and len(value) <= USER_ID_MAX_CHARS and _USER_ID.match(value) is not None
+
+
+def check_user_id(value: str, what: str = "user_id") -> str:
+    """`value` if it is a tenant id, else ValueError (showing at most 70 characters of it)."""
+    if not is_valid_user_id(value):
+        raise ValueError(
+            f"invalid {what} {str(value)[:70]!r}: 1-{USER_ID_MAX_CHARS} of letters, digits and ._@-, "
+            "starting with a letter or digit, no '..'"
+        )
+    return value
+
+
+#: A tenant id as a pydantic field: the pattern and the length together.
+UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, max_length=USER_ID_MAX_CHARS)]
 EVENT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$"
 OPERATION_TYPE_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
 # Model ids as providers name them: "gpt-4o", "models/gemini-2.5-pro", Bedrock ids and ARNs.

@@ -31,9 +31,8 @@ from llmtally.events import (
     EVENT_DETAIL_TYPE,
     EVENT_SOURCE,
     SCHEMA_VERSION,
-    USER_ID_MAX_CHARS,
-    USER_ID_PATTERN,
     UsageEvent,
+    is_valid_user_id,
 )
 from llmtally.pricing import CostSource, PriceBook
 from llmtally.redaction import redact as redact
@@ -195,11 +194,7 @@ def tenant_hint(detail: Mapping[str, Any] | None) -> tuple[str | None, str | Non
     if not detail:
         return None, None
     user_id, event_id = detail.get("user_id"), detail.get("event_id")
-    user = (
-        user_id
-        if isinstance(user_id, str) and len(user_id) <= USER_ID_MAX_CHARS and re.match(USER_ID_PATTERN, user_id)
-        else None
-    )
+    user = user_id if is_valid_user_id(user_id) else None
     event = event_id if isinstance(event_id, str) and re.match(r"^[A-Za-z0-9._:-]{1,128}$", event_id) else None
     return user, event
 

@@ -34,7 +34,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from llmtally.budgets import ENFORCED_PERCENT, BudgetAction
 from llmtally.errors import LLMTallyError
-from llmtally.events import USER_ID_PATTERN
+from llmtally.events import UserId
 from llmtally.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class AlertNotice(BaseModel):
 
     schema_version: Literal[1]
     alert_id: str = Field(min_length=1, max_length=256)
-    user_id: str = Field(pattern=USER_ID_PATTERN)
+    user_id: UserId
     period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
     timezone: str = Field(min_length=1, max_length=64)
     threshold_percent: int = Field(ge=1, le=1000)
@@ -241,7 +241,7 @@ class ReconciliationNotice(BaseModel):
 
     schema_version: Literal[1]
     alert_id: str = Field(min_length=1, max_length=256)
-    user_id: str = Field(pattern=USER_ID_PATTERN)
+    user_id: UserId
     provider: Literal["anthropic", "openai", "google", "bedrock"]
     day: date
     kind: Literal["drift", "unmetered"]

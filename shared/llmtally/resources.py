@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmtally.events import USER_ID_PATTERN, Provider
+from llmtally.events import Provider, is_valid_user_id
 
 DEFAULT_PREFIX = "mantissa-log"
 
@@ -109,8 +109,6 @@ class ResourceNames:
 
 def _user_segment(user_id: str) -> str:
     """A user id checked to be safe as one segment of a secret name (it cannot escape the prefix)."""
-    import re
-
-    if not re.match(USER_ID_PATTERN, user_id) or ".." in user_id:
+    if not is_valid_user_id(user_id) or ".." in user_id:
         raise ValueError(f"invalid user id for a secret name: {user_id[:64]!r}")
     return user_id

@@ -41,12 +41,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from llmtally.events import (
     MAX_LATENCY_MS,
     OPERATION_TYPE_PATTERN,
-    USER_ID_PATTERN,
     Provider,
     Status,
     TokenCounts,
     UsageEvent,
     UsageSource,
+    UserId,
 )
 from llmtally.instrumentation.context import EMPTY, Attribution, _current, merge_tags
 from llmtally.instrumentation.stats import STATS
@@ -73,7 +73,7 @@ class InstrumentSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LLMTALLY_", frozen=True, extra="ignore")
 
     #: The tenant of a call made with no tenant anywhere else; unset: such calls are not published.
-    default_user_id: str | None = Field(default=None, pattern=USER_ID_PATTERN)
+    default_user_id: UserId | None = None
     default_operation_type: str = Field(default=DEFAULT_OPERATION_TYPE, pattern=OPERATION_TYPE_PATTERN)
 
 

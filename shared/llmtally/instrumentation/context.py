@@ -33,13 +33,12 @@ from llmtally.events import (
     SECRET_VALUE,
     TAG_KEY_PATTERN,
     TAG_VALUE_PATTERN,
-    USER_ID_PATTERN,
+    is_valid_user_id,
 )
 from llmtally.instrumentation.stats import STATS
 
 logger = logging.getLogger("llmtally.instrumentation")
 
-_USER_ID: Final = re.compile(USER_ID_PATTERN)
 _OPERATION: Final = re.compile(OPERATION_TYPE_PATTERN)
 _TAG_KEY: Final = re.compile(TAG_KEY_PATTERN)
 _TAG_VALUE: Final = re.compile(TAG_VALUE_PATTERN)
@@ -80,7 +79,7 @@ def _invalid(what: str, shown: object) -> None:
 def clean_user_id(value: object) -> str | None:
     if value is None:
         return None
-    if isinstance(value, str) and _USER_ID.match(value):
+    if is_valid_user_id(value):
         return value
     _invalid("user_id", value)
     return None

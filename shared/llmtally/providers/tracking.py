@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from llmtally.events import (
     OPERATION_TYPE_PATTERN,
     REQUEST_ID_PATTERN,
-    USER_ID_PATTERN,
     MetadataValue,
     Status,
     TokenCounts,
     UsageEvent,
     UsageSource,
     check_metadata,
+    check_user_id,
 )
 from llmtally.pricing import CostSource
 from llmtally.providers.base import (
@@ -103,7 +103,7 @@ class TrackedProvider:
         self.inner = provider
         self.response_cache = response_cache
         self.publisher = publisher
-        self.user_id = _check(user_id, USER_ID_PATTERN, "user_id")
+        self.user_id = check_user_id(user_id)
         self.operation_type = _check(operation_type, OPERATION_TYPE_PATTERN, "operation_type")
         self.metadata: dict[str, MetadataValue] = check_metadata(dict(metadata or {}))
         self.tracking_failures = 0

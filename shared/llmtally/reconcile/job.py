@@ -29,7 +29,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llmtally.errors import LLMTallyError
-from llmtally.events import USER_ID_PATTERN, Provider
+from llmtally.events import Provider, UserId
 from llmtally.money import usd_to_nanos
 from llmtally.reconcile.core import (
     BillingReport,
@@ -63,7 +63,7 @@ class ReconcileSettings(BaseSettings):
     bedrock_enabled: bool = False
     bedrock_services: tuple[str, ...] = ("Amazon Bedrock",)
     bedrock_tag_key: str | None = Field(default=None, max_length=128)
-    bedrock_default_user: str | None = Field(default=None, pattern=USER_ID_PATTERN)
+    bedrock_default_user: UserId | None = None
 
     @field_validator("openai_base_url", "anthropic_base_url")
     @classmethod
