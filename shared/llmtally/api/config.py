@@ -6,10 +6,13 @@ import re
 from functools import cache
 from typing import Final
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CLAIM_NAME_PATTERN = r"^[A-Za-z0-9_:.\-/]{1,128}$"
+#: The largest page of raw entries one call may ask for: `repositories.usage.MAX_PAGE_SIZE`, written
+#: out here so the settings need not import the repository at cold start (a test holds them equal).
+ENTRIES_PAGE_MAX: Final = 1000
 
 _LABEL: Final = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 #: `https://host[:port]`: any DNS name (IDNs in their `xn--` form).
@@ -55,9 +58,11 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=6 * 1024 * 1024)
     #: Whether this deployment can call Bedrock (its role and region allow it): `hasApiKeys.bedrock`.
     bedrock_available: bool = True
-    #: Raw entries: default and largest page; CSV export: most rows in one response.
-    entries_default_limit: int = Field(default=100, ge=1, le=1000)
-    entries_max_limit: int = Field(default=1000, ge=1, le=10_000)
+    #: Raw entries: default and largest page, at most `ENTRIES_PAGE_MAX` (the usage repository's
+    #: largest page: a larger setting would pass requests the repository refuses); CSV export: most
+    #: rows in one response (read in pages of at most that size).
+    entries_default_limit: int = Field(default=100, ge=1, le=ENTRIES_PAGE_MAX)
+    entries_max_limit: int = Field(default=ENTRIES_PAGE_MAX, ge=1, le=ENTRIES_PAGE_MAX)
     csv_max_rows: int = Field(default=10_000, ge=1, le=100_000)
     #: HMAC key of the entries route's pagination cursors (at least 32 characters). Unset, a key
     #: derived from the deployment prefix is used: tampering is still detected for a client that
@@ -65,6 +70,15 @@ class ApiSettings(BaseSettings):
     #: from the caller's tenant and the cursor must name that tenant). Set it to make cursors
     #: unforgeable outright.
     cursor_secret: SecretStr | None = Field(default=None, min_length=32)
+
+    @model_validator(mode="after")
+    def _default_page_within_the_largest(self) -> ApiSettings:
+        if self.entries_default_limit > self.entries_max_limit:
+            raise ValueError(
+                f"entries_default_limit ({self.entries_default_limit}) must not exceed "
+                f"entries_max_limit ({self.entries_max_limit})"
+            )
+        return self
 
 
 @cache
