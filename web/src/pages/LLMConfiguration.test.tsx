@@ -9,6 +9,7 @@ function routes(overrides: Parameters<typeof installFetch>[0] = {}) {
     ...costControlRoutes(),
     "GET /api/llm-settings/test": () => ({ body: SETTINGS }),
     "GET /api/llm-models": () => ({ body: MODELS }),
+    "GET /api/llm-settings/test/ingest-keys": () => ({ body: { keys: [], max_keys: 20 } }),
     "PUT /api/llm-settings/test": (_url, body) => {
       const sent = body as { preferences: typeof SETTINGS.preferences; apiKeys?: Record<string, string> };
       return {
