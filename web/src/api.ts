@@ -708,38 +708,3 @@ export function createIngestKey(userId: string, name: string): Promise<IngestKey
 export function revokeIngestKey(userId: string, keyId: string): Promise<{ key_id: string; revoked: boolean }> {
   return json(`/api/llm-settings/${user(userId)}/ingest-keys/${encodeURIComponent(keyId)}`, { method: "DELETE" });
 }
-
-// -- ingest keys (docs/ingest.md): bearer keys for POST /api/usage-events and the OTLP receiver ----
-
-export interface IngestKeyInfo {
-  key_id: string;
-  name: string;
-  /** The key's public prefix, to recognise it; never the secret. */
-  hint: string;
-  created_at: string;
-  created_by: string;
-  all_tenants: boolean;
-  last_used_at: string | null;
-}
-
-export interface IngestKeysResponse {
-  keys: IngestKeyInfo[];
-  max_keys: number;
-}
-
-/** The create answer: the only time the key itself is shown. */
-export interface IngestKeyCreated extends IngestKeyInfo {
-  key: string;
-}
-
-export function getIngestKeys(userId: string): Promise<IngestKeysResponse> {
-  return json(`/api/llm-settings/${user(userId)}/ingest-keys`);
-}
-
-export function createIngestKey(userId: string, name: string): Promise<IngestKeyCreated> {
-  return json(`/api/llm-settings/${user(userId)}/ingest-keys`, { method: "POST", body: JSON.stringify({ name }) });
-}
-
-export function revokeIngestKey(userId: string, keyId: string): Promise<{ key_id: string; revoked: boolean }> {
-  return json(`/api/llm-settings/${user(userId)}/ingest-keys/${encodeURIComponent(keyId)}`, { method: "DELETE" });
-}
