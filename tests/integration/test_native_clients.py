@@ -43,9 +43,9 @@ pytestmark = pytest.mark.integration
 
 TOOLS = [
     {
-        "name": "run_query",
-        "description": "Run a read-only SQL query on the log store",
-        "input_schema": {"type": "object", "properties": {"sql": {"type": "string"}}, "required": ["sql"]},
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
     }
 ]
 MESSAGES = [{"role": "user", "content": "How many errors today?"}]

@@ -37,7 +37,6 @@ import json
 import logging
 import threading
 from collections.abc import Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -81,7 +80,7 @@ class BudgetClientGuard:
         self.user_id = user_id
         self.guard = guard
         self._price_book = price_book
-        self._pending: set[Future[None]] = set()
+        self._pending: set[asyncio.Future[None]] = set()
         self._lock = threading.Lock()
         #: Calls refused (for callers' own metrics).
         self.blocked_calls = 0
@@ -211,20 +210,18 @@ class BudgetClientGuard:
         return Amendment(metadata=metadata, reported_cost_usd=reported)
 
     def _settle_off_loop(self, reservation: Any, nanos: int) -> None:
-        """Settle now (no event loop in this thread), or on a worker thread (inside a loop: never block it)."""
+        """Settle now (no event loop in this thread), or on the loop's executor (never block a loop)."""
         try:
-            asyncio.get_running_loop()
+            loop = asyncio.get_running_loop()
         except RuntimeError:
             self._settle(reservation, nanos)
             return
-        from llmtally.providers.bedrock import async_executor
-
-        future = async_executor().submit(self._settle, reservation, nanos)
+        future = loop.run_in_executor(None, self._settle, reservation, nanos)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)
 
-    def _forget(self, future: Future[None]) -> None:
+    def _forget(self, future: asyncio.Future[None]) -> None:
         with self._lock:
             self._pending.discard(future)
 
@@ -244,7 +241,7 @@ class BudgetClientGuard:
                 pending = list(self._pending)
             if not pending:
                 return
-            await asyncio.gather(*(asyncio.wrap_future(f) for f in pending))
+            await asyncio.gather(*pending)
 
 
 def output_limit(provider: Provider, kwargs: Mapping[str, Any]) -> int | None:

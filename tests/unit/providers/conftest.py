@@ -11,7 +11,7 @@ import asyncio
 import binascii
 import json
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -47,7 +47,8 @@ def usd(value: str) -> Decimal:
     return Decimal(value).quantize(Decimal("0.000000001"))
 
 
-Reply = httpx2.Response | Exception | Callable[[httpx2.Request], httpx2.Response]
+#: A reply, an exception to raise, or a handler (async handlers answer the async transport only).
+Reply = httpx2.Response | Exception | Callable[[httpx2.Request], httpx2.Response | Awaitable[httpx2.Response]]
 
 
 @dataclass
@@ -57,7 +58,7 @@ class MockAPI:
     replies: list[Reply]
     requests: list[httpx2.Request] = field(default_factory=list)
 
-    def handler(self, request: httpx2.Request) -> httpx2.Response:
+    def handler(self, request: httpx2.Request) -> Any:
         self.requests.append(request)
         reply = self.replies[min(len(self.requests), len(self.replies)) - 1]
         if isinstance(reply, Exception):
