@@ -525,7 +525,7 @@ def vars_of(prices: Any) -> dict[str, Decimal | None]:
 
 def cmd_rejects(args: argparse.Namespace) -> int:
     """Recorded bad events, newest first, with why they were refused (bodies are redacted)."""
-    from llmtally.ingest import RejectReason
+    from llmtally.rejects import RejectReason
     from llmtally.repositories.rejects import RejectsRepository
 
     use_target(args.target, args.prefix)
@@ -575,7 +575,7 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from llmtally.demo import DEFAULT_DAYS, DEFAULT_EVENTS
-    from llmtally.ingest import RejectReason
+    from llmtally.rejects import RejectReason
     from llmtally.resources import DEFAULT_PREFIX
 
     parser = argparse.ArgumentParser(

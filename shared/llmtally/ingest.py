@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import StrEnum
 from functools import cache
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -38,6 +37,11 @@ from llmtally.pricing import CostSource, PriceBook
 from llmtally.redaction import redact as redact
 from llmtally.redaction import redact_bounded
 
+# The reject's domain types live in llmtally.rejects (the repository imports them from there);
+# re-exported here for callers that imported them from the ingest.
+from llmtally.rejects import MAX_STORED_BODY_BYTES as MAX_STORED_BODY_BYTES
+from llmtally.rejects import RejectReason as RejectReason
+
 if TYPE_CHECKING:
     from llmtally.repositories.cardinality import ModelRegistry, OperationTypeRegistry
     from llmtally.repositories.rejects import RejectsRepository
@@ -45,26 +49,11 @@ if TYPE_CHECKING:
 
 #: SQS's classic message limit; a larger body is refused before it is parsed.
 MAX_BODY_BYTES: Final = 256 * 1024
-#: The most of an original body a reject keeps, redacted (its full size is recorded beside it).
-MAX_STORED_BODY_BYTES: Final = 16 * 1024
 #: Pydantic errors quoted in a reject reason (the rest are counted).
 MAX_REASON_ERRORS: Final = 8
 MAX_REASON_CHARS: Final = 2000
 #: What a tenant's operation types beyond the registry's limit are stored as.
 OVERFLOW_OPERATION_TYPE: Final = "other"
-
-
-class RejectReason(StrEnum):
-    """Why a message can never be ingested. Stable codes: dashboards and alarms key on them."""
-
-    OVERSIZED = "oversized"
-    MALFORMED_JSON = "malformed_json"
-    NOT_AN_OBJECT = "not_an_object"
-    BAD_ENVELOPE = "bad_envelope"
-    WRONG_SOURCE = "wrong_source"
-    WRONG_DETAIL_TYPE = "wrong_detail_type"
-    UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
-    CONTRACT_VIOLATION = "contract_violation"
 
 
 class Rejected(Exception):

@@ -10,33 +10,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict
-
 from llmtally import aws
 from llmtally.events import format_timestamp
-from llmtally.ingest import MAX_STORED_BODY_BYTES as MAX_STORED_BODY_BYTES
-from llmtally.ingest import RejectReason
 from llmtally.redaction import truncate_utf8 as truncate_utf8
+from llmtally.rejects import MAX_STORED_BODY_BYTES as MAX_STORED_BODY_BYTES
+from llmtally.rejects import RejectReason
+from llmtally.rejects import RejectRecord as RejectRecord
 from llmtally.repositories._dynamodb import deserialize, serialize, storage_errors
 from llmtally.settings import get_settings
 
 MAX_LIST: Final = 1000
-
-
-class RejectRecord(BaseModel):
-    """One refused message, as an operator sees it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    reason: RejectReason
-    message: str
-    body: str
-    body_bytes: int
-    body_truncated: bool
-    message_id: str
-    received_at: datetime
-    user_id: str | None = None
-    event_id: str | None = None
 
 
 class RejectsRepository:
