@@ -10,12 +10,12 @@ from constructs import Construct
 from cdk_app.config import AppConfig
 from cdk_app.constructs.aggregation import Aggregation
 from cdk_app.constructs.alerts import Alerts
-from cdk_app.constructs.api import OAUTH_SCOPES, Api, allow_secret_use
+from cdk_app.constructs.api import OAUTH_SCOPES, Api
 from cdk_app.constructs.hosting import Hosting
 from cdk_app.constructs.ingestion import Ingestion
 from cdk_app.constructs.monitoring import Monitoring
 from cdk_app.constructs.producers import Producers
-from cdk_app.constructs.reconciliation import Reconciliation, billing_secret_arn
+from cdk_app.constructs.reconciliation import Reconciliation
 from llmtally.tables import RECONCILIATION, REJECTS, RESPONSE_CACHE, table_specs
 
 #: The stack's outputs, by name (docs/deploy.md, tests/infra).
@@ -64,6 +64,7 @@ class LlmTallyStack(Stack):
             rejects_spec=specs[REJECTS],
         )
         aggregation.evaluate_budgets(settings_table=api.settings_table, bus=ingestion.bus)
+        api.publish_http_ingest(usage_table=aggregation.usage_table, bus=ingestion.bus)
         alerts = Alerts(
             self,
             "Alerts",
@@ -108,14 +109,6 @@ class LlmTallyStack(Stack):
             alert_topic=alerts.topic,
             notifier=alerts.function.function,
             api_role=api.function.role,
-        )
-        # The users' key names each role that uses it (cdk_app.constructs.api.allow_secret_use).
-        allow_secret_use(
-            api.secrets_key,
-            "ReconcilerReadsAdminKeys",
-            [reconciliation.function.role],
-            ["kms:Decrypt"],
-            billing_secret_arn(config).removesuffix("??????") + "*",
         )
         monitoring = Monitoring(
             self,

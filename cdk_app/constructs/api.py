@@ -22,6 +22,7 @@ from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -35,6 +36,7 @@ from cdk_app.constructs.tables import index_arns, table_from_spec
 from cdk_app.nag import acknowledge
 from llmtally.api.config import ApiSettings
 from llmtally.api.usage import NEXT_CURSOR_HEADER
+from llmtally.events import EVENT_DETAIL_TYPE, EVENT_SOURCE
 from llmtally.tables import SETTINGS, USAGE, TableSpec
 
 #: API Gateway stops waiting at 30 s; the connection test itself waits at most 10 s for a provider.
@@ -400,6 +402,19 @@ class Api(Construct):
         cfn_stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
             destination_arn=self.access_logs.log_group_arn,
             format=_json_format(_ACCESS_LOG_FORMAT),
+        )
+
+    def publish_http_ingest(self, *, usage_table: dynamodb.ITable, bus: events.IEventBus) -> None:
+        """`POST /api/usage-events` and the OTLP receiver (`llmtally.api.ingest`): the events already
+        recorded are looked up in the raw table (BatchGetItem), the rest go on the usage bus — usage
+        events only, as a producer's (`cdk_app.constructs.producers`)."""
+        self.function.add_to_role(
+            iam.PolicyStatement(actions=["dynamodb:BatchGetItem"], resources=[usage_table.table_arn]),
+            iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[bus.event_bus_arn],
+                conditions={"StringEquals": {"events:source": EVENT_SOURCE, "events:detail-type": EVENT_DETAIL_TYPE}},
+            ),
         )
 
     @property

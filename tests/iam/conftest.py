@@ -54,7 +54,7 @@ class Synth:
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     """The real app (`cdk_app.app.build_app`): default context but for one producer role named for
-    the users' key, asset bundling skipped."""
+    the users' key and the reconciler's Bedrock source switched on; asset bundling skipped."""
     if shutil.which("node") is None:
         pytest.fail("node is not on PATH: the CDK app (jsii) cannot be synthesized", pytrace=False)
     from cdk_app.app import build_app
@@ -62,7 +62,14 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     web = tmp_path_factory.mktemp("iam-web")
     (web / "index.html").write_text("<!doctype html><title>llmtally</title>", encoding="utf-8")
     app = build_app(
-        {"aws:cdk:bundling-stacks": [], "webDistDir": str(web), "producerRoleArns": [PRODUCER_ROLE_ARN]},
+        {
+            "aws:cdk:bundling-stacks": [],
+            "webDistDir": str(web),
+            "producerRoleArns": [PRODUCER_ROLE_ARN],
+            # The reconciler's Bedrock source (Cost Explorer) runs too.
+            "reconcileBedrock": True,
+            "reconcileBedrockDefaultUser": "alice-iam",
+        },
         outdir=str(tmp_path_factory.mktemp("iam-cdk")),
         nag=False,
     )

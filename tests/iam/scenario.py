@@ -151,14 +151,23 @@ class Scenario:
     # -- the API -------------------------------------------------------------------------------
 
     def api(
-        self, method: str, route: str, path: str, *, expect: int = 200, user: str = ALICE, **kwargs: Any
+        self,
+        method: str,
+        route: str,
+        path: str,
+        *,
+        expect: int = 200,
+        user: str = ALICE,
+        jwt: bool = True,
+        **kwargs: Any,
     ) -> ApiResponse | None:
-        """One API request, served by the function the template routes it to."""
+        """One API request, served by the function the template routes it to (with the JWT
+        authorizer's claims for `user`, or none: the ingest routes take an ingest key instead)."""
         key = self.entry_for_function(route_function(self.template, method, path))
         self.routes[(method, route)] = key
         with self.run_as(key):
             try:
-                response = call(http_event(method, path, claims={"sub": user}, **kwargs))
+                response = call(http_event(method, path, claims={"sub": user} if jwt else None, **kwargs))
             except Exception as exc:  # a 500 would be a bug of its own; report it with the route
                 self.problem(key, f"{method} {path} raised {exc!r}")
                 return None
@@ -221,6 +230,8 @@ def api_setup(s: Scenario) -> None:
         body={**budget, "strict": True, "slackWebhookUrl": s.slack.webhook_url},
     )
     s.api("PUT", settings + "/budget", f"/api/llm-settings/{BOB}/budget", user=BOB, body={**budget, "action": "notify"})
+    tag_budget = {"tagKey": "customer", "tagValue": "c-42", "monthlyLimitUsd": "5", "timezone": "UTC"}
+    s.api("PUT", settings + "/budget/tags", f"/api/llm-settings/{ALICE}/budget/tags", body=tag_budget)
     admin_key = {"provider": "openai", "adminKey": ADMIN_KEY}  # for reconciliation
     s.api("PUT", settings + "/billing-keys", f"/api/llm-settings/{ALICE}/billing-keys", body=admin_key)
 
@@ -236,6 +247,60 @@ def connection_test(s: Scenario) -> None:
             response = s.api("POST", route, f"/api/llm-settings/{ALICE}/test", body=body)
             if response is not None and response.status == 200 and response.json().get("success") is not True:
                 s.problem("connection-test", f"connection test failed: {response.text[:300]}")
+
+
+def api_http_ingest(s: Scenario) -> None:
+    """Ingest keys (created, listed), usage events and OTLP spans posted with one: onto the bus."""
+    keys = "/api/llm-settings/{userId}/ingest-keys"
+    created = s.api("POST", keys, f"/api/llm-settings/{ALICE}/ingest-keys", expect=201, body={"name": "iam tier"})
+    if created is None or created.status != 201:
+        return
+    key, key_id = created.json()["key"], created.json()["key_id"]
+    bearer = {"authorization": f"Bearer {key}"}
+    event = {
+        "event_id": f"iam-http-{uuid.uuid4().hex}",
+        "user_id": ALICE,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "provider": "openai",
+        "model": "gpt-4o",
+        "operation_type": "conversation",
+        "input_tokens": 1200,
+        "output_tokens": 80,
+    }
+    batch = {"events": [event]}
+    posted = s.api("POST", "/api/usage-events", "/api/usage-events", jwt=False, headers=bearer, body=batch)
+    if posted is not None and posted.status == 200:
+        statuses = [r["status"] for r in posted.json()["results"]]
+        if statuses != ["accepted"]:
+            s.problem("api", f"the HTTP ingest did not accept the event: {posted.text[:300]}")
+    end = int(datetime.now(UTC).timestamp() * 1e9)
+    span = {
+        "traceId": uuid.uuid4().hex,
+        "spanId": uuid.uuid4().hex[:16],
+        "name": "chat gpt-4o",
+        "kind": 3,
+        "startTimeUnixNano": str(end - 800_000_000),
+        "endTimeUnixNano": str(end),
+        "attributes": [
+            {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+            {"key": "gen_ai.provider.name", "value": {"stringValue": "openai"}},
+            {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}},
+            {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "900"}},
+            {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "60"}},
+        ],
+        "status": {"code": 0},
+    }
+    traces = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "iam-tier"}}]},
+                "scopeSpans": [{"scope": {"name": "iam"}, "spans": [span]}],
+            }
+        ]
+    }
+    s.api("POST", "/api/otel/v1/traces", "/api/otel/v1/traces", jwt=False, headers=bearer, body=traces)
+    s.api("GET", keys, f"/api/llm-settings/{ALICE}/ingest-keys")
+    s.api("DELETE", keys + "/{keyId}", f"/api/llm-settings/{ALICE}/ingest-keys/{key_id}")
 
 
 def _usage_event(user: str, tokens: int) -> Any:
@@ -321,7 +386,7 @@ def ingest(s: Scenario) -> None:
                     Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
                 )
             delivered += len(messages)
-    if delivered < 7:
+    if delivered < 9:
         s.problem("ingest", f"only {delivered} messages reached the ingest queue")
     tables = {str(c.params.get("TableName")) for c in s.emulator.calls(mark, s.principals["ingest"])}
     if not {s.names.usage_table, s.names.rejects_table, s.names.settings_table} <= tables:
@@ -492,6 +557,12 @@ def api_reads(s: Scenario) -> None:
     if rows is not None and rows.status == 200 and not rows.json().get("rows"):
         s.problem("api", f"no reconciliation rows served: {rows.text[:200]}")
     s.api("DELETE", keys + "/{provider}", f"/api/llm-settings/{ALICE}/billing-keys/openai")
+    tags = "/api/llm-settings/{userId}/budget/tags"
+    s.api("GET", tags, f"/api/llm-settings/{ALICE}/budget/tags")
+    s.api("GET", tags + "/alerts", f"/api/llm-settings/{ALICE}/budget/tags/alerts")
+    c42 = {"key": "customer", "value": "c-42"}
+    s.api("GET", "/api/llm-settings/{userId}/budget/tag", f"/api/llm-settings/{ALICE}/budget/tag", query=c42)
+    s.api("DELETE", "/api/llm-settings/{userId}/budget/tag", f"/api/llm-settings/{ALICE}/budget/tag", query=c42)
     deleted = s.api("DELETE", "/api/llm-settings/{userId}/budget", f"/api/llm-settings/{ALICE}/budget")
     if deleted is not None and deleted.status == 200 and deleted.json().get("deleted") is not True:
         s.problem("api", f"the budget was not deleted: {deleted.text[:200]}")
@@ -514,6 +585,7 @@ STEPS: tuple[Step, ...] = (
     Step("connection test", connection_test),
     Step("producer: UsagePublisher", producer_publish),
     Step("producer: provider_for_user", producer_provider),
+    Step("api: ingest keys, HTTP ingest, OTLP", api_http_ingest),
     Step("ingest", ingest),
     Step("aggregate", aggregate),
     Step("notify", notify),

@@ -11,7 +11,7 @@ resolved statements (`Emulator.check`); here:
 - the producer's ledger writes: the `dynamodb:Attributes` condition, against the attributes the
   recorded reservations and settlements named;
 - the code paths the scenario does not run (Bedrock in the connection test, the event sources'
-  failure destinations), against the policies.
+  failure destinations, a secret restored), against the policies.
 """
 
 from __future__ import annotations
@@ -232,8 +232,6 @@ def test_the_paths_the_scenario_does_not_run_are_allowed(outcome: Outcome, synth
         ("notify", "sqs:SendMessage", failures[scenario.names.alerts_failures]),
         # A key stored again after its secret was scheduled for deletion by hand.
         ("api", "secretsmanager:RestoreSecret", stored_key),
-        # The reconciler's Bedrock source reads Cost Explorer (no resource-level permission).
-        ("reconcile", "ce:GetCostAndUsage", "*"),
     ]
     for key, action, resource in paths:
         assert scenario.principals[key].policies.allows(action, resource), f"{key}: {action} on {resource}"
@@ -247,8 +245,6 @@ NOT_RUN: dict[str, str] = {
     "get_foundation_model": "the connection test's Bedrock model lookup: "
     "test_the_paths_the_scenario_does_not_run_are_allowed",
     "get_inference_profile": "the same, for an inference profile",
-    "get_cost_and_usage": "the reconciler's Bedrock source (Cost Explorer, off unless configured): "
-    "test_the_paths_the_scenario_does_not_run_are_allowed",
     "restore_secret": "the API storing a key whose secret was scheduled for deletion by hand: "
     "test_the_paths_the_scenario_does_not_run_are_allowed",
 }

@@ -157,12 +157,13 @@ def test_only_the_aggregator_publishes_alerts(synthesized: Synthesized) -> None:
         for statement in _role_statements(synthesized, name):
             if "events:PutEvents" in _actions(statement):
                 publishers[name] = statement
-    assert set(publishers) == {"aggregate"}
-    statement = publishers["aggregate"]
-    assert statement["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
-    assert statement["Condition"] == {
-        "StringEquals": {"events:source": "llmtally", "events:detail-type": "BudgetThresholdCrossed"}
-    }
+    # The API publishes too (the HTTP ingest), usage events only: an alert comes from the aggregator alone.
+    assert set(publishers) == {"aggregate", "api"}
+    for name, detail_type in (("aggregate", "BudgetThresholdCrossed"), ("api", "LLMUsage")):
+        statement = publishers[name]
+        assert statement["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
+        conditions = {"events:source": "llmtally", "events:detail-type": detail_type}
+        assert statement["Condition"] == {"StringEquals": conditions}
 
 
 def test_alert_topic_output(synthesized: Synthesized) -> None:

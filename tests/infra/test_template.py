@@ -394,7 +394,7 @@ def test_the_users_key_policy_names_its_users(synthesized: Synthesized) -> None:
         "ApiWritesUsersSecrets",
         "ConnectionTestReadsProviderKeys",
         "NotifierReadsSlackWebhooks",
-        "ReconcilerReadsAdminKeys",
+        "ReconcileReadsAdminKeys",
     }
     assert "kms:Decrypt" not in by_sid["KeyAdministration"]["Action"]
     assert "kms:CreateGrant" not in by_sid["KeyAdministration"]["Action"]
