@@ -148,7 +148,7 @@ def aggregate_batch(
                 pending.append((record, padded, entry))
         if budgets is not None:
             try:
-                budgets.begin({entry.user_id for _, _, entry in parsed}, repo)
+                budgets.begin({entry.user_id for _, _, entry in parsed}, repo, entries=[e for _, _, e in parsed])
             except LLMTallyError as exc:
                 result.failed_sequence_number = records[0].sequence_number
                 result.error = f"budget read failed: {exc}"

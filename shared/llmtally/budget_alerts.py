@@ -11,17 +11,33 @@ finishes what a crash interrupted), each crossed threshold not yet marked on the
 as an alert record with `attribute_not_exists` — exactly one writer fires it — then published to
 the bus and marked. A record found unpublished and older than `REPUBLISH_AFTER` (its writer died
 between the record and the event) is published again with the same `alert_id`.
+
+Tag budgets (`customer=c-42` at $50 a month) are kept after the commits, not inside the
+transactions: for every tag budget whose tag a record of the batch carries (skipped records
+included), the tag value's period total is read from the rollups (consistent reads, after this
+batch's commits: exact) and SET on its ledger, then its thresholds fire like the tenant budget's,
+through the same alert records. Setting a total read from the rollups is idempotent, so a retry
+re-does it harmlessly; it adds no item to the rollup transactions (their 100-item bound stays the
+rollups'), and costs one read of the value's month per tag budget per batch that carries the tag.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from llmtally.budgets import STRICT_PERIOD_METADATA, Budget, BudgetAlert, Period, crossed_thresholds, period_by_key
+from llmtally.budgets import (
+    STRICT_PERIOD_METADATA,
+    Budget,
+    BudgetAlert,
+    Period,
+    TagScope,
+    crossed_thresholds,
+    period_by_key,
+)
 from llmtally.errors import LLMTallyError
 from llmtally.rollups import Dimension, RollupSource
 
@@ -41,11 +57,28 @@ def period_total_nanos(repository: Any, user_id: str, start: datetime, end: date
     return totals.total().cost_nanos
 
 
+def tag_period_total_nanos(repository: Any, user_id: str, tag: TagScope, start: datetime, end: datetime) -> int:
+    """The exact cost in [start, end) of the calls tagged `tag` (the rollups' tag dimension, consistent reads)."""
+    from llmtally.queries import tag_value_total_nanos
+
+    return tag_value_total_nanos(user_id, tag.key, tag.value, start, end, repository=repository, consistent=True)
+
+
+TagTotal = Callable[[Any, str, TagScope, datetime, datetime], int]
+
+
 @dataclass(slots=True)
 class _Tenant:
     budget: Budget
     period: Period
     spent_nanos: int | None = None
+
+
+@dataclass(slots=True)
+class _TagBudget:
+    tag: TagScope
+    budget: Budget
+    period: Period
 
 
 @dataclass(slots=True)
@@ -64,12 +97,16 @@ class BudgetKeeper:
         rollups: Any | None = None,
         *,
         clock: Any = None,
+        tag_total: TagTotal = tag_period_total_nanos,
     ) -> None:
         self._budgets = budgets
         self._bus = bus
         self._rollups = rollups
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._tag_total = tag_total
         self._tenants: dict[str, _Tenant] = {}
+        #: Per tenant, the tag budgets a record of the batch is tagged for.
+        self._tagged: dict[str, list[_TagBudget]] = {}
 
     @property
     def budgets(self) -> Any:
@@ -87,13 +124,28 @@ class BudgetKeeper:
             self._bus = AlertBus()
         return self._bus
 
-    def begin(self, user_ids: Iterable[str], rollups: Any) -> None:
-        """Load the batch's tenants' budgets (one BatchGetItem)."""
+    def begin(self, user_ids: Iterable[str], rollups: Any, *, entries: Iterable[RollupSource] = ()) -> None:
+        """Load the batch's tenants' budgets (one BatchGetItem), and, for the tenants of `entries`
+        (the batch's records) that carry tags, their tag budgets (one Query per such tenant)."""
         self._rollups = rollups
         now = self._clock()
         self._tenants = {
             user: _Tenant(budget, budget.period(now)) for user, budget in self.budgets.get_budgets(user_ids).items()
         }
+        seen: dict[str, set[tuple[str, str]]] = {}
+        for entry in entries:
+            tags = getattr(entry, "tags", None) or {}
+            if tags:
+                seen.setdefault(entry.user_id, set()).update(tags.items())
+        self._tagged = {}
+        for user_id in sorted(seen):
+            mine = [
+                _TagBudget(tag, budget, budget.period(now))
+                for tag, budget in self.budgets.list_tag_budgets(user_id)
+                if (tag.key, tag.value) in seen[user_id]
+            ]
+            if mine:
+                self._tagged[user_id] = mine
 
     def has_budget(self, user_id: str) -> bool:
         return user_id in self._tenants
@@ -144,10 +196,18 @@ class BudgetKeeper:
         now = self._clock()
         for user_id in sorted(set(user_ids)):
             tenant = self._tenants.get(user_id)
-            if tenant is None:
+            tagged = self._tagged.get(user_id, [])
+            if tenant is None and not tagged:
                 continue
             try:
-                self._evaluate(user_id, tenant, now, outcome)
+                if tenant is not None:
+                    self._evaluate(user_id, tenant.budget, tenant.period, None, now, outcome)
+                for scoped in tagged:
+                    spent = self._tag_total(
+                        self._rollups, user_id, scoped.tag, scoped.period.start_utc, scoped.period.end_utc
+                    )
+                    self.budgets.seed_spent(user_id, scoped.period, spent, tag=scoped.tag)
+                    self._evaluate(user_id, scoped.budget, scoped.period, scoped.tag, now, outcome)
             except LLMTallyError as exc:
                 outcome.failed.append(user_id)
                 logger.warning(
@@ -155,25 +215,34 @@ class BudgetKeeper:
                 )
         return outcome
 
-    def _evaluate(self, user_id: str, tenant: _Tenant, now: datetime, outcome: AlertOutcome) -> None:
-        ledger = self.budgets.get_ledger(user_id, tenant.period.key)
+    def _evaluate(
+        self,
+        user_id: str,
+        budget: Budget,
+        period: Period,
+        tag: TagScope | None,
+        now: datetime,
+        outcome: AlertOutcome,
+    ) -> None:
+        ledger = self.budgets.get_ledger(user_id, period.key, tag=tag)
         if not ledger.has_spent:
             return
-        for percent in crossed_thresholds(tenant.budget, ledger.spent_nanos):
+        for percent in crossed_thresholds(budget, ledger.spent_nanos):
             if percent in ledger.alerted:
                 continue
             alert = BudgetAlert(
                 user_id=user_id,
-                period=tenant.period.key,
-                timezone=tenant.budget.timezone,
+                period=period.key,
+                timezone=budget.timezone,
                 threshold_percent=percent,
-                limit_nanos=tenant.budget.limit_nanos,
+                limit_nanos=budget.limit_nanos,
                 spent_nanos=ledger.spent_nanos,
-                action=tenant.budget.action,
+                action=budget.action,
                 crossed_at=now,
+                tag=tag,
             )
-            if not self.budgets.record_alert(alert, period_end=tenant.period.end_utc):
-                found = self.budgets.get_alert(user_id, tenant.period.key, percent)
+            if not self.budgets.record_alert(alert, period_end=period.end_utc):
+                found = self.budgets.get_alert(user_id, period.key, percent, tag=tag)
                 if found is None:
                     continue
                 alert, published = found
@@ -191,12 +260,14 @@ class BudgetKeeper:
             self.budgets.mark_published(alert)
             outcome.published.append(alert)
             logger.warning(
-                "budget threshold crossed: %s%% of %s's %s budget",
+                "budget threshold crossed: %s%% of %s's %s %s",
                 percent,
                 user_id,
                 alert.period,
+                alert.budget_label,
                 extra={
                     "user_id": user_id,
+                    "tag": None if tag is None else tag.label,
                     "alert_id": alert.alert_id,
                     "threshold_percent": percent,
                     "spent_usd": alert.detail()["spent_usd"],

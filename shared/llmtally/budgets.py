@@ -27,7 +27,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llmtally.errors import LLMTallyError
-from llmtally.events import EVENT_SOURCE, Provider, format_timestamp
+from llmtally.events import (
+    EVENT_SOURCE,
+    OTHER_TAG_VALUE,
+    TAG_KEY_PATTERN,
+    TAG_VALUE_PATTERN,
+    Provider,
+    format_timestamp,
+)
 from llmtally.money import format_usd, nanos_to_usd
 
 #: EventBridge detail-type of an alert (source `llmtally`, on the usage bus).
@@ -45,6 +52,8 @@ _PERCENT_QUANTUM: Final = Decimal("0.1")
 #: in. The aggregator releases the event's reported cost from that ledger when it brings the event
 #: into the rollups.
 STRICT_PERIOD_METADATA: Final = "llmtally_budget_period"
+#: Tag budgets a tenant may keep (each is read by the aggregator for every batch with that tag).
+MAX_TAG_BUDGETS: Final = 20
 
 
 class BudgetAction(StrEnum):
@@ -79,6 +88,27 @@ class SwitchTarget(BaseModel):
 
     provider: Provider
     model: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
+
+
+class TagScope(BaseModel):
+    """What a tag budget counts: the calls whose event carries tag `key` with value `value`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str = Field(pattern=TAG_KEY_PATTERN)
+    value: str = Field(pattern=TAG_VALUE_PATTERN)
+
+    @field_validator("value")
+    @classmethod
+    def _not_other(cls, value: str) -> str:
+        if value == OTHER_TAG_VALUE:
+            raise ValueError(f"{OTHER_TAG_VALUE} is the fold of values past the bound, not a value one can budget")
+        return value
+
+    @property
+    def label(self) -> str:
+        """`customer=c-42`."""
+        return f"{self.key}={self.value}"
 
 
 class Budget(BaseModel):
@@ -250,10 +280,19 @@ class BudgetAlert(BaseModel):
     spent_nanos: int
     action: BudgetAction
     crossed_at: datetime
+    #: Set for a tag budget's alert (the tenant's budget has none).
+    tag: TagScope | None = None
 
     @property
     def alert_id(self) -> str:
+        if self.tag is not None:
+            return f"{self.user_id}:tag:{self.tag.label}:{self.period}:{self.threshold_percent}"
         return f"{self.user_id}:{self.period}:{self.threshold_percent}"
+
+    @property
+    def budget_label(self) -> str:
+        """What the messages call the budget: `monthly budget` or `customer=c-42 budget`."""
+        return "monthly budget" if self.tag is None else f"{self.tag.label} budget"
 
     @property
     def percent_used(self) -> Decimal:
@@ -276,6 +315,9 @@ class BudgetAlert(BaseModel):
             "limit_display": format_usd(self.limit_nanos, 2),
             "action": self.action.value,
             "crossed_at": format_timestamp(self.crossed_at),
+            "budget_label": self.budget_label,
+            "tag_key": None if self.tag is None else self.tag.key,
+            "tag_value": None if self.tag is None else self.tag.value,
         }
 
     def as_api(self) -> dict[str, Any]:
@@ -288,6 +330,8 @@ class BudgetAlert(BaseModel):
             "percentUsed": self.percent_used,
             "action": self.action.value,
             "crossedAt": self.crossed_at,
+            "tagKey": None if self.tag is None else self.tag.key,
+            "tagValue": None if self.tag is None else self.tag.value,
         }
 
 

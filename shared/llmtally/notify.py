@@ -123,6 +123,14 @@ class AlertNotice(BaseModel):
     percent_used: ExactDecimal = Field(ge=0)
     action: BudgetAction
     crossed_at: datetime
+    #: A tag budget's alert (issue 17): its tag; "customer=c-42 budget" (else "monthly budget").
+    budget_label: str = Field(default="monthly budget", max_length=200)
+    tag_key: str | None = Field(default=None, max_length=40)
+    tag_value: str | None = Field(default=None, max_length=128)
+
+    @property
+    def is_tag_budget(self) -> bool:
+        return self.tag_key is not None
 
     @property
     def period_label(self) -> str:
@@ -169,9 +177,10 @@ def alert_text(notice: AlertNotice) -> str:
 
     `llmtally budget alert: 80% of your $30.00 November 2026 budget used ($24.12) — action at 100%: block`
     """
+    what = f"{notice.tag_key}={notice.tag_value} budget" if notice.is_tag_budget else "budget"
     return (
         f"llmtally budget alert: {notice.threshold_percent}% of your {usd(notice.limit_usd)} "
-        f"{notice.period_label} budget used ({usd(notice.spent_usd)}) — {notice.action_text()}"
+        f"{notice.period_label} {what} used ({usd(notice.spent_usd)}) — {notice.action_text()}"
     )
 
 
@@ -187,6 +196,7 @@ def slack_payload(notice: AlertNotice) -> dict[str, Any]:
         ("Spent", f"{usd(notice.spent_usd)} ({notice.percent_used}%)"),
         ("Budget", f"{usd(notice.limit_usd)} for {notice.period_label} ({notice.timezone})"),
         ("Threshold", f"{notice.threshold_percent}%"),
+        *([("Tag", f"{notice.tag_key}={notice.tag_value}")] if notice.is_tag_budget else []),
         ("Action at 100%", notice.action.value),
     ]
     return {
@@ -209,6 +219,7 @@ def slack_payload(notice: AlertNotice) -> dict[str, Any]:
 #: fields are available — amounts in the detail's display form (`spent_display`: "$24.12").
 EMAIL_FIELDS: Final = (
     "user_id",
+    "budget_label",
     "threshold_percent",
     "period",
     "timezone",
@@ -220,7 +231,7 @@ EMAIL_FIELDS: Final = (
     "crossed_at",
 )
 EMAIL_TEMPLATE: Final = (
-    "llmtally budget alert: user {user_id} reached {threshold_percent}% of the {period} budget "
+    "llmtally budget alert: user {user_id} reached {threshold_percent}% of the {period} {budget_label} "
     "({timezone}). Spent {spent_display} of {limit_display} ({percent_used}%). "
     "Action at 100%: {action}. Alert {alert_id} at {crossed_at}."
 )
@@ -344,7 +355,12 @@ class AlertNotifier:
 
         Raises `SlackDeliveryError` when a retry may succeed, and `StorageError` from the stores.
         """
-        if self._deliveries.was_delivered(notice.user_id, notice.period, notice.threshold_percent, "slack"):
+        # A tag budget's alert shares its period and threshold with the tenant's: dedupe it by alert id.
+        if (
+            self._deliveries.was_delivered_id(notice.user_id, notice.alert_id, "slack")
+            if notice.is_tag_budget
+            else self._deliveries.was_delivered(notice.user_id, notice.period, notice.threshold_percent, "slack")
+        ):
             return "duplicate"
         url = self._secrets.get_slack_webhook(notice.user_id)
         if url is None:
@@ -365,7 +381,10 @@ class AlertNotifier:
                 extra={"user_id": notice.user_id, "status": exc.status},
             )
             return "refused"
-        self._deliveries.mark_delivered(notice.user_id, notice.period, notice.threshold_percent, "slack")
+        if notice.is_tag_budget:
+            self._deliveries.mark_delivered_id(notice.user_id, notice.alert_id, "slack")
+        else:
+            self._deliveries.mark_delivered(notice.user_id, notice.period, notice.threshold_percent, "slack")
         return "posted"
 
     def deliver_reconciliation(self, notice: ReconciliationNotice) -> Outcome:

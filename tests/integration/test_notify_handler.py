@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from llmtally.budgets import BudgetAction, BudgetAlert
+from llmtally.budgets import BudgetAction, BudgetAlert, TagScope
 from tests.conftest import MotoServer
 from tests.support.lambda_events import FakeLambdaContext
 from tests.support.slack import WEBHOOK_PATH, WEBHOOK_SECRET, FakeSlack, fake_slack
@@ -20,7 +20,7 @@ from tests.support.slack import WEBHOOK_PATH, WEBHOOK_SECRET, FakeSlack, fake_sl
 pytestmark = pytest.mark.integration
 
 
-def alert_event(user: str = "alice", percent: int = 80) -> dict[str, Any]:
+def alert_event(user: str = "alice", percent: int = 80, tag: TagScope | None = None) -> dict[str, Any]:
     alert = BudgetAlert(
         user_id=user,
         period="2026-11",
@@ -30,6 +30,7 @@ def alert_event(user: str = "alice", percent: int = 80) -> dict[str, Any]:
         spent_nanos=24_120_000_000,
         action=BudgetAction.BLOCK,
         crossed_at=datetime(2026, 11, 20, 9, 30, tzinfo=UTC),
+        tag=tag,
     )
     return {
         "version": "0",
@@ -114,6 +115,25 @@ def test_a_stored_webhook_gets_the_alert_once(slack: FakeSlack, logs: io.StringI
     assert "budget alert posted" in text
     assert WEBHOOK_SECRET not in text
     assert slack.base_url not in text
+
+
+def test_a_tag_budgets_alert_is_its_own_delivery(slack: FakeSlack) -> None:
+    # Given alice's webhook, and her tenant budget's 80% alert of November delivered
+    store_webhook("alice", slack.webhook_url)
+    assert invoke(alert_event()) == {"outcome": "posted"}
+    # When customer c-42's budget crosses 80% in the same period (same user, period and threshold)
+    c42 = TagScope(key="customer", value="c-42")
+    first = invoke(alert_event(tag=c42))
+    again = invoke(alert_event(tag=c42))
+    # Then it is posted once, naming the tag, and not mistaken for the tenant's
+    assert (first, again) == ({"outcome": "posted"}, {"outcome": "duplicate"})
+    assert len(slack.posts) == 2
+    body = slack.posts[1][1]
+    assert body["text"] == (
+        "llmtally budget alert: 80% of your $30.00 November 2026 customer=c-42 budget used ($24.12)"
+        " — action at 100%: block"
+    )
+    assert {"type": "mrkdwn", "text": "*Tag*\ncustomer=c-42"} in body["blocks"][1]["fields"]
 
 
 def test_no_webhook_no_post(slack: FakeSlack, logs: io.StringIO) -> None:

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
-from llmtally.budgets import BudgetAction, BudgetAlert
+from llmtally.budgets import BudgetAction, BudgetAlert, TagScope
 from llmtally.notify import (
     EMAIL_FIELDS,
     EMAIL_TEMPLATE,
@@ -99,8 +99,21 @@ def test_email_template_uses_only_the_event_detail() -> None:
     assert set(EMAIL_FIELDS) <= set(detail)
     text = email_text(detail)
     assert text == EMAIL_TEMPLATE.format(**detail)
-    assert "user alice reached 80% of the 2026-11 budget" in text
+    assert "user alice reached 80% of the 2026-11 monthly budget" in text
     assert "Spent $24.12 of $30.00 (80.4%)" in text
+
+
+def test_a_tag_budgets_email_names_the_tag() -> None:
+    # Given the 80% alert of customer c-42's budget
+    tagged = BudgetAlert(**{**alert().model_dump(), "tag": TagScope(key="customer", value="c-42")})
+    # When EventBridge renders the e-mail from its detail
+    text = email_text(tagged.detail())
+    # Then the e-mail says which budget, and the alert id is the tag's
+    assert "user alice reached 80% of the 2026-11 customer=c-42 budget (Europe/Paris)" in text
+    assert "Alert alice:tag:customer=c-42:2026-11:80 at" in text
+    parsed = AlertNotice.model_validate(tagged.detail())
+    assert (parsed.tag_key, parsed.tag_value, parsed.is_tag_budget) == ("customer", "c-42", True)
+    assert "November 2026 customer=c-42 budget used" in alert_text(parsed)
 
 
 def test_the_envelope_as_eventbridge_delivers_it() -> None:

@@ -10,13 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, Strict
 
 from llmtally.budgets import (
     DEFAULT_THRESHOLDS,
+    MAX_TAG_BUDGETS,
     MAX_THRESHOLD_PERCENT,
     MAX_THRESHOLDS,
     Budget,
     BudgetAction,
     SwitchTarget,
+    TagScope,
     check_timezone,
 )
+from llmtally.events import TAG_KEY_PATTERN, TAG_VALUE_PATTERN
 from llmtally.money import nanos_to_usd, usd_to_nanos
 
 MAX_LIMIT_USD = Decimal(1_000_000)
@@ -54,6 +57,48 @@ class BudgetUpdate(BaseModel):
 
     def budget(self, updated_at: datetime) -> Budget:
         """The domain budget (ValueError with a message for an inconsistent combination)."""
+        return Budget(
+            limit_nanos=usd_to_nanos(self.monthlyLimitUsd),
+            timezone=self.timezone,
+            thresholds=tuple(self.thresholds),
+            action=self.action,
+            switch_to=self.switchTo,
+            strict=self.strict,
+            updated_at=updated_at,
+        )
+
+
+class TagBudgetUpdate(BaseModel):
+    """PUT /api/llm-settings/{userId}/budget/tags: one tag value's budget (created or replaced whole)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tagKey: Annotated[str, Field(pattern=TAG_KEY_PATTERN, description="The tag key, e.g. customer.")]
+    tagValue: Annotated[str, Field(pattern=TAG_VALUE_PATTERN, description="The tag value, e.g. c-42.")]
+    monthlyLimitUsd: Annotated[
+        Decimal,
+        Field(gt=0, le=MAX_LIMIT_USD, decimal_places=9, allow_inf_nan=False, description="USD per local month."),
+    ]
+    timezone: Annotated[
+        str, Field(min_length=1, max_length=64, description="IANA zone; the month resets at its midnight.")
+    ]
+    thresholds: Annotated[
+        list[Annotated[StrictInt, Field(ge=1, le=MAX_THRESHOLD_PERCENT)]],
+        Field(min_length=1, max_length=MAX_THRESHOLDS, description="Alert thresholds in percent of the limit."),
+    ] = list(DEFAULT_THRESHOLDS)
+    action: BudgetAction = BudgetAction.NOTIFY
+    switchTo: SwitchTarget | None = None
+    strict: StrictBool = False
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    def scope(self) -> TagScope:
+        return TagScope(key=self.tagKey, value=self.tagValue)
+
+    def budget(self, updated_at: datetime) -> Budget:
         return Budget(
             limit_nanos=usd_to_nanos(self.monthlyLimitUsd),
             timezone=self.timezone,
@@ -109,6 +154,20 @@ class BudgetDeletedResponse(BaseModel):
     deleted: bool
 
 
+class TagBudgetOut(BaseModel):
+    """One tag value's budget and where it stands this period."""
+
+    tagKey: str
+    tagValue: str
+    budget: BudgetOut
+    status: BudgetStatusOut
+
+
+class TagBudgetsResponse(BaseModel):
+    budgets: list[TagBudgetOut] = Field(description="By tag key, then value.")
+    maxTagBudgets: int = Field(default=MAX_TAG_BUDGETS, description="How many tag budgets a tenant may keep.")
+
+
 class BudgetAlertOut(BaseModel):
     alertId: str
     period: str
@@ -118,6 +177,8 @@ class BudgetAlertOut(BaseModel):
     percentUsed: Decimal
     action: BudgetAction
     crossedAt: datetime
+    tagKey: str | None = Field(default=None, description="A tag budget's alert: its tag key (else null).")
+    tagValue: str | None = Field(default=None, description="A tag budget's alert: its tag value (else null).")
 
 
 class BudgetAlertsResponse(BaseModel):

@@ -22,10 +22,14 @@ from llmtally.api.budget_models import (
     BudgetResponse,
     BudgetStatusOut,
     BudgetUpdate,
+    TagBudgetOut,
+    TagBudgetsResponse,
+    TagBudgetUpdate,
 )
-from llmtally.api.errors import BadRequestError
-from llmtally.budget_alerts import period_total_nanos
-from llmtally.budgets import Budget, BudgetStatus
+from llmtally.api.errors import BadRequestError, NotFoundError
+from llmtally.budget_alerts import period_total_nanos, tag_period_total_nanos
+from llmtally.budgets import MAX_TAG_BUDGETS, Budget, BudgetStatus, TagScope
+from llmtally.events import TAG_KEY_PATTERN, TAG_VALUE_PATTERN
 
 MAX_ALERTS = 200
 
@@ -44,9 +48,9 @@ class BudgetService:
         self._rollups = rollups
         self._clock = clock
 
-    def status(self, user_id: str, budget: Budget) -> BudgetStatus:
+    def status(self, user_id: str, budget: Budget, tag: TagScope | None = None) -> BudgetStatus:
         period = budget.period(self._clock())
-        ledger = self._budgets.get_ledger(user_id, period.key)
+        ledger = self._budgets.get_ledger(user_id, period.key, tag=tag)
         return BudgetStatus(budget, period, ledger.spent_nanos, ledger.outstanding_nanos)
 
     def get(self, user_id: str) -> BudgetResponse:
@@ -91,12 +95,68 @@ class BudgetService:
         self._secrets.delete_slack_webhook(user_id)
         return BudgetDeletedResponse(deleted=deleted)
 
-    def alerts(self, user_id: str, limit: int | None) -> BudgetAlertsResponse:
+    def alerts(self, user_id: str, limit: int | None, *, tags: bool = False) -> BudgetAlertsResponse:
         limit = 50 if limit is None else limit
         if not 1 <= limit <= MAX_ALERTS:
             raise BadRequestError(f"limit must be between 1 and {MAX_ALERTS}")
-        alerts = self._budgets.list_alerts(user_id, limit)
+        alerts = self._budgets.list_alerts(user_id, limit, tags=tags)
         return BudgetAlertsResponse(alerts=[BudgetAlertOut.model_validate(a.as_api()) for a in alerts])
+
+    # -- tag budgets ---------------------------------------------------------------------------
+
+    def _tag_out(self, user_id: str, tag: TagScope, budget: Budget) -> TagBudgetOut:
+        return TagBudgetOut(
+            tagKey=tag.key,
+            tagValue=tag.value,
+            budget=BudgetOut.of(budget),
+            status=BudgetStatusOut.model_validate(self.status(user_id, budget, tag).as_api()),
+        )
+
+    def tag_budgets(self, user_id: str) -> TagBudgetsResponse:
+        return TagBudgetsResponse(
+            budgets=[self._tag_out(user_id, tag, budget) for tag, budget in self._budgets.list_tag_budgets(user_id)]
+        )
+
+    def put_tag_budget(self, user_id: str, update: TagBudgetUpdate) -> TagBudgetOut:
+        now = self._clock()
+        try:
+            tag = update.scope()
+            budget = update.budget(now)
+        except ValidationError as exc:
+            raise BadRequestError("; ".join(_message(e) for e in exc.errors())) from None
+        if budget.strict:
+            # Strict settlement is released by the aggregator inside the rollup transaction, which
+            # holds the tenant's ledger only (docs/budgets.md, "Tag budgets").
+            raise BadRequestError("strict mode is available on the tenant's budget only, not on a tag budget")
+        existing = {(t.key, t.value) for t, _ in self._budgets.list_tag_budgets(user_id)}
+        if (tag.key, tag.value) not in existing and len(existing) >= MAX_TAG_BUDGETS:
+            raise BadRequestError(f"at most {MAX_TAG_BUDGETS} tag budgets per tenant: remove one first")
+        period = budget.period(now)
+        spent = tag_period_total_nanos(self._rollups(), user_id, tag, period.start_utc, period.end_utc)
+        self._budgets.put_budget(user_id, budget, tag=tag)
+        self._budgets.seed_spent(user_id, period, spent, tag=tag)
+        return self.get_tag_budget(user_id, tag.key, tag.value)
+
+    def get_tag_budget(self, user_id: str, key: str, value: str) -> TagBudgetOut:
+        tag = self._scope(key, value)
+        budget = self._budgets.get_tag_budget(user_id, tag)
+        if budget is None:
+            raise NotFoundError(f"no budget for {tag.label}")
+        return self._tag_out(user_id, tag, budget)
+
+    def delete_tag_budget(self, user_id: str, key: str, value: str) -> BudgetDeletedResponse:
+        return BudgetDeletedResponse(deleted=self._budgets.delete_budget(user_id, tag=self._scope(key, value)))
+
+    @staticmethod
+    def _scope(key: str, value: str) -> TagScope:
+        try:
+            return TagScope(key=key, value=value)
+        except ValidationError as exc:
+            fields = ", ".join(sorted({str(e["loc"][0]) for e in exc.errors() if e.get("loc")}))
+            raise BadRequestError(
+                f"not a tag budget's {fields or 'scope'}: keys match {TAG_KEY_PATTERN}, "
+                f"values {TAG_VALUE_PATTERN} (and are not (other))"
+            ) from None
 
 
 def _message(error: Any) -> str:

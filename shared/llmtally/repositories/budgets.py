@@ -15,6 +15,13 @@ Items (partition `user_id`, sort `setting_type`):
   `attribute_not_exists` — the record that makes an alert fire exactly once — plus
   `published_at` once its event is on the bus.
 
+Tag budgets (a budget on the calls tagged `key=value`, `llmtally.budgets.TagScope`) have the same
+three kinds of item under their own prefixes — `tag_budget#{key}#{value}` (plus `tag_key`,
+`tag_value`), `tag_budget_ledger#{period}#{key}#{value}`, `tag_budget_alert#{period}#{key}#{value}#{percent:04d}`
+— so a tenant's tag budgets are one Query (`begins_with tag_budget#`), and the ledger and alert
+code is the same with another key. Tag keys never hold `#`; values may, and are stored as
+attributes too, so no key is parsed back.
+
 DynamoDB conditions cannot add two attributes, so a reservation reads the ledger and writes on the
 condition that `spent_nanos` is unchanged and `outstanding_nanos` still leaves room (see `reserve`).
 """
@@ -28,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from llmtally.budgets import Budget, BudgetAction, BudgetAlert, Period, SwitchTarget
+from llmtally.budgets import MAX_TAG_BUDGETS, Budget, BudgetAction, BudgetAlert, Period, SwitchTarget, TagScope
 from llmtally.errors import StorageError
 from llmtally.events import format_timestamp
 from llmtally.repositories._dynamodb import batch_get
@@ -37,6 +44,9 @@ from llmtally.repositories.settings import SettingsRepository, _storage_error
 BUDGET: Final = "budget"
 LEDGER_PREFIX: Final = "budget_ledger#"
 ALERT_PREFIX: Final = "budget_alert#"
+TAG_BUDGET_PREFIX: Final = "tag_budget#"
+TAG_LEDGER_PREFIX: Final = "tag_budget_ledger#"
+TAG_ALERT_PREFIX: Final = "tag_budget_alert#"
 #: Ledgers and alert records are kept a year after their period (TTL), then DynamoDB deletes them.
 RECORD_TTL_S: Final = 366 * 86_400
 _MAX_RESERVE_ATTEMPTS: Final = 50
@@ -70,6 +80,7 @@ class Reservation:
     period: str
     hold_id: str
     nanos: int
+    tag: TagScope | None = None
 
 
 class NoRoomError(Exception):
@@ -91,10 +102,10 @@ class BudgetRepository(SettingsRepository):
             return None
         return budget_from_item(item)
 
-    def put_budget(self, user_id: str, budget: Budget) -> None:
+    def put_budget(self, user_id: str, budget: Budget, *, tag: TagScope | None = None) -> None:
         item: dict[str, Any] = {
             "user_id": user_id,
-            "setting_type": BUDGET,
+            "setting_type": budget_sort_key(tag),
             "limit_nanos": budget.limit_nanos,
             "timezone": budget.timezone,
             "thresholds": list(budget.thresholds),
@@ -104,16 +115,40 @@ class BudgetRepository(SettingsRepository):
         }
         if budget.switch_to is not None:
             item["switch_to"] = {"provider": budget.switch_to.provider.value, "model": budget.switch_to.model}
+        if tag is not None:
+            item["tag_key"], item["tag_value"] = tag.key, tag.value
         self._call("put_item", TableName=self._table, Item=self._serialize(item))
 
-    def delete_budget(self, user_id: str) -> bool:
+    def delete_budget(self, user_id: str, *, tag: TagScope | None = None) -> bool:
         response = self._call(
             "delete_item",
             TableName=self._table,
-            Key=self._serialize({"user_id": user_id, "setting_type": BUDGET}),
+            Key=self._serialize({"user_id": user_id, "setting_type": budget_sort_key(tag)}),
             ReturnValues="ALL_OLD",
         )
         return bool(response.get("Attributes"))
+
+    # -- tag budgets -------------------------------------------------------------------------
+
+    def get_tag_budget(self, user_id: str, tag: TagScope) -> Budget | None:
+        item = self._get(user_id, budget_sort_key(tag))
+        return None if item is None else budget_from_item(item)
+
+    def list_tag_budgets(self, user_id: str) -> list[tuple[TagScope, Budget]]:
+        """The tenant's tag budgets (at most `MAX_TAG_BUDGETS`: one Query page), by key then value."""
+        response = self._call(
+            "query",
+            TableName=self._table,
+            KeyConditionExpression="user_id = :u AND begins_with(setting_type, :p)",
+            ExpressionAttributeValues={":u": {"S": user_id}, ":p": {"S": TAG_BUDGET_PREFIX}},
+            ConsistentRead=True,
+            Limit=MAX_TAG_BUDGETS * 2,
+        )
+        found = []
+        for raw in response.get("Items", []):
+            item = {k: self._de.deserialize(v) for k, v in raw.items()}
+            found.append((TagScope(key=str(item["tag_key"]), value=str(item["tag_value"])), budget_from_item(item)))
+        return sorted(found, key=lambda pair: (pair[0].key, pair[0].value))
 
     def get_budgets(self, user_ids: Iterable[str]) -> dict[str, Budget]:
         """Several users' budgets in one consistent BatchGetItem per 100 users (the aggregator)."""
@@ -126,8 +161,8 @@ class BudgetRepository(SettingsRepository):
 
     # -- the ledger --------------------------------------------------------------------------
 
-    def get_ledger(self, user_id: str, period: str) -> Ledger:
-        item = self._get(user_id, LEDGER_PREFIX + period)
+    def get_ledger(self, user_id: str, period: str, *, tag: TagScope | None = None) -> Ledger:
+        item = self._get(user_id, ledger_sort_key(period, tag))
         if item is None:
             return Ledger()
         raw_holds = item.get("holds")
@@ -146,12 +181,13 @@ class BudgetRepository(SettingsRepository):
             alerted=frozenset(int(p) for p in item.get("alerted", ())),
         )
 
-    def seed_spent(self, user_id: str, period: Period, spent_nanos: int) -> None:
-        """Set the period's spend from the rollups (a budget saved mid-period, or with another timezone)."""
+    def seed_spent(self, user_id: str, period: Period, spent_nanos: int, *, tag: TagScope | None = None) -> None:
+        """Set the period's spend from the rollups (a budget saved mid-period, or with another timezone;
+        for a tag budget, also the aggregator after each batch with the tag)."""
         self._call(
             "update_item",
             TableName=self._table,
-            Key=self._serialize({"user_id": user_id, "setting_type": LEDGER_PREFIX + period.key}),
+            Key=self._serialize({"user_id": user_id, "setting_type": ledger_sort_key(period.key, tag)}),
             UpdateExpression="SET spent_nanos = :spent, expires_at = :exp",
             ExpressionAttributeValues={
                 ":spent": {"N": str(spent_nanos)},
@@ -189,7 +225,16 @@ class BudgetRepository(SettingsRepository):
             }
         }
 
-    def reserve(self, user_id: str, period: Period, nanos: int, *, limit_nanos: int, hold_seconds: int) -> Reservation:
+    def reserve(
+        self,
+        user_id: str,
+        period: Period,
+        nanos: int,
+        *,
+        limit_nanos: int,
+        hold_seconds: int,
+        tag: TagScope | None = None,
+    ) -> Reservation:
         """Hold `nanos` on the period's ledger, atomically, if spent + outstanding + nanos ≤ limit.
 
         Optimistic: read the ledger, then one conditional update — `spent_nanos` unchanged and
@@ -200,13 +245,13 @@ class BudgetRepository(SettingsRepository):
         if nanos < 0:
             raise ValueError("a reservation cannot be negative")
         hold_id = secrets.token_hex(8)
-        key = self._serialize({"user_id": user_id, "setting_type": LEDGER_PREFIX + period.key})
+        key = self._serialize({"user_id": user_id, "setting_type": ledger_sort_key(period.key, tag)})
         ccf = self._client.exceptions.ConditionalCheckFailedException
         ttl = int(period.end_utc.timestamp()) + RECORD_TTL_S
         for attempt in range(_MAX_RESERVE_ATTEMPTS):
             if attempt:
                 time.sleep(min(0.002 * 2 ** min(attempt, 6), 0.1) * (0.5 + secrets.randbelow(1000) / 1000))
-            ledger = self.get_ledger(user_id, period.key)
+            ledger = self.get_ledger(user_id, period.key, tag=tag)
             if not ledger.has_holds:
                 self._init_ledger(key, ttl)
                 continue
@@ -250,7 +295,7 @@ class BudgetRepository(SettingsRepository):
                 continue
             except Exception as exc:
                 raise _storage_error("update_item", exc) from exc
-            return Reservation(user_id, period.key, hold_id, nanos)
+            return Reservation(user_id, period.key, hold_id, nanos, tag)
         raise StorageError("budget reservation: too much contention on the ledger; try again")
 
     def settle(self, reservation: Reservation, actual_nanos: int) -> None:
@@ -259,7 +304,9 @@ class BudgetRepository(SettingsRepository):
         If the hold was swept meanwhile (the call outlived its hold), its amount has already left
         `outstanding_nanos`: the real cost is added on its own.
         """
-        key = self._serialize({"user_id": reservation.user_id, "setting_type": LEDGER_PREFIX + reservation.period})
+        key = self._serialize(
+            {"user_id": reservation.user_id, "setting_type": ledger_sort_key(reservation.period, reservation.tag)}
+        )
         try:
             self._client.update_item(
                 TableName=self._table,
@@ -299,7 +346,7 @@ class BudgetRepository(SettingsRepository):
         """Write the alert record if it does not exist: True for the one writer that fired it."""
         item = {
             "user_id": alert.user_id,
-            "setting_type": alert_sort_key(alert.period, alert.threshold_percent),
+            "setting_type": alert_sort_key(alert.period, alert.threshold_percent, alert.tag),
             "period": alert.period,
             "timezone": alert.timezone,
             "threshold_percent": alert.threshold_percent,
@@ -309,6 +356,8 @@ class BudgetRepository(SettingsRepository):
             "crossed_at": format_timestamp(alert.crossed_at),
             "expires_at": int(period_end.timestamp()) + RECORD_TTL_S,
         }
+        if alert.tag is not None:
+            item["tag_key"], item["tag_value"] = alert.tag.key, alert.tag.value
         try:
             self._client.put_item(
                 TableName=self._table,
@@ -321,15 +370,17 @@ class BudgetRepository(SettingsRepository):
         except Exception as exc:
             raise _storage_error("put_item", exc) from exc
 
-    def get_alert(self, user_id: str, period: str, percent: int) -> tuple[BudgetAlert, bool] | None:
+    def get_alert(
+        self, user_id: str, period: str, percent: int, *, tag: TagScope | None = None
+    ) -> tuple[BudgetAlert, bool] | None:
         """An alert record and whether its event is known to be published."""
-        item = self._get(user_id, alert_sort_key(period, percent))
+        item = self._get(user_id, alert_sort_key(period, percent, tag))
         return None if item is None else (alert_from_item(item), "published_at" in item)
 
     def delete_unpublished_alert(self, alert: BudgetAlert) -> None:
         """Remove an alert record whose event could not be published (so it fires again on retry)."""
         key = self._serialize(
-            {"user_id": alert.user_id, "setting_type": alert_sort_key(alert.period, alert.threshold_percent)}
+            {"user_id": alert.user_id, "setting_type": alert_sort_key(alert.period, alert.threshold_percent, alert.tag)}
         )
         try:
             self._client.delete_item(
@@ -347,7 +398,10 @@ class BudgetRepository(SettingsRepository):
             "update_item",
             TableName=self._table,
             Key=self._serialize(
-                {"user_id": alert.user_id, "setting_type": alert_sort_key(alert.period, alert.threshold_percent)}
+                {
+                    "user_id": alert.user_id,
+                    "setting_type": alert_sort_key(alert.period, alert.threshold_percent, alert.tag),
+                }
             ),
             UpdateExpression="SET published_at = :now",
             ExpressionAttributeValues={":now": now},
@@ -355,18 +409,21 @@ class BudgetRepository(SettingsRepository):
         self._call(
             "update_item",
             TableName=self._table,
-            Key=self._serialize({"user_id": alert.user_id, "setting_type": LEDGER_PREFIX + alert.period}),
+            Key=self._serialize({"user_id": alert.user_id, "setting_type": ledger_sort_key(alert.period, alert.tag)}),
             UpdateExpression="ADD alerted :p",
             ExpressionAttributeValues={":p": {"NS": [str(alert.threshold_percent)]}},
         )
 
-    def list_alerts(self, user_id: str, limit: int = 50) -> list[BudgetAlert]:
-        """The user's alerts, newest first."""
+    def list_alerts(self, user_id: str, limit: int = 50, *, tags: bool = False) -> list[BudgetAlert]:
+        """The user's alerts (the tenant budget's, or with `tags` every tag budget's), newest first."""
         # Sort keys order by period then threshold, so newest-first is a backwards Query.
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "user_id = :u AND begins_with(setting_type, :p)",
-            "ExpressionAttributeValues": {":u": {"S": user_id}, ":p": {"S": ALERT_PREFIX}},
+            "ExpressionAttributeValues": {
+                ":u": {"S": user_id},
+                ":p": {"S": TAG_ALERT_PREFIX if tags else ALERT_PREFIX},
+            },
             "ConsistentRead": True,
             "ScanIndexForward": False,
             "Limit": limit,
@@ -378,8 +435,20 @@ class BudgetRepository(SettingsRepository):
         return sorted(alerts, key=lambda a: (a.period, a.crossed_at, a.threshold_percent), reverse=True)
 
 
-def alert_sort_key(period: str, percent: int) -> str:
+def alert_sort_key(period: str, percent: int, tag: TagScope | None = None) -> str:
+    if tag is not None:
+        return f"{TAG_ALERT_PREFIX}{period}#{tag.key}#{tag.value}#{percent:04d}"
     return f"{ALERT_PREFIX}{period}#{percent:04d}"
+
+
+def budget_sort_key(tag: TagScope | None = None) -> str:
+    return BUDGET if tag is None else f"{TAG_BUDGET_PREFIX}{tag.key}#{tag.value}"
+
+
+def ledger_sort_key(period: str, tag: TagScope | None = None) -> str:
+    if tag is not None:
+        return f"{TAG_LEDGER_PREFIX}{period}#{tag.key}#{tag.value}"
+    return LEDGER_PREFIX + period
 
 
 def budget_from_item(item: Mapping[str, Any]) -> Budget:
@@ -405,6 +474,7 @@ def alert_from_item(item: Mapping[str, Any]) -> BudgetAlert:
         spent_nanos=int(item["spent_nanos"]),
         action=BudgetAction(str(item["action"])),
         crossed_at=_instant(str(item["crossed_at"])),
+        tag=TagScope(key=str(item["tag_key"]), value=str(item["tag_value"])) if "tag_key" in item else None,
     )
 
 
