@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ import pytest
 from pydantic import SecretStr
 
 from llmtally.budgets import STRICT_PERIOD_METADATA, Budget, BudgetAction, BudgetExceededError, SwitchTarget
-from llmtally.events import Provider, Status, UsageEvent, UsageSource
+from llmtally.events import Provider, Status, UsageSource
 from llmtally.money import usd_to_nanos
 from llmtally.pricing import PriceBook
 from llmtally.providers import SecretKeyStore, aclient_for_user, aprovider_for_user
@@ -39,6 +38,7 @@ from llmtally.resources import ResourceNames
 from llmtally.response_cache import ResponseCache
 from llmtally.tables import create_tables
 from tests.conftest import MotoServer
+from tests.integration.test_budgets import Sink
 from tests.unit.providers.conftest import (
     ANTHROPIC_KEY,
     OPENAI_KEY,
@@ -65,17 +65,6 @@ PROMPT = "x" * 1500  # message_plain.json bills 1,500 input tokens: a prompt of 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[UsageEvent] = []
-        self._lock = threading.Lock()
-
-    def publish(self, event: UsageEvent) -> bool:
-        with self._lock:
-            self.events.append(event)
-        return True
 
 
 def answering(body: Any) -> Callable[[httpx2.Request], Awaitable[httpx2.Response]]:

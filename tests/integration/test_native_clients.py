@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from llmtally.budgets import STRICT_PERIOD_METADATA, Budget, BudgetAction, BudgetExceededError, SwitchTarget
-from llmtally.events import Provider, Status, UsageEvent, UsageSource
+from llmtally.events import Provider, Status, UsageSource
 from llmtally.money import usd_to_nanos
 from llmtally.pricing import PriceBook
 from llmtally.providers import SecretKeyStore, client_for_user
@@ -29,6 +28,7 @@ from llmtally.repositories.secrets import SecretsRepository
 from llmtally.resources import ResourceNames
 from llmtally.tables import create_tables
 from tests.conftest import MotoServer
+from tests.integration.test_budgets import Sink
 from tests.unit.providers.conftest import (
     ANTHROPIC_KEY,
     OPENAI_KEY,
@@ -51,17 +51,6 @@ TOOLS = [
 MESSAGES = [{"role": "user", "content": "How many errors today?"}]
 #: message_tool_use.json on claude-sonnet-4-6: 472 in + 1,024 cache read + 89 out at $3 / $0.30 / $15.
 TOOL_CALL_COST = Decimal("0.0030582")
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[UsageEvent] = []
-        self._lock = threading.Lock()
-
-    def publish(self, event: UsageEvent) -> bool:
-        with self._lock:
-            self.events.append(event)
-        return True
 
 
 @pytest.fixture
