@@ -10,6 +10,8 @@ from typing import Any
 import anthropic
 import pytest
 from google.genai import types
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmtally.budgets import BudgetExceededError
 from llmtally.events import Provider, UsageSource
@@ -155,3 +157,49 @@ def test_a_strict_request_without_an_output_limit_is_refused(monkeypatch: pytest
     with pytest.raises(BudgetExceededError, match="no price is known"):
         guard.before(Provider.OPENAI, "gpt-unknown-model", {"input": "q", "max_output_tokens": 5})
     assert guard.blocked_calls == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    model=st.sampled_from([("anthropic", "claude-sonnet-4-6"), ("openai", "gpt-5"), ("google", "gemini-2.5-flash")]),
+    text=st.text(min_size=1, max_size=400),
+    limit=st.integers(min_value=1, max_value=4000),
+    split=st.tuples(*(st.floats(min_value=0, max_value=1) for _ in range(4))),
+)
+def test_a_strict_reservation_covers_any_bill_the_request_can_produce(
+    model: tuple[str, str], text: str, limit: int, split: tuple[float, float, float, float]
+) -> None:
+    # Given a native request, and any bill within its bounds: at most one input token per byte of the
+    # request's input (shared between plain input, cache reads and cache writes) and at most its
+    # output limit (shared between output and reasoning)
+    from llmtally.events import TokenCounts
+    from llmtally.pricing import PriceBook
+    from llmtally.providers.budget import worst_case_nanos
+
+    provider, name = model
+    kwargs = {"messages": [{"role": "user", "content": text}], "max_tokens": limit}
+    document, media = input_size(kwargs)
+    input_budget = len(document.encode())
+    read = int(input_budget * split[0])
+    write = int((input_budget - read) * split[1])
+    plain = input_budget - read - write
+    reasoning = int(limit * split[2]) if provider != "anthropic" else 0
+    output = int((limit - reasoning) * split[3])
+    tokens = TokenCounts(
+        input_tokens=plain,
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+        output_tokens=output,
+        reasoning_tokens=reasoning,
+    )
+    # When its worst case is reserved, Then the reservation covers the bill
+    worst = worst_case_nanos(
+        Provider(provider),
+        name,
+        prompt=document,
+        messages=None,
+        system=None,
+        max_tokens=limit,
+        extra_input_tokens=media * REFERENCED_MEDIA_TOKENS,
+    )
+    assert PriceBook().price(Provider(provider), name, tokens).cost_nanos <= worst
