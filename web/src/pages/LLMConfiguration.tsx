@@ -17,6 +17,7 @@ import {
 } from "../api";
 import { CheckIcon, CloudIcon, KeyIcon, SpinnerIcon, TrashIcon, XIcon, ZapIcon } from "../components/icons";
 import BudgetSettings from "../components/BudgetSettings";
+import TagBudgets from "../components/TagBudgets";
 import IngestKeys from "../components/IngestKeys";
 import { Banner, LoadErrorBanner, type Notice, NoticeBanner, Section } from "../components/ui";
 import { formatPrice, formatUsd, providerName } from "../format";
@@ -563,6 +564,8 @@ export default function LLMConfiguration({ userId }: { userId: string }) {
       </div>
 
       <BudgetSettings userId={userId} catalog={catalog} />
+
+      <TagBudgets userId={userId} catalog={catalog} />
 
       <IngestKeys userId={userId} />
     </div>

@@ -256,6 +256,8 @@ export function costControlRoutes(budget: BudgetResponse = BUDGET, alerts: Budge
       body: recommendationsFor(Number(url.searchParams.get("days"))),
     }),
     ...breakdownRoutes(),
+    // The configuration page's tag-budget section (components/TagBudgets.tsx) reads this on load.
+    "GET /api/llm-settings/test/budget/tags": () => ({ body: TAG_BUDGETS }),
   };
 }
 
