@@ -708,3 +708,28 @@ export function createIngestKey(userId: string, name: string): Promise<IngestKey
 export function revokeIngestKey(userId: string, keyId: string): Promise<{ key_id: string; revoked: boolean }> {
   return json(`/api/llm-settings/${user(userId)}/ingest-keys/${encodeURIComponent(keyId)}`, { method: "DELETE" });
 }
+
+// -- billing keys (docs/reconciliation.md): provider admin keys the daily reconciliation reads the bill with ----
+
+/** The providers whose bill is read with a stored admin key (Bedrock's comes from Cost Explorer). */
+export const BILLING_PROVIDERS = ["openai", "anthropic"] as const;
+export type BillingProvider = (typeof BILLING_PROVIDERS)[number];
+
+/** Booleans only: an admin key is never returned. */
+export interface BillingKeysResponse {
+  hasAdminKeys: Record<BillingProvider, boolean>;
+  bedrock: "deployment";
+}
+
+export function getBillingKeys(userId: string): Promise<BillingKeysResponse> {
+  return json(`/api/llm-settings/${user(userId)}/billing-keys`);
+}
+
+/** Stores (or replaces) one provider's admin key; write-only, the answer says only that one is stored. */
+export function putBillingKey(userId: string, provider: BillingProvider, adminKey: string): Promise<BillingKeysResponse> {
+  return json(`/api/llm-settings/${user(userId)}/billing-keys`, { method: "PUT", body: JSON.stringify({ provider, adminKey }) });
+}
+
+export function deleteBillingKey(userId: string, provider: BillingProvider): Promise<BillingKeysResponse & { deleted: boolean }> {
+  return json(`/api/llm-settings/${user(userId)}/billing-keys/${provider}`, { method: "DELETE" });
+}

@@ -104,7 +104,11 @@ describe("ReconciliationPanel", () => {
       "GET /api/llm-usage/test/reconciliation": () => ({ body: { ...MONTH, rows: [], sources: [] } }),
     });
     const { unmount } = render(<ReconciliationPanel userId="test" days={7} />);
-    expect(await screen.findByTestId("reconciliation-unconfigured")).toHaveTextContent("admin key");
+    const hint = await screen.findByTestId("reconciliation-unconfigured");
+    expect(hint).toHaveTextContent("admin key under Billing Keys");
+    // The key is stored on the configuration page now, not by hand through the API
+    expect(within(hint).getByRole("link", { name: "LLM Configuration" })).toHaveAttribute("href", "/settings/llm");
+    expect(hint).not.toHaveTextContent("PUT /api");
     unmount();
     installFetch({ "GET /api/llm-usage/test/reconciliation": () => ({ status: 503, body: { error: "a backing store is unavailable" } }) });
     render(<ReconciliationPanel userId="test" days={7} />);

@@ -8,6 +8,7 @@
 import { useCallback, useState } from "react";
 import { getReconciliation, type ReconciliationCause, type ReconciliationResponse, type ReconciliationRow } from "../api";
 import { formatUsd, providerName } from "../format";
+import { ROUTES } from "../router";
 import { useResource } from "../useResource";
 import { InlineError } from "./CostInsights";
 import { SpinnerIcon } from "./icons";
@@ -181,8 +182,11 @@ export default function ReconciliationPanel({ userId, days }: { userId: string; 
         <InlineError what="the reconciliation" message={resource.message} onRetry={retry} />
       ) : resource.value.rows.length === 0 && resource.value.sources.length === 0 ? (
         <p className="muted text-sm" data-testid="reconciliation-unconfigured">
-          No bill has been read yet. Store an OpenAI or Anthropic admin key (<code>PUT /api/llm-settings/…/billing-keys</code>,
-          see docs/reconciliation.md), or turn on Bedrock's Cost Explorer source; the daily job then compares each
+          No bill has been read yet. Store an OpenAI or Anthropic admin key under Billing Keys on the{" "}
+          <a href={ROUTES.configuration} className="underline">
+            LLM Configuration
+          </a>{" "}
+          page, or turn on Bedrock's Cost Explorer source (docs/reconciliation.md); the daily job then compares each
           day's bill with the metered usage.
         </p>
       ) : (

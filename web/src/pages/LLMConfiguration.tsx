@@ -16,6 +16,7 @@ import {
   type Provider,
 } from "../api";
 import { CheckIcon, CloudIcon, KeyIcon, SpinnerIcon, TrashIcon, XIcon, ZapIcon } from "../components/icons";
+import BillingKeys from "../components/BillingKeys";
 import BudgetSettings from "../components/BudgetSettings";
 import TagBudgets from "../components/TagBudgets";
 import IngestKeys from "../components/IngestKeys";
@@ -568,6 +569,8 @@ export default function LLMConfiguration({ userId }: { userId: string }) {
       <TagBudgets userId={userId} catalog={catalog} />
 
       <IngestKeys userId={userId} />
+
+      <BillingKeys userId={userId} />
     </div>
   );
 }

@@ -2,6 +2,7 @@
 import { vi } from "vitest";
 import type {
   AnomaliesResponse,
+  BillingKeysResponse,
   BudgetAlert,
   BudgetResponse,
   BreakdownResponse,
@@ -157,6 +158,8 @@ export const BUDGET: BudgetResponse = {
 
 export const NO_BUDGET: BudgetResponse = { budget: null, hasSlackWebhook: false, status: null };
 
+export const NO_BILLING_KEYS: BillingKeysResponse = { hasAdminKeys: { openai: false, anthropic: false }, bedrock: "deployment" };
+
 export const ALERTS: BudgetAlert[] = [
   {
     alertId: "test:2026-11:80",
@@ -258,6 +261,8 @@ export function costControlRoutes(budget: BudgetResponse = BUDGET, alerts: Budge
     ...breakdownRoutes(),
     // The configuration page's tag-budget section (components/TagBudgets.tsx) reads this on load.
     "GET /api/llm-settings/test/budget/tags": () => ({ body: TAG_BUDGETS }),
+    // The configuration page's billing-key section (components/BillingKeys.tsx) reads this on load.
+    "GET /api/llm-settings/test/billing-keys": () => ({ body: NO_BILLING_KEYS }),
   };
 }
 
