@@ -9,6 +9,8 @@
    `Ingestor.ingest` of the 256 KiB body (in-memory repositories: parse, reject, redact, record).
 2. `safejson.loads` against `json.loads` on an ordinary event body (the price of the bounds), and
    on 10,000 nested arrays.
+3. `POST /api/usage-events` and the OTLP receiver on the local stack against publishing the same
+   events through the library, in the same run (`bench/http_ingest.py`).
 Figures print; nothing is asserted (docs/BENCHMARKS.md records them).
 """
 
@@ -124,6 +126,12 @@ def main() -> None:
             safejson.loads(nested)
 
     print(f"   10,000 nested arrays refused in {best_ms(refuse, 5):.2f} ms")
+
+    # 3. the HTTP ingest routes on the local stack against the library (bench/http_ingest.py)
+    from bench import http_ingest
+
+    print("3. ", end="")
+    http_ingest.main()
 
 
 if __name__ == "__main__":
