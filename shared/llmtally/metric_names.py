@@ -11,6 +11,8 @@ failure the function handles itself, which Lambda never counts as an error:
   for good, a failure it retries, a storage error, an event that breaks the contract).
 - `API_SERVER_ERRORS` — api: a request answered 5xx by the function (a storage failure is a 503).
 - `EVENTS_REJECTED` — ingest: an invalid event, recorded with its reason and consumed.
+- `HTTP_INGEST_BUS_REFUSED` — api: an event posted to the HTTP ingest routes (`/api/usage-events`,
+  the OTLP receiver) that the usage bus refused after retries (answered retryable, or a 503).
 """
 
 from __future__ import annotations
@@ -22,3 +24,4 @@ EVENTS_REJECTED: Final = "EventsRejected"
 STREAM_BATCH_FAILURES: Final = "StreamBatchFailures"
 ALERT_DELIVERIES_FAILED: Final = "AlertDeliveriesFailed"
 API_SERVER_ERRORS: Final = "ApiServerErrors"
+HTTP_INGEST_BUS_REFUSED: Final = "HttpIngestBusRefused"

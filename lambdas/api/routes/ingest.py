@@ -51,7 +51,18 @@ def ingest_service() -> IngestService:
 
         return RecordedEvents()
 
-    return IngestService(keys, limiter, bus, recorded, get_ingest_settings())
+    return IngestService(keys, limiter, bus, recorded, get_ingest_settings(), on_bus_refused=_count_bus_refused)
+
+
+def _count_bus_refused(count: int) -> None:
+    """A handled failure Lambda never sees: counted (EMF) for the alarm, flushed at once."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    from llmtally.metric_names import HTTP_INGEST_BUS_REFUSED
+    from llmtally.observability import metrics
+
+    metrics.add_metric(name=HTTP_INGEST_BUS_REFUSED, unit=MetricUnit.Count, value=count)
+    metrics.flush_metrics()
 
 
 def _event() -> APIGatewayProxyEventV2:

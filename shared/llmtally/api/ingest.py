@@ -166,10 +166,13 @@ class IngestService:
         recorded: Callable[[], Recorded],
         config: IngestSettings,
         clock: Callable[[], float] = time.time,
+        on_bus_refused: Callable[[int], None] | None = None,
     ) -> None:
         self._keys, self._limiter, self._bus, self._recorded = keys, limiter, bus, recorded
         self.config = config
         self._clock = clock
+        #: Told how many events the bus refused after retries (the handler counts them as a metric).
+        self._on_bus_refused = on_bus_refused
         self._touched: dict[str, float] = {}
         self._touch_lock = threading.Lock()
 
@@ -288,7 +291,10 @@ class IngestService:
         if not to_send:
             return
         outcomes = self._bus().send([event for _, event in to_send])
-        if all(code is not None for code in outcomes):
+        refused = sum(1 for code in outcomes if code is not None)
+        if refused and self._on_bus_refused is not None:
+            self._on_bus_refused(refused)
+        if refused == len(outcomes):
             raise ServiceUnavailableError(
                 "the usage bus is unavailable; retry the request", headers={"Retry-After": "1"}
             )

@@ -344,3 +344,37 @@ def test_unreadable_otlp_bodies_are_4xx_and_no_key_is_401(route: IngestRoute) ->
         response = _post_binary(body, {"authorization": f"Bearer {key}", "content-type": content_type})
         assert response.status == status, content_type
     assert request("POST", "/api/otel/v1/traces", body=_otlp_json([CHAT])).status == 401
+
+
+def test_events_the_bus_refuses_are_a_503_and_counted_for_the_alarm(
+    route: IngestRoute, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from llmtally import metric_names
+    from llmtally.observability import metrics
+    from tests.integration.test_handled_failure_metrics import emf_metrics
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+    metrics.clear_metrics()
+    key = _create_key()["key"]
+    capsys.readouterr()
+    # Given the usage bus refuses every PutEvents (throttled)
+    events_client = aws.client("events")
+
+    def throttled(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutEvents")
+
+    events_client.meta.events.register("before-call.events.PutEvents", throttled)
+    try:
+        # When two events are posted
+        response = _post(key, {"events": [_event(1), _event(2)]})
+    finally:
+        events_client.meta.events.unregister("before-call.events.PutEvents", throttled)
+    # Then the caller is told to retry, and both refusals are counted
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
+    counted = emf_metrics(capsys.readouterr().out)
+    assert counted[metric_names.HTTP_INGEST_BUS_REFUSED] == 2
+    assert counted[metric_names.API_SERVER_ERRORS] == 1
