@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     #: Lowering a bound never un-admits what is already registered.
     max_operation_types_per_tenant: int = Field(default=64, ge=1, le=1000)
     max_models_per_tenant: int = Field(default=100, ge=1, le=1000)
+    #: The SNS topic users' own alert e-mails go through (one filtered e-mail subscription per user,
+    #: `llmtally.repositories.alert_email`); None: users cannot give an alert address.
+    user_alerts_topic_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
+    )
     #: KMS key for users' provider secrets (None: the account's default key).
     secrets_kms_key_id: str | None = None
     #: What a Slack webhook URL must start with, checked when it is stored and again before each

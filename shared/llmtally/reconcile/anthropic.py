@@ -18,7 +18,7 @@ daily (`SETTLE_DAYS`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -28,7 +28,7 @@ from pydantic import SecretStr
 from llmtally.events import Provider
 from llmtally.money import usd_to_nanos
 from llmtally.reconcile.core import BillingReport, CostLine, TokenKind, UsageLine
-from llmtally.reconcile.http import AdminApiClient, BillingSourceError
+from llmtally.reconcile.http import AdminApiClient, BillingSourceError, report_int, report_key_id
 
 DEFAULT_BASE_URL: Final = "https://api.anthropic.com"
 API_VERSION: Final = "2023-06-01"
@@ -38,6 +38,7 @@ SETTLE_DAYS: Final = 1
 #: The largest page of daily buckets both reports allow.
 PAGE_LIMIT: Final = 31
 MAX_NAME: Final = 256
+SOURCE: Final = "Anthropic report"
 
 TOKEN_TYPES: Final = {
     "uncached_input_tokens": TokenKind.INPUT,
@@ -54,19 +55,15 @@ def _rfc3339(day: date) -> str:
 
 def _day(value: Any) -> date:
     if not isinstance(value, str):
-        raise BillingSourceError("Anthropic report: a bucket without starting_at")
+        raise BillingSourceError(f"{SOURCE}: a bucket without starting_at")
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
     except ValueError:
-        raise BillingSourceError("Anthropic report: starting_at is not RFC 3339") from None
+        raise BillingSourceError(f"{SOURCE}: starting_at is not RFC 3339") from None
 
 
 def _int(value: Any) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BillingSourceError("Anthropic report: a token count that is not an integer")
-    return value
+    return report_int(value, SOURCE)
 
 
 class AnthropicBillingSource:
@@ -78,14 +75,13 @@ class AnthropicBillingSource:
         admin_key: SecretStr,
         *,
         base_url: str = DEFAULT_BASE_URL,
-        sleep: Callable[[float], None] | None = None,
         **client_options: Any,
     ) -> None:
+        """`client_options`: AdminApiClient's (timeouts, bounds, `sleep`)."""
+
         def headers() -> Mapping[str, str]:
             return {"x-api-key": admin_key.get_secret_value(), "anthropic-version": API_VERSION}
 
-        if sleep is not None:
-            client_options["sleep"] = sleep
         self.client = AdminApiClient(base_url, headers, **client_options)
 
     def fetch(self, start: date, end: date) -> BillingReport:
@@ -98,32 +94,30 @@ class AnthropicBillingSource:
             ("group_by[]", "api_key_id"),
             ("limit", str(PAGE_LIMIT)),
         ]
-        for page in self.client.pages(USAGE_PATH, params):
-            for bucket in _buckets(page):
-                day = _day(bucket.get("starting_at"))
-                for result in bucket.get("results") or ():
-                    creation = result.get("cache_creation") or {}
-                    usage.append(
-                        UsageLine(
-                            day=day,
-                            model=str(result.get("model") or "(no model)")[:MAX_NAME],
-                            tokens={
-                                TokenKind.INPUT: _int(result.get("uncached_input_tokens")),
-                                TokenKind.CACHE_READ: _int(result.get("cache_read_input_tokens")),
-                                TokenKind.CACHE_WRITE: _int(creation.get("ephemeral_5m_input_tokens"))
-                                + _int(creation.get("ephemeral_1h_input_tokens")),
-                                TokenKind.OUTPUT: _int(result.get("output_tokens")),
-                            },
-                            api_key_id=_key_id(result.get("api_key_id")),
-                        )
+        for bucket in self.client.buckets(USAGE_PATH, params, source=SOURCE):
+            day = _day(bucket.get("starting_at"))
+            for result in bucket.get("results") or ():
+                creation = result.get("cache_creation") or {}
+                usage.append(
+                    UsageLine(
+                        day=day,
+                        model=str(result.get("model") or "(no model)")[:MAX_NAME],
+                        tokens={
+                            TokenKind.INPUT: _int(result.get("uncached_input_tokens")),
+                            TokenKind.CACHE_READ: _int(result.get("cache_read_input_tokens")),
+                            TokenKind.CACHE_WRITE: _int(creation.get("ephemeral_5m_input_tokens"))
+                            + _int(creation.get("ephemeral_1h_input_tokens")),
+                            TokenKind.OUTPUT: _int(result.get("output_tokens")),
+                        },
+                        api_key_id=report_key_id(result.get("api_key_id")),
                     )
+                )
         costs: list[CostLine] = []
         params = [*window, ("group_by[]", "description"), ("limit", str(PAGE_LIMIT))]
-        for page in self.client.pages(COSTS_PATH, params):
-            for bucket in _buckets(page):
-                day = _day(bucket.get("starting_at"))
-                for result in bucket.get("results") or ():
-                    costs.append(_cost_line(day, result))
+        for bucket in self.client.buckets(COSTS_PATH, params, source=SOURCE):
+            day = _day(bucket.get("starting_at"))
+            for result in bucket.get("results") or ():
+                costs.append(_cost_line(day, result))
         return BillingReport(
             self.provider,
             start,
@@ -158,14 +152,3 @@ def _cost_line(day: date, result: dict[str, Any]) -> CostLine:
         model=str(model)[:MAX_NAME] if isinstance(model, str) and model and kind is not None else None,
         kind=kind,
     )
-
-
-def _buckets(page: dict[str, Any]) -> list[dict[str, Any]]:
-    data = page.get("data")
-    if not isinstance(data, list):
-        raise BillingSourceError("Anthropic report: a page without a data list")
-    return [bucket for bucket in data if isinstance(bucket, dict)]
-
-
-def _key_id(value: Any) -> str | None:
-    return str(value)[:128] if isinstance(value, str) and value else None

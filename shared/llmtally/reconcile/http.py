@@ -169,6 +169,31 @@ class AdminApiClient:
             cursor = next_page
         raise BillingSourceError(f"{path}: more than {self._max_pages} pages")
 
+    def buckets(self, path: str, params: Params, *, source: str) -> Iterator[dict[str, Any]]:
+        """Every time bucket of a paginated report: both admin APIs page `{"data": [bucket, …], …}`."""
+        for page in self.pages(path, params):
+            data = page.get("data")
+            if not isinstance(data, list):
+                raise BillingSourceError(f"{source}: a page without a data list")
+            yield from (bucket for bucket in data if isinstance(bucket, dict))
+
+
+# -- reading the reports' fields (shared by the OpenAI and Anthropic sources) ---------------------
+
+
+def report_int(value: Any, source: str) -> int:
+    """A report's token count: an integer, absent as 0; anything else is a `BillingSourceError`."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BillingSourceError(f"{source}: a token count that is not an integer")
+    return value
+
+
+def report_key_id(value: Any) -> str | None:
+    """The provider's API key id a usage line was billed under (at most 128 characters), or None."""
+    return str(value)[:128] if isinstance(value, str) and value else None
+
 
 def _status_error(path: str, status: int, retry_after: str | None, client: AdminApiClient) -> BillingSourceError:
     if status == 429:

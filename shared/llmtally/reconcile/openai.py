@@ -16,7 +16,7 @@ settled daily, so the last day is provisional (`SETTLE_DAYS`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from llmtally.events import Provider
 from llmtally.money import usd_to_nanos
 from llmtally.reconcile.core import BillingReport, CostLine, TokenKind, UsageLine, day_start
-from llmtally.reconcile.http import AdminApiClient, BillingSourceError
+from llmtally.reconcile.http import AdminApiClient, BillingSourceError, report_int, report_key_id
 
 DEFAULT_BASE_URL: Final = "https://api.openai.com"
 USAGE_PATH: Final = "/v1/organization/usage/completions"
@@ -37,6 +37,7 @@ SETTLE_DAYS: Final = 1
 USAGE_PAGE_LIMIT: Final = 31
 COSTS_PAGE_LIMIT: Final = 180
 MAX_NAME: Final = 256
+SOURCE: Final = "OpenAI report"
 
 _KINDS: Final = (
     ("cached input", TokenKind.CACHE_READ),
@@ -61,16 +62,12 @@ def parse_line_item(line_item: str | None) -> tuple[str | None, TokenKind | None
 
 def _day(value: Any) -> date:
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise BillingSourceError("OpenAI report: a bucket without an integer start_time")
+        raise BillingSourceError(f"{SOURCE}: a bucket without an integer start_time")
     return datetime.fromtimestamp(int(value), tz=UTC).date()
 
 
 def _int(value: Any) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BillingSourceError("OpenAI report: a token count that is not an integer")
-    return value
+    return report_int(value, SOURCE)
 
 
 class OpenAIBillingSource:
@@ -82,14 +79,13 @@ class OpenAIBillingSource:
         admin_key: SecretStr,
         *,
         base_url: str = DEFAULT_BASE_URL,
-        sleep: Callable[[float], None] | None = None,
         **client_options: Any,
     ) -> None:
+        """`client_options`: AdminApiClient's (timeouts, bounds, `sleep`)."""
+
         def headers() -> Mapping[str, str]:
             return {"Authorization": f"Bearer {admin_key.get_secret_value()}"}
 
-        if sleep is not None:
-            client_options["sleep"] = sleep
         self.client = AdminApiClient(base_url, headers, **client_options)
 
     def fetch(self, start: date, end: date) -> BillingReport:
@@ -101,52 +97,43 @@ class OpenAIBillingSource:
         ]
         usage: list[UsageLine] = []
         params = [*window, ("group_by", "model"), ("group_by", "api_key_id"), ("limit", str(USAGE_PAGE_LIMIT))]
-        for page in self.client.pages(USAGE_PATH, params):
-            for bucket in _buckets(page):
-                day = _day(bucket.get("start_time"))
-                for result in bucket.get("results") or ():
-                    total_in = _int(result.get("input_tokens"))
-                    cached = _int(result.get("input_cached_tokens"))
-                    usage.append(
-                        UsageLine(
-                            day=day,
-                            model=str(result.get("model") or "(no model)")[:MAX_NAME],
-                            tokens={
-                                TokenKind.INPUT: max(0, total_in - cached),
-                                TokenKind.CACHE_READ: cached,
-                                TokenKind.CACHE_WRITE: 0,
-                                TokenKind.OUTPUT: _int(result.get("output_tokens")),
-                            },
-                            api_key_id=_key_id(result.get("api_key_id")),
-                            requests=_int(result.get("num_model_requests")),
-                        )
+        for bucket in self.client.buckets(USAGE_PATH, params, source=SOURCE):
+            day = _day(bucket.get("start_time"))
+            for result in bucket.get("results") or ():
+                total_in = _int(result.get("input_tokens"))
+                cached = _int(result.get("input_cached_tokens"))
+                usage.append(
+                    UsageLine(
+                        day=day,
+                        model=str(result.get("model") or "(no model)")[:MAX_NAME],
+                        tokens={
+                            TokenKind.INPUT: max(0, total_in - cached),
+                            TokenKind.CACHE_READ: cached,
+                            TokenKind.CACHE_WRITE: 0,
+                            TokenKind.OUTPUT: _int(result.get("output_tokens")),
+                        },
+                        api_key_id=report_key_id(result.get("api_key_id")),
+                        requests=_int(result.get("num_model_requests")),
                     )
+                )
         costs: list[CostLine] = []
         params = [*window, ("group_by", "line_item"), ("limit", str(COSTS_PAGE_LIMIT))]
-        for page in self.client.pages(COSTS_PATH, params):
-            for bucket in _buckets(page):
-                day = _day(bucket.get("start_time"))
-                for result in bucket.get("results") or ():
-                    amount = result.get("amount") or {}
-                    value, currency = amount.get("value"), str(amount.get("currency") or "usd").lower()
-                    if currency != "usd":
-                        raise BillingSourceError(f"OpenAI costs: currency {currency[:8]!r} is not USD")
-                    if isinstance(value, bool) or not isinstance(value, int | Decimal):
-                        raise BillingSourceError("OpenAI costs: an amount that is not a number")
-                    label = str(result.get("line_item") or "(unitemised)")[:MAX_NAME]
-                    model, kind = parse_line_item(result.get("line_item"))
-                    costs.append(CostLine(day, usd_to_nanos(Decimal(value)), label, model, kind))
+        for bucket in self.client.buckets(COSTS_PATH, params, source=SOURCE):
+            day = _day(bucket.get("start_time"))
+            for result in bucket.get("results") or ():
+                costs.append(_cost_line(day, result))
         return BillingReport(
             self.provider, start, end, tuple(usage), tuple(costs), source="openai usage/completions + costs"
         )
 
 
-def _buckets(page: dict[str, Any]) -> list[dict[str, Any]]:
-    data = page.get("data")
-    if not isinstance(data, list):
-        raise BillingSourceError("OpenAI report: a page without a data list")
-    return [bucket for bucket in data if isinstance(bucket, dict)]
-
-
-def _key_id(value: Any) -> str | None:
-    return str(value)[:128] if isinstance(value, str) and value else None
+def _cost_line(day: date, result: dict[str, Any]) -> CostLine:
+    amount = result.get("amount") or {}
+    value, currency = amount.get("value"), str(amount.get("currency") or "usd").lower()
+    if currency != "usd":
+        raise BillingSourceError(f"OpenAI costs: currency {currency[:8]!r} is not USD")
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise BillingSourceError("OpenAI costs: an amount that is not a number")
+    label = str(result.get("line_item") or "(unitemised)")[:MAX_NAME]
+    model, kind = parse_line_item(result.get("line_item"))
+    return CostLine(day, usd_to_nanos(Decimal(value)), label, model, kind)

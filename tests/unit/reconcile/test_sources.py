@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from llmtally.reconcile.anthropic import AnthropicBillingSource
 from llmtally.reconcile.bedrock import parse_usage_type, split_by_tenant
 from llmtally.reconcile.core import TokenKind
-from llmtally.reconcile.http import BillingSourceError, retry_after_seconds
+from llmtally.reconcile.http import BillingSourceError, report_int, report_key_id, retry_after_seconds
 from llmtally.reconcile.openai import OpenAIBillingSource, parse_line_item
 from tests.support.billing import BillingServer, billing_server, fixture
 
@@ -164,6 +164,39 @@ def test_a_repeated_cursor_is_refused_instead_of_looping(server: BillingServer) 
         openai(server).fetch(NOV1, NOV3)
     # Then it stopped after the second page
     assert len(server.received) == 2
+
+
+@pytest.mark.parametrize("source", ["openai", "anthropic"])
+def test_a_malformed_report_is_refused_naming_the_source(server: BillingServer, source: str) -> None:
+    # Given each source's usage report answering a page without its data list, then a bucket whose
+    # token count is not an integer (both sources read pages, buckets and counts the same way)
+    path, name, start = (
+        ("/v1/organization/usage/completions", "OpenAI report", {"start_time": 1793491200})
+        if source == "openai"
+        else ("/v1/organizations/usage_report/messages", "Anthropic report", {"starting_at": "2026-11-01T00:00:00Z"})
+    )
+    reader = openai(server) if source == "openai" else anthropic(server)
+
+    def read() -> None:
+        reader.fetch(NOV1, NOV3)
+
+    server.routes[path] = {None: {"object": "page", "data": {"not": "a list"}, "has_more": False}}
+    with pytest.raises(BillingSourceError, match=f"^{name}: a page without a data list$"):
+        read()
+    bucket = {**start, "results": [{"model": "m", "output_tokens": "12", "input_tokens": 1}]}
+    server.routes[path] = {None: {"object": "page", "data": [bucket], "has_more": False}}
+    with pytest.raises(BillingSourceError, match=f"^{name}: a token count that is not an integer$"):
+        read()
+
+
+def test_report_key_ids_are_bounded_and_absent_ones_none() -> None:
+    assert report_key_id("key_" + "k" * 200) == "key_" + "k" * 124
+    assert report_key_id("") is None
+    assert report_key_id(None) is None
+    assert report_key_id(42) is None
+    assert report_int(None, "X") == 0
+    with pytest.raises(BillingSourceError, match=r"^X: a token count"):
+        report_int(True, "X")
 
 
 @pytest.mark.parametrize(
