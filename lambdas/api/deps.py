@@ -91,8 +91,14 @@ def budget_service() -> BudgetService:
     from llmtally.repositories.budgets import BudgetRepository
     from llmtally.repositories.rollups import RollupRepository
     from llmtally.repositories.secrets import SecretsRepository
+    from llmtally.settings import get_settings
 
-    return BudgetService(BudgetRepository(), SecretsRepository(), RollupRepository)
+    emails = None
+    if get_settings().user_alerts_topic_arn:
+        from llmtally.repositories.alert_email import AlertEmailRepository
+
+        emails = AlertEmailRepository()
+    return BudgetService(BudgetRepository(), SecretsRepository(), RollupRepository, emails=emails)
 
 
 @cache

@@ -74,6 +74,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, s
         logger.info("no webhook: the user stored no Slack webhook; nothing to post")
     else:
         logger.info(f"budget alert {outcome}")
+    # The user's own e-mail (after Slack: a retry of either is deduped by its delivery record).
+    try:
+        email = notifier().deliver_email(notice, event["detail"])
+    except Exception:
+        metrics.add_metric(name=ALERT_DELIVERIES_FAILED, unit=MetricUnit.Count, value=1)
+        raise
+    if email == "sent":
+        metrics.add_metric(name="AlertEmailsSent", unit=MetricUnit.Count, value=1)
+        return {"outcome": outcome, "email": email}
     return {"outcome": outcome}
 
 

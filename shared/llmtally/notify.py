@@ -332,6 +332,7 @@ def post_to_slack(url: SecretStr, payload: dict[str, Any], *, timeout: float = S
 # -- the notifier ------------------------------------------------------------------------------------
 
 Outcome = Literal["posted", "no_webhook", "duplicate", "refused"]
+EmailOutcome = Literal["sent", "no_address", "duplicate", "not_configured"]
 
 
 class AlertNotifier:
@@ -349,6 +350,36 @@ class AlertNotifier:
         self._settings = settings or get_settings()
         self._secrets = secrets or SecretsRepository(settings=self._settings)
         self._deliveries = deliveries or AlertDeliveryRepository(settings=self._settings)
+        self._emails: Any | None = None
+
+    def deliver_email(self, notice: AlertNotice, detail: dict[str, Any]) -> EmailOutcome:
+        """The alert's e-mail to the user's own address, if they gave one (docs/budgets.md, "E-mail").
+
+        Published to the user-alerts topic with the message attribute `user_id`: SNS hands it to
+        the subscriptions whose filter policy names that user (their confirmed address) only.
+        Deduped by `alert_id`; raises `StorageError` when SNS or the store fail (Lambda retries).
+        """
+        if not self._settings.user_alerts_topic_arn:
+            return "not_configured"
+        if self._emails is None:
+            from llmtally.repositories.alert_email import AlertEmailRepository
+
+            self._emails = AlertEmailRepository(settings=self._settings)
+        stored = self._emails.get(notice.user_id)
+        if stored is None:
+            return "no_address"
+        if self._deliveries.was_delivered_id(notice.user_id, notice.alert_id, "email"):
+            return "duplicate"
+        what = f"{notice.tag_key}={notice.tag_value} budget" if notice.is_tag_budget else "budget"
+        subject = f"llmtally: {notice.threshold_percent}% of your {notice.period_label} {what}"
+        self._emails.publish(notice.user_id, subject, email_text(detail))
+        self._deliveries.mark_delivered_id(notice.user_id, notice.alert_id, "email")
+        from llmtally.repositories.alert_email import masked_address
+
+        logger.info(
+            "budget alert e-mail published", extra={"user_id": notice.user_id, "to": masked_address(stored.address)}
+        )
+        return "sent"
 
     def deliver(self, notice: AlertNotice) -> Outcome:
         """`posted`, `no_webhook`, `duplicate` (delivered before) or `refused` (Slack said no for good).

@@ -61,6 +61,11 @@ class ResourceNames:
         return f"{self.prefix}-budget-alerts"
 
     @property
+    def user_alerts_topic(self) -> str:
+        """The SNS topic users' own alert e-mails go through (a filtered subscription per user)."""
+        return f"{self.prefix}-user-alerts"
+
+    @property
     def alerts_rule(self) -> str:
         """The EventBridge rule routing `BudgetThresholdCrossed` events to the alert deliveries."""
         return f"{self.prefix}-budget-alerts"

@@ -49,6 +49,15 @@ class BudgetUpdate(BaseModel):
         Field(max_length=512, description="A Slack incoming-webhook URL; stored as a secret, never returned."),
     ] = None
     removeSlackWebhook: StrictBool = False
+    alertEmail: Annotated[
+        str | None,
+        Field(
+            max_length=254,
+            description="An address for this user's alert e-mails (theirs only). SNS e-mails it a confirmation "
+            "link first: nothing is delivered until it is followed.",
+        ),
+    ] = None
+    removeAlertEmail: StrictBool = False
 
     @field_validator("timezone")
     @classmethod
@@ -144,10 +153,23 @@ class BudgetStatusOut(BaseModel):
     crossedThresholds: list[int]
 
 
+class AlertEmailOut(BaseModel):
+    address: str
+    status: str = Field(
+        description="pending_confirmation (SNS sent a confirmation link: no e-mail until it is followed), "
+        "confirmed, or unknown (SNS could not be asked)"
+    )
+    subscribedAt: datetime
+
+
 class BudgetResponse(BaseModel):
     budget: BudgetOut | None
     hasSlackWebhook: bool
     status: BudgetStatusOut | None
+    alertEmail: AlertEmailOut | None = Field(default=None, description="Where this user's alert e-mails go, if set.")
+    alertEmailAvailable: bool = Field(
+        default=False, description="Whether this deployment can e-mail users their alerts."
+    )
 
 
 class BudgetDeletedResponse(BaseModel):

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llmtally.api.budget_models import (
+    AlertEmailOut,
     BudgetAlertOut,
     BudgetAlertsResponse,
     BudgetDeletedResponse,
@@ -42,11 +43,14 @@ class BudgetService:
         rollups: Callable[[], Any],
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        emails: Any | None = None,
     ) -> None:
         self._budgets = budgets
         self._secrets = secrets
         self._rollups = rollups
         self._clock = clock
+        #: `llmtally.repositories.alert_email.AlertEmailRepository`, or None (no user-alerts topic).
+        self._emails = emails
 
     def status(self, user_id: str, budget: Budget, tag: TagScope | None = None) -> BudgetStatus:
         period = budget.period(self._clock())
@@ -58,10 +62,19 @@ class BudgetService:
         status = None
         if budget is not None:
             status = BudgetStatusOut.model_validate(self.status(user_id, budget).as_api())
+        email = None
+        if self._emails is not None:
+            stored = self._emails.get(user_id)
+            if stored is not None:
+                email = AlertEmailOut(
+                    address=stored.address, status=self._emails.status(stored), subscribedAt=stored.subscribed_at
+                )
         return BudgetResponse(
             budget=BudgetOut.of(budget) if budget is not None else None,
             hasSlackWebhook=self._secrets.has_slack_webhook(user_id),
             status=status,
+            alertEmail=email,
+            alertEmailAvailable=self._emails is not None,
         )
 
     def put(self, user_id: str, update: BudgetUpdate) -> BudgetResponse:
@@ -72,6 +85,18 @@ class BudgetService:
             raise BadRequestError("; ".join(_message(e) for e in exc.errors())) from None
         if update.slackWebhookUrl is not None and update.removeSlackWebhook:
             raise BadRequestError("give slackWebhookUrl or removeSlackWebhook, not both")
+        if update.alertEmail is not None and update.removeAlertEmail:
+            raise BadRequestError("give alertEmail or removeAlertEmail, not both")
+        address = None
+        if update.alertEmail is not None:
+            if self._emails is None:
+                raise BadRequestError("alert e-mails are not set up on this deployment (no user-alerts topic)")
+            from llmtally.repositories.alert_email import check_address
+
+            try:
+                address = check_address(update.alertEmail)
+            except ValueError as exc:
+                raise BadRequestError(str(exc)) from None
         webhook = None
         if update.slackWebhookUrl is not None:
             from llmtally.notify import check_slack_webhook_url
@@ -88,11 +113,17 @@ class BudgetService:
             self._secrets.put_slack_webhook(user_id, webhook)
         elif update.removeSlackWebhook:
             self._secrets.delete_slack_webhook(user_id)
+        if address is not None and self._emails is not None:
+            self._emails.subscribe(user_id, address, now=now)
+        elif update.removeAlertEmail and self._emails is not None:
+            self._emails.remove(user_id)
         return self.get(user_id)
 
     def delete(self, user_id: str) -> BudgetDeletedResponse:
         deleted = self._budgets.delete_budget(user_id)
         self._secrets.delete_slack_webhook(user_id)
+        if self._emails is not None:
+            self._emails.remove(user_id)
         return BudgetDeletedResponse(deleted=deleted)
 
     def alerts(self, user_id: str, limit: int | None, *, tags: bool = False) -> BudgetAlertsResponse:

@@ -102,12 +102,28 @@ def _alert_events_via_queue(
                 try:
                     # WARNING: `llmtally local` shows warnings and up; an alert is what the user waits for
                     logger.warning("budget alert e-mail: %s", email_text(detail))
+                    to = _alert_email_recipient(str(detail.get("user_id", "")))
+                    if to:
+                        logger.warning("budget alert e-mail goes to %s (their own alerts only)", to)
                 except (KeyError, IndexError, ValueError):
                     logger.warning("budget alert event without the e-mail fields")
             handler(alert_event, context)
         return None
 
     return invoke
+
+
+def _alert_email_recipient(user_id: str) -> str | None:
+    """Who the user's alert e-mail goes to (locally shown whole: on AWS SNS e-mails it, once confirmed)."""
+    from llmtally.errors import LLMTallyError
+    from llmtally.repositories.alert_email import AlertEmailRepository
+
+    try:
+        repository = AlertEmailRepository()
+        stored = repository.get(user_id) if user_id else None
+        return None if stored is None else f"{stored.address} ({repository.status(stored).replace('_', ' ')})"
+    except (LLMTallyError, ValueError):
+        return None
 
 
 @dataclass
@@ -227,7 +243,7 @@ class LocalStack:
         return loaded
 
     def _provision(self) -> None:
-        from llmtally.aws import client
+        from llmtally.aws import client, reset_clients
         from llmtally.tables import create_tables
         from llmtally.topology import (
             alerts_topology,
@@ -248,6 +264,10 @@ class LocalStack:
         self._queue_arn = provisioned.queue_arn
         self._stream_arn = client("dynamodb").describe_table(TableName=names.usage_table)["Table"]["LatestStreamArn"]
         alerts = provision_alerts(client("events"), client("sns"), client("sqs"), alerts_topology(names))
+        # Users' own alert e-mails (docs/budgets.md, "E-mail"): the topic the notifier publishes them to.
+        user_topic = client("sns").create_topic(Name=names.user_alerts_topic)["TopicArn"]
+        os.environ["LLMTALLY_USER_ALERTS_TOPIC_ARN"] = user_topic
+        reset_clients()
         provision_reconciliation_alerts(client("events"), names, alerts.queue_arn)
         self._alerts_queue = (alerts.queue_url, alerts.queue_arn)
 

@@ -63,7 +63,13 @@ def spend(usd: str, arn: str, user: str = ALICE) -> None:
 def test_no_budget_reads_as_null(world: str, as_alice: Api) -> None:
     response = as_alice("GET", PATH)
     assert response.status == 200
-    assert response.json() == {"budget": None, "hasSlackWebhook": False, "status": None}
+    assert response.json() == {
+        "budget": None,
+        "hasSlackWebhook": False,
+        "status": None,
+        "alertEmail": None,
+        "alertEmailAvailable": False,
+    }
 
 
 def test_a_budget_set_mid_month_counts_what_was_already_spent(world: str, as_alice: Api) -> None:
@@ -167,7 +173,13 @@ def test_switch_and_strict_round_trip(world: str, as_alice: Api) -> None:
 def test_delete_removes_the_budget_and_the_webhook(world: str, as_alice: Api) -> None:
     as_alice("PUT", PATH, body={**BUDGET, "slackWebhookUrl": WEBHOOK})
     assert as_alice("DELETE", PATH).json() == {"deleted": True}
-    assert as_alice("GET", PATH).json() == {"budget": None, "hasSlackWebhook": False, "status": None}
+    assert as_alice("GET", PATH).json() == {
+        "budget": None,
+        "hasSlackWebhook": False,
+        "status": None,
+        "alertEmail": None,
+        "alertEmailAvailable": False,
+    }
     assert as_alice("DELETE", PATH).json() == {"deleted": False}
 
 
