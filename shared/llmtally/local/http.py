@@ -45,7 +45,9 @@ def http_api_event(
     for key, value in parse_qsl(raw_query, keep_blank_values=True):
         query[key] = f"{query[key]},{value}" if key in query else value  # v2 joins repeats with commas
     content_type = headers.get("content-type", "")
-    is_text = not body or content_type.startswith(_TEXT_TYPES)
+    # A compressed body (an OTLP exporter's gzip JSON) is binary whatever its media type.
+    encoded = headers.get("content-encoding", "identity").strip().lower() not in ("", "identity")
+    is_text = not body or (content_type.startswith(_TEXT_TYPES) and not encoded)
     now = time.time()
     context: dict[str, Any] = {
         "accountId": "123456789012",

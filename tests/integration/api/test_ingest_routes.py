@@ -368,3 +368,25 @@ def test_events_the_bus_refuses_are_a_503_and_counted_for_the_alarm(
     counted = emf_metrics(capsys.readouterr().out)
     assert counted[metric_names.HTTP_INGEST_BUS_REFUSED] == 2
     assert counted[metric_names.API_SERVER_ERRORS] == 1
+
+
+def test_gzip_otlp_json_through_the_local_stacks_http_event(route: IngestRoute) -> None:
+    # Given a gzip-compressed OTLP/JSON body, as the local stack's HTTP server hands it to the handler
+    import gzip
+
+    from llmtally.local.http import http_api_event
+    from tests.support.apigw import FakeLambdaContext
+
+    key = _create_key()["key"]
+    body = gzip.compress(json.dumps(_otlp_json([CHAT])).encode())
+    headers = {"content-type": "application/json", "content-encoding": "gzip", "authorization": f"Bearer {key}"}
+    event = http_api_event(
+        method="POST", raw_path="/api/otel/v1/traces", raw_query="", headers=headers, body=body, claims=None
+    )
+    # Then it arrives base64-encoded (binary) and is read whole
+    assert event["isBase64Encoded"] is True
+    from api.handler import lambda_handler
+
+    answer = lambda_handler(event, FakeLambdaContext())
+    assert answer["statusCode"] == 200, answer
+    assert answer["headers"]["X-LLMtally-Accepted"] == "1"
