@@ -71,16 +71,11 @@ class Aggregation(Construct):
             )
         )
         self.function.add_to_role(
-            # Deltas and checkpoints in TransactWriteItems (Update/ConditionCheck per item), the
-            # checkpoint reads (BatchGetItem) — the rollups table only.
+            # Deltas and checkpoints in TransactWriteItems (an Update per item), the checkpoint reads
+            # (BatchGetItem), a high-water mark read back after a refused condition (GetItem) — the
+            # rollups table only.
             iam.PolicyStatement(
-                actions=[
-                    "dynamodb:UpdateItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:ConditionCheckItem",
-                    "dynamodb:GetItem",
-                    "dynamodb:BatchGetItem",
-                ],
+                actions=["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:BatchGetItem"],
                 resources=[self.rollups_table.table_arn],
             )
         )
@@ -106,7 +101,6 @@ class Aggregation(Construct):
                     "dynamodb:Query",
                     "dynamodb:PutItem",
                     "dynamodb:UpdateItem",
-                    "dynamodb:ConditionCheckItem",
                     # `delete_unpublished_alert`: an alert whose event the bus refused fires again on retry.
                     "dynamodb:DeleteItem",
                 ],

@@ -141,10 +141,8 @@ class Api(Construct):
             iam.PolicyStatement(
                 actions=["dynamodb:Query", "dynamodb:GetItem"], resources=index_arns(usage_table, specs[USAGE])
             ),
-            iam.PolicyStatement(
-                actions=["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem"],
-                resources=[rollups_table.table_arn],
-            ),
+            # Summaries, series and insights are Queries of the rollups (checkpoints are the aggregator's).
+            iam.PolicyStatement(actions=["dynamodb:Query"], resources=[rollups_table.table_arn]),
             # Settings, budgets and ledgers; alert records listed (Query); a budget removed (DeleteItem).
             iam.PolicyStatement(
                 actions=[

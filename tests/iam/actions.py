@@ -222,6 +222,9 @@ def requirements(call: Call, arns: Arns) -> list[Requirement]:
     if call.service == "secretsmanager":
         secret_id = str(p.get("SecretId") or p.get("Name"))
         found = [Requirement(action, arns.secret(secret_id), origin=origin)]
+        if call.operation == "CreateSecret" and p.get("Tags"):  # AWS also asks for TagResource then
+            tagged = f"{origin} with Tags"
+            found.append(Requirement("secretsmanager:TagResource", arns.secret(secret_id), origin=tagged))
         kms_key = p.get("KmsKeyId") or arns.secret_keys.get(arns.secret_name(secret_id))
         if kms_key:
             context = {
