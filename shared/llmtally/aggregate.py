@@ -34,10 +34,20 @@ from llmtally.repositories.rollups import (
     MAX_TRANSACTION_ITEMS,
     CheckpointAdvance,
     CheckpointConflictError,
+    MarkedDelta,
     RollupRepository,
     pad_sequence,
 )
-from llmtally.rollups import GRANULARITIES, Granularity, RollupKey, RollupSource, coalesce, rollup_keys
+from llmtally.rollups import (
+    GRANULARITIES,
+    Counters,
+    Granularity,
+    RollupKey,
+    RollupSource,
+    coalesce,
+    rollup_keys,
+    sum_counters,
+)
 
 if TYPE_CHECKING:
     from llmtally.budget_alerts import BudgetKeeper
@@ -154,31 +164,37 @@ def aggregate_batch(
                 result.error = f"budget read failed: {exc}"
                 return result
 
-    # 3. commit: per tenant, consecutive record ranges; several tenants' ranges share a transaction.
+    # 3. commit, in stream order of each unit's first record: a tenant without a budget is one unit
+    # of marked writes (one UpdateItem per rollup key, then its checkpoint); budgeted tenants'
+    # consecutive ranges are packed into transactions with their ledger updates (all or nothing).
     extra = _ledger_items_per_tenant(budgets)
-    transactions = _transactions(pending, granularities, extra)
-    for index, batch_range in enumerate(transactions):
-        advances = _advances(batch_range)
-        deltas = coalesce((entry for _, _, entry in batch_range), granularities)
+    budgeted = {e.user_id for _, _, e in pending if budgets is not None and budgets.has_budget(e.user_id)}
+    units: list[tuple[bool, list[Pending]]] = [
+        (True, batch_range)
+        for batch_range in _transactions([p for p in pending if p[2].user_id in budgeted], granularities, extra)
+    ]
+    by_tenant: dict[tuple[str, str], list[Pending]] = {}
+    for item in pending:
+        if item[2].user_id not in budgeted:
+            by_tenant.setdefault((item[0].stream_arn, item[2].user_id), []).append(item)
+    units.extend((False, items) for items in by_tenant.values())
+    units.sort(key=lambda unit: unit[1][0][1])
+    for index, (transactional, batch_range) in enumerate(units):
         try:
-            ledger = budgets.ledger_items([entry for _, _, entry in batch_range]) if budgets is not None else []
-            written = repo.commit(deltas, advances, ledger)
+            if transactional:
+                written = _commit_transaction(repo, batch_range, granularities, budgets, result)
+            else:
+                written = _apply_marked(repo, batch_range, granularities)
         except LLMTallyError as exc:
-            if budgets is not None:
-                budgets.forget_totals()
-            # A conflict is typically our own earlier attempt whose answer was lost (a timeout,
-            # then a retry): if every checkpoint of the range already covers it, it is applied.
-            if isinstance(exc, CheckpointConflictError) and _already_applied(repo, advances):
-                result.skipped += len(batch_range)
-                continue
             # Everything before the first uncommitted record (in stream order) is committed.
-            uncommitted = [item for later in transactions[index:] for item in later]
+            uncommitted = [item for _, later in units[index:] for item in later]
             result.failed_sequence_number = min(uncommitted, key=lambda item: item[1])[0].sequence_number
             result.error = f"{type(exc).__name__}: {exc}"
             return result
-        result.transactions += 1
+        if written < 0:  # already applied by an earlier attempt
+            result.skipped += len(batch_range)
+            continue
         result.items_written += written
-        result.transaction_sizes.append(written)
         result.applied += len(batch_range)
 
     # 4. budgets: fire the thresholds the committed records crossed (records skipped as already
@@ -232,6 +248,80 @@ def _already_applied(repo: RollupRepository, advances: Sequence[CheckpointAdvanc
 
 
 Pending = tuple[StreamRecord, str, RollupSource]
+
+
+def _commit_transaction(
+    repo: RollupRepository,
+    batch_range: Sequence[Pending],
+    granularities: Sequence[Granularity],
+    budgets: BudgetKeeper | None,
+    result: AggregateResult,
+) -> int:
+    """One transaction: the range's deltas (marked), its tenants' ledger updates and checkpoints.
+    Returns the items written, or -1 if an earlier attempt had committed it."""
+    advances = _advances(batch_range)
+    deltas = coalesce((entry for _, _, entry in batch_range), granularities)
+    marks = _marks(batch_range, granularities)
+    arn = batch_range[0][0].stream_arn
+    try:
+        ledger = budgets.ledger_items([entry for _, _, entry in batch_range]) if budgets is not None else []
+        written = repo.commit(deltas, advances, ledger, marks=marks, stream_arn=arn)
+    except CheckpointConflictError:
+        if budgets is not None:
+            budgets.forget_totals()
+        # Typically our own earlier attempt whose answer was lost (a timeout, then a retry): if
+        # every checkpoint of the range already covers it, it is applied.
+        if _already_applied(repo, advances):
+            return -1
+        # Else an item holds part of the range: an earlier attempt wrote it as a marked write (the
+        # tenant had no budget then). Finish with marked writes; the ledger catches up with the
+        # rollups' total on the tenant's next batch (docs/pipeline.md).
+        by_tenant: dict[str, list[Pending]] = {}
+        for item in batch_range:
+            by_tenant.setdefault(item[2].user_id, []).append(item)
+        return sum(_apply_marked(repo, items, granularities) for items in by_tenant.values())
+    except LLMTallyError:
+        if budgets is not None:
+            budgets.forget_totals()
+        raise
+    result.transactions += 1
+    result.transaction_sizes.append(written)
+    return written
+
+
+def _contributions(
+    items: Sequence[Pending], granularities: Sequence[Granularity]
+) -> dict[RollupKey, list[tuple[str, Counters]]]:
+    """Each rollup key's contributions, as (padded sequence number, counters), in stream order."""
+    per_key: dict[RollupKey, list[tuple[str, Counters]]] = {}
+    for _, padded, entry in items:
+        contribution = Counters.of(entry)
+        for key in rollup_keys(entry, granularities):
+            per_key.setdefault(key, []).append((padded, contribution))
+    return per_key
+
+
+def _marks(items: Sequence[Pending], granularities: Sequence[Granularity]) -> dict[RollupKey, tuple[str, str]]:
+    return {key: (c[0][0], c[-1][0]) for key, c in _contributions(items, granularities).items()}
+
+
+def _apply_marked(repo: RollupRepository, items: Sequence[Pending], granularities: Sequence[Granularity]) -> int:
+    """One tenant's records as marked writes (`RollupRepository.apply_marked`), then its checkpoint.
+    Returns the items written (rollup keys + the checkpoint)."""
+    per_key = _contributions(items, granularities)
+    writes = [
+        MarkedDelta(key, sum_counters(c for _, c in contribs), contribs[0][0], contribs[-1][0])
+        for key, contribs in per_key.items()
+    ]
+
+    def resolve(key: RollupKey, mark: str) -> tuple[Counters, str] | None:
+        rest = [(padded, c) for padded, c in per_key[key] if padded > mark]
+        return (sum_counters(c for _, c in rest), rest[-1][0]) if rest else None
+
+    arn, user_id = items[0][0].stream_arn, items[0][2].user_id
+    repo.apply_marked(writes, arn, resolve)
+    repo.advance_checkpoint(CheckpointAdvance(user_id, arn, items[0][1], items[-1][1]))
+    return len(writes) + 1
 
 
 def _ledger_items_per_tenant(budgets: BudgetKeeper | None) -> Callable[[str], int]:

@@ -304,17 +304,27 @@ def bar(value: Decimal | int, peak: Decimal | int, width: int = BAR_WIDTH) -> st
 
 def cmd_summary(args: argparse.Namespace) -> int:
     """Totals, breakdowns and a daily bar chart for one tenant, from the rollups."""
-    from llmtally.queries import daily_usage, last_days, summarize
+    from llmtally.queries import Filter, breakdown, daily_usage, last_days, summarize
 
     use_target(args.target, args.prefix)
+    where = Filter.parse(args.where) if args.where else None
     dates = last_days(args.days, args.tz)
-    summary = summarize(args.user, dates[0], dates[-1], args.tz)
-    daily = daily_usage(args.user, days=args.days, tz=args.tz, today=dates[-1]).days
+    summary = summarize(args.user, dates[0], dates[-1], args.tz, where=where)
+    daily = daily_usage(args.user, days=args.days, tz=args.tz, today=dates[-1], where=where).days
+    by = None
+    if args.by:
+        by = breakdown(args.user, args.by, dates[0], dates[-1], args.tz, where=where, limit=args.top)
     if args.json:
-        document = {"summary": summary.model_dump(mode="json"), "daily": [d.model_dump(mode="json") for d in daily]}
+        document: dict[str, Any] = {
+            "summary": summary.model_dump(mode="json"),
+            "daily": [d.model_dump(mode="json") for d in daily],
+        }
+        if by is not None:
+            document["breakdown"] = json.loads(json.dumps(by.as_dict(), default=str))
         print(json.dumps(document, indent=2))
         return 0
-    out: list[str] = [f"{args.user}: last {args.days} days, {dates[0]} to {dates[-1]} ({args.tz})"]
+    scope = f", where {where.dimension} = {where.value}" if where else ""
+    out: list[str] = [f"{args.user}: last {args.days} days, {dates[0]} to {dates[-1]} ({args.tz}){scope}"]
     if not summary.total_requests:
         out.append("  no usage in this range (publish some with `llmtally demo`)")
         print("\n".join(out))
@@ -334,8 +344,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
         f"{summary.output_tokens:,} + reasoning {summary.reasoning_tokens:,}",
         f"  per call   {_usd(summary.avg_cost_per_request_usd, 6)}, {summary.avg_latency_ms:,} ms on average",
     ]
+    if by is not None:
+        out += _breakdown_lines(by.as_dict())
     sections = (("provider", summary.by_provider), ("operation", summary.by_operation), ("model", summary.by_model))
-    for title, rows in sections:
+    for title, rows in sections if by is None else ():
         ranked = sorted(rows.items(), key=lambda kv: (-kv[1].cost_usd, kv[0]))
         out.append(f"\n  by {title}{'' if len(ranked) <= args.top else f' (top {args.top} of {len(ranked)})'}")
         width = max(len(name) for name, _ in ranked)
@@ -354,6 +366,23 @@ def cmd_summary(args: argparse.Namespace) -> int:
         )
     print("\n".join(out))
     return 0
+
+
+def _breakdown_lines(result: dict[str, Any]) -> list[str]:
+    """`llmtally summary --by`: the breakdown's rows, costliest first, then the rest and the total."""
+    rows = [*result["rows"], *([result["other"]] if result["other"] else [])]
+    names = [row["value"] + (f" ({row['provider']})" if row["provider"] else "") for row in rows]
+    width = max([len(name) for name in names] + [len("(total)")])
+    folded = f"; {result['folded_values']:,} values folded into (other)" if result["folded_values"] else ""
+    lines = [f"\n  by {result['by']}{folded}"]
+    for name, row in zip(names, rows, strict=True):
+        lines.append(
+            f"    {name:<{width}}  {_usd(row['cost_usd']):>12} {row['share_percent']:>6}%  {row['requests']:>8,} req  "
+            f"{row['total_tokens']:>13,} tok  {row['errors']:,} err"
+        )
+    total = result["total"]
+    lines.append(f"    {'(total)':<{width}}  {_usd(total['cost_usd']):>12} {'100.00':>6}%  {total['requests']:>8,} req")
+    return lines
 
 
 # -- rebuild -------------------------------------------------------------------------------------------
@@ -645,6 +674,14 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--tz", default="UTC", help="IANA timezone of the days (default UTC; e.g. Asia/Kolkata)")
     summary.add_argument("--top", type=_positive, default=10, help="rows per breakdown (default 10)")
     summary.add_argument("--json", action="store_true", help="print the summary and daily series as JSON")
+    summary.add_argument(
+        "--by", metavar="DIMENSION", help="one breakdown instead: provider, model, operation or tag:<key>"
+    )
+    summary.add_argument(
+        "--where",
+        metavar="DIMENSION:VALUE",
+        help="only the calls with this value, e.g. model:gpt-5, tag:customer:acme (summary, breakdown and daily)",
+    )
 
     rebuild = targeted("rebuild", cmd_rebuild, "recompute a tenant's rollups from raw entries (optionally re-rated)")
     rebuild.add_argument("--user", required=True, help="the tenant")

@@ -39,11 +39,14 @@ def raw_entry_item(
     now: datetime,
     original_operation_type: str | None = None,
     original_model: str | None = None,
+    rollup_tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The usage table item for an event (python values; every number an int, never a float).
 
     `original_operation_type` / `original_model` are set when the event's operation type or
     model was folded by a per-tenant bound; `operation_type` / `model` then hold the fold.
+    `rollup_tags` is set when a tag key or value was folded by its bound (`tags` keeps what was
+    sent; the rollups count `rollup_tags`).
     """
     item: dict[str, Any] = {
         "user_id": event.user_id,
@@ -92,6 +95,9 @@ def raw_entry_item(
         optional["metadata"] = dict(event.metadata)
     if event.tags:
         optional["tags"] = dict(event.tags)
+    if rollup_tags is not None:
+        # Stored even when empty (every key beyond the tenant's key bound): absent means "as sent".
+        optional["rollup_tags"] = dict(rollup_tags)
     item.update({key: value for key, value in optional.items() if value is not None})
     return item
 
@@ -141,6 +147,8 @@ class RawEntry(BaseModel):
     metadata: dict[str, str | int | bool | None] = Field(default_factory=dict)
     #: Attribution dimensions as the producer sent them (absent on the item when empty).
     tags: dict[str, str] = Field(default_factory=dict)
+    #: The tags the rollups count when a key or value was folded by its bound (absent: `tags`).
+    rollup_tags: dict[str, str] | None = None
     ingested_at: datetime | None = None
     expires_at: int | None = None
 

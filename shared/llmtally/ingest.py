@@ -2,6 +2,7 @@
 
     body ──► size check ──► JSON ──► envelope (EventBridge `detail`) or bare event ──► schema version
          ──► contract (UsageEvent, with the clock) ──► operation-type bound ──► central price ──► model bound
+         ──► tag key / tag value bounds
          ──► PutItem if absent (a redelivery is a no-op)  /  or a reject with its reason
 
 Permanent problems (the message can never succeed) become a *reject*: recorded with a reason and
@@ -43,7 +44,7 @@ from llmtally.rejects import MAX_STORED_BODY_BYTES as MAX_STORED_BODY_BYTES
 from llmtally.rejects import RejectReason as RejectReason
 
 if TYPE_CHECKING:
-    from llmtally.repositories.cardinality import ModelRegistry, OperationTypeRegistry
+    from llmtally.repositories.cardinality import ModelRegistry, OperationTypeRegistry, TagRegistry
     from llmtally.repositories.rejects import RejectsRepository
     from llmtally.repositories.usage import UsageRepository
 
@@ -204,6 +205,7 @@ class IngestOutcome:
     cost_source: CostSource | None = None
     operation_folded: bool = False
     model_folded: bool = False
+    tags_folded: bool = False
 
 
 class Ingestor:
@@ -219,12 +221,15 @@ class Ingestor:
         ttl_days: int,
         clock: Callable[[], datetime] | None = None,
         models: ModelRegistry | None = None,
+        tags: TagRegistry | None = None,
     ) -> None:
         self.usage = usage
         self.rejects = rejects
         self.operation_types = operation_types
         #: The per-tenant model bound (None: models unbounded — tools that never roll up).
         self.models = models
+        #: The per-tenant tag key and per-(tenant, key, month) tag value bounds (None: unbounded).
+        self.tags = tags
         self.price_book = price_book
         self.ttl_days = ttl_days
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -272,6 +277,8 @@ class Ingestor:
             model, original_model = self.models.fold_model(event.user_id, event.provider.value, event.model)
             if original_model is not None:
                 event = event.model_copy(update={"model": model})
+        # Decided once, here, and stored: the aggregator and a rebuild count what the entry says.
+        rollup_tags = self.tags.fold_tags(event.user_id, event.tags, event.timestamp) if self.tags else None
         item = raw_entry_item(
             event,
             priced,
@@ -279,6 +286,7 @@ class Ingestor:
             now=now,
             original_operation_type=original_operation,
             original_model=original_model,
+            rollup_tags=rollup_tags,
         )
         written = self.usage.put_if_absent(item)
         return IngestOutcome(
@@ -289,6 +297,7 @@ class Ingestor:
             cost_source=priced.source,
             operation_folded=original_operation is not None,
             model_folded=original_model is not None,
+            tags_folded=rollup_tags is not None,
         )
 
 
@@ -296,7 +305,7 @@ class Ingestor:
 def default_ingestor() -> Ingestor:
     """The process-wide ingestor, from settings (its repositories build clients lazily, per call)."""
     from llmtally.pricing import default_price_book
-    from llmtally.repositories.cardinality import ModelRegistry, OperationTypeRegistry
+    from llmtally.repositories.cardinality import ModelRegistry, OperationTypeRegistry, TagRegistry
     from llmtally.repositories.rejects import RejectsRepository
     from llmtally.repositories.usage import UsageRepository
     from llmtally.settings import get_settings
@@ -309,4 +318,5 @@ def default_ingestor() -> Ingestor:
         default_price_book(),
         ttl_days=settings.raw_ttl_days,
         models=ModelRegistry(),
+        tags=TagRegistry(),
     )

@@ -13,19 +13,24 @@ the one asked for. Dates stand for whole local days (an end date is inclusive).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict
 
+from llmtally.events import TAG_KEY_PATTERN
 from llmtally.money import nanos_to_usd
-from llmtally.repositories.rollups import RollupRepository
+from llmtally.repositories.rollups import RollupItem, RollupRepository
 from llmtally.rollups import (
     DIMENSIONS,
+    NO_TAG_VALUE,
+    TAG_CELL_PREFIX,
+    TAG_PREFIX,
     Counters,
     Dimension,
     Granularity,
@@ -33,11 +38,18 @@ from llmtally.rollups import (
     check_aligned,
     decompose,
     plan_runs,
+    split_cell_value,
     split_model_value,
+    split_tag_cell_value,
     sum_counters,
+    tag_cell_dimension,
+    tag_dimension,
+    tag_key_of,
 )
 
 MAX_SERIES_DAYS: Final = 366
+#: What an unfiltered summary reads: the total and one dimension per breakdown.
+BASE_SUMMARY_DIMENSIONS: Final = tuple(d for d in DIMENSIONS if d is not Dimension.CELL)
 #: A daily series' run may bridge this many unneeded buckets to save a Query (e.g. the one hour
 #: split into quarters at each local midnight of a :30 zone).
 SERIES_MAX_GAP: Final = 4
@@ -94,6 +106,7 @@ class UsageSummary(BaseModel):
     by_provider: dict[str, Breakdown]
     by_operation: dict[str, Breakdown]
     by_model: dict[str, Breakdown]
+    where: dict[str, str] | None = None
     items_read: int
     queries: int
 
@@ -118,6 +131,7 @@ class DailySeries:
     days: list[DailyUsage]
     items_read: int
     queries: int
+    where: Filter | None = None
 
 
 # -- ranges ------------------------------------------------------------------------------------
@@ -161,6 +175,160 @@ def last_days(days: int, tz: str = "UTC", *, today: date | None = None) -> list[
     return [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
 
 
+# -- dimensions and the `where` filter ---------------------------------------------------------
+
+#: The dimensions a breakdown (`by`) or a filter (`where`) names, besides `tag:<key>`.
+BASE_BY: Final = ("provider", "model", "operation")
+MAX_BREAKDOWN_LIMIT: Final = 1000
+DEFAULT_BREAKDOWN_LIMIT: Final = 25
+#: The breakdown's rows past `limit`, summed, and its total row.
+REST_VALUE: Final = "(rest)"
+TOTAL_ROW_VALUE: Final = "(total)"
+_SHARE_QUANTUM: Final = Decimal("0.01")
+
+
+class InvalidQueryError(InvalidRangeError):
+    """A `by` or `where` the rollups cannot answer; `reason` is safe to show (a 400)."""
+
+
+def parse_dimension(text: str) -> str:
+    """`provider`, `model`, `operation` or `tag:<key>` (the key checked like the event contract's)."""
+    if text in BASE_BY:
+        return text
+    key = tag_key_of(text)
+    if key is not None and re.match(TAG_KEY_PATTERN, key):
+        return text
+    raise InvalidQueryError(
+        f"dimension {text[:80]!r} is not one of provider, model, operation or tag:<key> "
+        f"(a key matches {TAG_KEY_PATTERN})"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """One `where`: a dimension (`provider`, `model`, `operation`, `tag:<key>`) and its value.
+
+    A model filter names the model (every provider's model of that name matches)."""
+
+    dimension: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> Filter:
+        """`<dimension>:<value>`, e.g. `model:gpt-5`, `tag:customer:acme` (the value may hold `:`)."""
+        if text.startswith(TAG_PREFIX):
+            key, sep, value = text[len(TAG_PREFIX) :].partition(":")
+            dimension = TAG_PREFIX + key
+        else:
+            dimension, sep, value = text.partition(":")
+        if not sep or not value:
+            raise InvalidQueryError(
+                f"where {text[:80]!r} is not <dimension>:<value> (e.g. model:gpt-5, tag:customer:acme)"
+            )
+        if len(value) > 256:
+            raise InvalidQueryError("a where value has at most 256 characters")
+        return cls(parse_dimension(dimension), value)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"dimension": self.dimension, "value": self.value}
+
+
+def _attributes(dimension: str, value: str) -> dict[str, str]:
+    """What one rollup item's value says, by dimension name (a model's as its name and provider)."""
+    if dimension == Dimension.TOTAL:
+        return {}
+    if dimension == Dimension.PROVIDER:
+        return {"provider": value}
+    if dimension == Dimension.MODEL:
+        provider, model = split_model_value(value)
+        return {"provider": provider, "model": model}
+    if dimension == Dimension.OPERATION:
+        return {"operation": value}
+    if dimension == Dimension.CELL:
+        provider, model, operation = split_cell_value(value)
+        return {"provider": provider, "model": model, "operation": operation}
+    if dimension.startswith(TAG_CELL_PREFIX):
+        provider, model, operation, tag_value = split_tag_cell_value(value)
+        key = dimension[len(TAG_CELL_PREFIX) :]
+        return {"provider": provider, "model": model, "operation": operation, TAG_PREFIX + key: tag_value}
+    return {dimension: value}  # tag:<key>
+
+
+def _partition_for(names: Iterable[str]) -> str:
+    """The one partition whose items carry every named attribute (fewest items first)."""
+    wanted = set(names)
+    tags = {name for name in wanted if name.startswith(TAG_PREFIX)}
+    base = wanted - tags
+    if len(tags) > 1:
+        raise InvalidQueryError(
+            "tags are rolled up one key at a time: a breakdown by one tag key under a filter on another "
+            "is not answered (filter or break down by provider, model or operation instead)"
+        )
+    if tags:
+        (tag,) = tags
+        key = tag[len(TAG_PREFIX) :]
+        return tag_cell_dimension(key) if base else tag_dimension(key)
+    if not base:
+        return Dimension.TOTAL.value
+    if base == {"provider"}:
+        return Dimension.PROVIDER.value
+    if base <= {"provider", "model"}:
+        return Dimension.MODEL.value
+    if base == {"operation"}:
+        return Dimension.OPERATION.value
+    return Dimension.CELL.value
+
+
+def _selects(where: Filter | None, attributes: Mapping[str, str]) -> bool:
+    return where is None or attributes.get(where.dimension) == where.value
+
+
+def _read(
+    user_id: str,
+    low: datetime,
+    high: datetime,
+    dimensions: Sequence[str],
+    repository: RollupRepository | None,
+    *,
+    consistent: bool = False,
+) -> tuple[list[RollupItem], int]:
+    runs = plan_runs(decompose(low, high))
+    requests = [(dimension, run) for dimension in dimensions for run in runs]
+    repo = repository or RollupRepository()
+    return (repo.read_runs(user_id, requests, consistent=consistent) if requests else []), len(requests)
+
+
+def filtered_total(
+    user_id: str,
+    low: datetime,
+    high: datetime,
+    where: Filter | None = None,
+    *,
+    repository: RollupRepository | None = None,
+    consistent: bool = False,
+) -> Counters:
+    """Everything `where` selects in [low, high) (15-minute aligned): one dimension's items."""
+    dimension = _partition_for([where.dimension] if where else [])
+    items, _ = _read(user_id, low, high, [dimension], repository, consistent=consistent)
+    return sum_counters(i.counters for i in items if _selects(where, _attributes(dimension, i.key.value)))
+
+
+def tag_value_total_nanos(
+    user_id: str,
+    key: str,
+    value: str,
+    start: datetime,
+    end: datetime,
+    *,
+    repository: RollupRepository | None = None,
+    consistent: bool = False,
+) -> int:
+    """The exact cost (nano-USD) of the calls rolled up under tag `key` = `value` in [start, end)
+    (a tag budget's ledger): the `tag:{key}` items of the range."""
+    where = Filter(tag_dimension(key), value)
+    return filtered_total(user_id, start, end, where, repository=repository, consistent=consistent).cost_nanos
+
+
 # -- the summary -------------------------------------------------------------------------------
 
 
@@ -168,7 +336,7 @@ def last_days(days: int, tz: str = "UTC", *, today: date | None = None) -> list[
 class RangeTotals:
     """Counters per dimension value over a range, and what reading them cost."""
 
-    by_dimension: dict[Dimension, dict[str, Counters]]
+    by_dimension: dict[str, dict[str, Counters]]
     items_read: int
     queries: int
 
@@ -180,20 +348,18 @@ def range_totals(
     user_id: str,
     low: datetime,
     high: datetime,
-    dimensions: Sequence[Dimension] = DIMENSIONS,
+    dimensions: Sequence[str] = BASE_SUMMARY_DIMENSIONS,
     *,
     repository: RollupRepository | None = None,
     consistent: bool = False,
 ) -> RangeTotals:
     """Each dimension value's counters over [low, high) (15-minute aligned): the coarsest buckets that
     fit, one Query per run of consecutive buckets and dimension."""
-    runs = plan_runs(decompose(low, high))
-    requests = [(dimension, run) for dimension in dimensions for run in runs]
-    items = (repository or RollupRepository()).read_runs(user_id, requests, consistent=consistent) if requests else []
-    by_dimension: dict[Dimension, dict[str, Counters]] = {d: {} for d in dimensions}
+    items, queries = _read(user_id, low, high, [str(d) for d in dimensions], repository, consistent=consistent)
+    by_dimension: dict[str, dict[str, Counters]] = {str(d): {} for d in dimensions}
     for item in items:
         by_dimension[item.key.dimension].setdefault(item.key.value, Counters()).add(item.counters)
-    return RangeTotals(by_dimension, items_read=len(items), queries=len(requests))
+    return RangeTotals(by_dimension, items_read=len(items), queries=queries)
 
 
 def summarize(
@@ -203,18 +369,40 @@ def summarize(
     tz: str = "UTC",
     *,
     repository: RollupRepository | None = None,
+    where: Filter | None = None,
 ) -> UsageSummary:
-    """Totals and breakdowns by provider, operation and model for [start, end) (see `resolve_range`)."""
+    """Totals and breakdowns by provider, operation and model for [start, end) (see `resolve_range`).
+
+    With `where`, everything is of the calls it selects: one partition is read (the (model,
+    operation) cells, or the filter's tag key's cells) and the breakdowns are composed from it."""
     low, high = resolve_range(start, end, tz)
-    totals = range_totals(user_id, low, high, repository=repository)
-    by_dimension = totals.by_dimension
-    total = totals.total()
-    where = zone(tz)
+    by_dimension: dict[str, dict[str, Counters]]
+    if where is None:
+        totals = range_totals(user_id, low, high, repository=repository)
+        by_dimension = totals.by_dimension
+        total = totals.total()
+        items_read, queries = totals.items_read, totals.queries
+    else:
+        dimension = _partition_for([where.dimension, *BASE_BY])
+        items, queries = _read(user_id, low, high, [dimension], repository)
+        items_read = len(items)
+        by_dimension = {d: {} for d in BASE_BY}
+        total = Counters()
+        for item in items:
+            attributes = _attributes(dimension, item.key.value)
+            if not _selects(where, attributes):
+                continue
+            total.add(item.counters)
+            by_dimension["provider"].setdefault(attributes["provider"], Counters()).add(item.counters)
+            model = f"{attributes['provider']}#{attributes['model']}"
+            by_dimension["model"].setdefault(model, Counters()).add(item.counters)
+            by_dimension["operation"].setdefault(attributes["operation"], Counters()).add(item.counters)
+    local = zone(tz)
     return UsageSummary(
         user_id=user_id,
         timezone=tz,
-        start=low.astimezone(where),
-        end=high.astimezone(where),
+        start=low.astimezone(local),
+        end=high.astimezone(local),
         total_requests=total.requests,
         total_tokens=total.total_tokens,
         total_cost_usd=nanos_to_usd(total.cost_nanos),
@@ -234,8 +422,9 @@ def summarize(
         by_provider=_breakdowns(by_dimension[Dimension.PROVIDER]),
         by_operation=_breakdowns(by_dimension[Dimension.OPERATION]),
         by_model=_model_breakdowns(by_dimension[Dimension.MODEL]),
-        items_read=totals.items_read,
-        queries=totals.queries,
+        where=where.as_dict() if where else None,
+        items_read=items_read,
+        queries=queries,
     )
 
 
@@ -291,24 +480,29 @@ def daily_usage(
     *,
     today: date | None = None,
     repository: RollupRepository | None = None,
+    where: Filter | None = None,
 ) -> DailySeries:
     """One row per local day for the `days` days ending today in `tz`, zero-filled.
 
     Every day is decomposed into aligned UTC buckets; the union is read from the total dimension
-    with one Query per run of consecutive buckets of a granularity.
+    (with `where`: the filter's own dimension, its value selected) with one Query per run of
+    consecutive buckets of a granularity.
     """
-    where = zone(tz)
+    local = zone(tz)
     dates = last_days(days, tz, today=today)
     owner: dict[tuple[Granularity, datetime], int] = {}
     for index, day in enumerate(dates):
-        low = local_midnight(day, where)
-        high = local_midnight(day + timedelta(days=1), where)
+        low = local_midnight(day, local)
+        high = local_midnight(day + timedelta(days=1), local)
         for piece in decompose(low, high):
             owner[piece] = index
     runs = plan_runs(owner, max_gap=SERIES_MAX_GAP)
-    items = (repository or RollupRepository()).read_runs(user_id, [(Dimension.TOTAL, run) for run in runs])
+    dimension = _partition_for([where.dimension] if where else [])
+    items = (repository or RollupRepository()).read_runs(user_id, [(dimension, run) for run in runs])
     sums = [Counters() for _ in dates]
     for item in items:
+        if not _selects(where, _attributes(dimension, item.key.value)):
+            continue
         day_index = owner.get((item.key.granularity, item.key.bucket))
         if day_index is not None:  # else a bridged gap bucket: read, not needed
             sums[day_index].add(item.counters)
@@ -325,7 +519,161 @@ def daily_usage(
         )
         for day, c in zip(dates, sums, strict=True)
     ]
-    return DailySeries(rows, items_read=len(items), queries=len(runs))
+    return DailySeries(rows, items_read=len(items), queries=len(runs), where=where)
+
+
+# -- breakdowns --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BreakdownRow:
+    value: str
+    counters: Counters
+    provider: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakdownResult:
+    """A range's spend by one dimension under an optional filter (`llmtally.api.models.BreakdownResponse`)."""
+
+    user_id: str
+    timezone: str
+    start: datetime
+    end: datetime
+    by: str
+    where: Filter | None
+    rows: list[BreakdownRow]
+    other: BreakdownRow | None
+    folded_values: int
+    total: BreakdownRow
+    items_read: int
+    queries: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The response's shape (Decimal money, share of the total in percent, two places)."""
+        total_cost = self.total.counters.cost_nanos
+        return {
+            "user_id": self.user_id,
+            "timezone": self.timezone,
+            "start": self.start,
+            "end": self.end,
+            "by": self.by,
+            "where": self.where.as_dict() if self.where else None,
+            "rows": [_row_dict(row, total_cost) for row in self.rows],
+            "other": _row_dict(self.other, total_cost) if self.other else None,
+            "folded_values": self.folded_values,
+            "total": _row_dict(self.total, total_cost),
+            "items_read": self.items_read,
+            "queries": self.queries,
+        }
+
+
+def _row_dict(row: BreakdownRow, total_cost: int) -> dict[str, Any]:
+    c = row.counters
+    share = Decimal(0) if not total_cost else Decimal(c.cost_nanos * 100) / Decimal(total_cost)
+    return {
+        "value": row.value,
+        "provider": row.provider,
+        "requests": c.requests,
+        "input_tokens": c.input_tokens,
+        "cache_read_tokens": c.cache_read_tokens,
+        "cache_write_tokens": c.cache_write_tokens,
+        "output_tokens": c.output_tokens,
+        "reasoning_tokens": c.reasoning_tokens,
+        "total_tokens": c.total_tokens,
+        "cost_usd": nanos_to_usd(c.cost_nanos),
+        "billed_cost_usd": nanos_to_usd(c.billed_cost_nanos),
+        "share_percent": share.quantize(_SHARE_QUANTUM, ROUND_HALF_EVEN),
+        "errors": c.errors,
+        "unpriced_requests": c.unpriced_requests,
+        "usage_missing": c.usage_missing,
+    }
+
+
+#: `folded(user_id, tag key, UTC months)` → distinct values folded into `(other)` in those months.
+FoldedCounter = Callable[[str, str, list[str]], int]
+
+
+def utc_months(low: datetime, high: datetime) -> list[str]:
+    """The UTC months `YYYY-MM` that [low, high) touches (tag values are bounded per UTC month)."""
+    months: list[str] = []
+    cursor = Granularity.MONTH.floor(low)
+    while cursor < high or not months:
+        months.append(cursor.astimezone(UTC).strftime("%Y-%m"))
+        cursor = Granularity.MONTH.next(cursor)
+    return months
+
+
+def breakdown(
+    user_id: str,
+    by: str,
+    start: date | datetime,
+    end: date | datetime,
+    tz: str = "UTC",
+    *,
+    where: Filter | None = None,
+    limit: int = DEFAULT_BREAKDOWN_LIMIT,
+    repository: RollupRepository | None = None,
+    folded: FoldedCounter | None = None,
+) -> BreakdownResult:
+    """[start, end)'s spend by `by` (provider, model, operation, tag:<key>) of the calls `where`
+    selects, costliest first, from the rollups only.
+
+    One partition holds the rows (the fewest items carrying both `by` and the filter's dimension:
+    `_partition_for`); a tag breakdown also reads the filter's total, so the calls without the key
+    show as a `(none)` row and the shares add up to 100. Items read are bounded by days × values in
+    range. Tag × tag (a breakdown by one key filtered on another) is refused: tags are rolled up one
+    key at a time (docs/pipeline.md)."""
+    by = parse_dimension(by)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BREAKDOWN_LIMIT:
+        raise InvalidQueryError(f"limit must be between 1 and {MAX_BREAKDOWN_LIMIT}")
+    low, high = resolve_range(start, end, tz)
+    rows_dimension = _partition_for([by] + ([where.dimension] if where else []))
+    by_tag = tag_key_of(by) is not None and not (where is not None and where.dimension == by)
+    total_dimension = _partition_for([where.dimension] if where else []) if by_tag else None
+    dimensions = [rows_dimension] + ([total_dimension] if total_dimension and total_dimension != rows_dimension else [])
+    items, queries = _read(user_id, low, high, dimensions, repository)
+    groups: dict[tuple[str, str | None], Counters] = {}
+    total = Counters()
+    for item in items:
+        attributes = _attributes(item.key.dimension, item.key.value)
+        if not _selects(where, attributes):
+            continue
+        if item.key.dimension == rows_dimension:
+            provider = attributes.get("provider") if by == "model" else None
+            groups.setdefault((attributes[by], provider), Counters()).add(item.counters)
+            if total_dimension is None:
+                total.add(item.counters)
+        else:
+            total.add(item.counters)
+    if total_dimension is not None:
+        untagged = total.minus(sum_counters(groups.values()))
+        if not untagged.is_zero():
+            groups[(NO_TAG_VALUE, None)] = untagged
+    ordered = sorted(
+        (BreakdownRow(value, c, provider) for (value, provider), c in groups.items() if c.requests),
+        key=lambda row: (-row.counters.cost_nanos, -row.counters.requests, row.value, row.provider or ""),
+    )
+    rest = ordered[limit:]
+    other = BreakdownRow(REST_VALUE, sum_counters(row.counters for row in rest)) if rest else None
+    key = tag_key_of(by)
+    folded_count = folded(user_id, key, utc_months(low, high)) if key is not None and folded is not None else 0
+    local = zone(tz)
+    return BreakdownResult(
+        user_id=user_id,
+        timezone=tz,
+        start=low.astimezone(local),
+        end=high.astimezone(local),
+        by=by,
+        where=where,
+        rows=ordered[:limit],
+        other=other,
+        folded_values=folded_count,
+        total=BreakdownRow(TOTAL_ROW_VALUE, total),
+        items_read=len(items),
+        queries=queries,
+    )
 
 
 # -- dict forms (the seed's API, the CLI) -------------------------------------------------------
@@ -377,13 +725,22 @@ def get_usage_summary(
 __all__ = [
     "MAX_SERIES_DAYS",
     "Breakdown",
+    "BreakdownResult",
+    "BreakdownRow",
     "DailySeries",
     "DailyUsage",
+    "Filter",
+    "InvalidQueryError",
     "UsageSummary",
+    "breakdown",
     "daily_series",
     "daily_usage",
+    "filtered_total",
     "get_usage_summary",
+    "parse_dimension",
+    "range_totals",
     "resolve_range",
     "summarize",
+    "tag_value_total_nanos",
     "usage_summary",
 ]

@@ -3,14 +3,14 @@
 The 15-minute items are the ones recomputed: for each UTC day of the range, read the tenant's
 quarter items (consistent), then its raw entries, and compute each quarter's figures anew (at the
 billed cost, or re-priced with a PriceBook while `billed_cost_nanos` keeps the billed figure).
-Each quarter's *difference* (new − old) is ADDed to the quarter and to the hour, day and month
-holding it, in one transaction per group of whole quarters: a quarter's write is conditional on
+Each quarter's *difference* (new − old) is ADDed to the quarter and to the hour and day holding
+it, in one transaction per group of whole quarters: a quarter's write is conditional on
 it still holding what was read, so an aggregation that lands meanwhile cancels the group and the
 day is redone. Because every aggregation writes a quarter and its coarser buckets in one
 transaction, coarse = Σ quarters holds before, and moving both by the same difference keeps it.
 
 Idempotent: a second run finds old == new and writes nothing. Interrupted runs are safe to repeat.
-A partially covered hour, day or month is corrected by exactly the part inside the range.
+A partially covered hour or day is corrected by exactly the part inside the range.
 
 Limits (docs/pipeline.md, "Rebuilding"): the range must be 15-minute aligned and lie inside the raw
 retention (entries past their TTL are gone and would be subtracted); an event of the range that is
@@ -37,6 +37,7 @@ from llmtally.repositories.rollups import (
 )
 from llmtally.rollups import (
     DIMENSIONS,
+    GRANULARITIES,
     BucketRun,
     Counters,
     Dimension,
@@ -45,6 +46,9 @@ from llmtally.rollups import (
     RollupKey,
     check_aligned,
     dimension_values,
+    entry_tags,
+    tag_cell_dimension,
+    tag_dimension,
 )
 from llmtally.settings import get_settings
 
@@ -88,12 +92,15 @@ def rebuild_rollups(
     rollups: RollupRepository | None = None,
     entries: Any | None = None,
     now: datetime | None = None,
+    tag_keys: Iterable[str] | None = None,
 ) -> RebuildReport:
     """Recompute `user_id`'s rollups for [start, end) from raw entries; see the module doc.
 
     `reprice=True` re-prices every entry with the process's PriceBook (or pass one); the billed
     figure stays in `billed_cost_nanos`. `progress(done_days, total_days)` is called after each
-    UTC day. `entries` is a `UsageRepository` (default: from settings).
+    UTC day. `entries` is a `UsageRepository` (default: from settings). `tag_keys`: the tenant's
+    tag keys whose rollups are recomputed too (default: the tag registry's, plus any key an entry
+    of the range carries).
     """
     low, high = check_aligned(start, "start"), check_aligned(end, "end")
     if high <= low:
@@ -121,12 +128,17 @@ def rebuild_rollups(
 
         entries = UsageRepository()
 
+    if tag_keys is None:
+        from llmtally.repositories.cardinality import TagRegistry
+
+        tag_keys = TagRegistry().tag_keys(user_id)
+    keys = frozenset(tag_keys)
     days = _day_chunks(low, high)
     totals = _Totals()
     for done, (day_low, day_high) in enumerate(days, start=1):
         for attempt in range(MAX_DAY_ATTEMPTS):
             try:
-                _rebuild_day(user_id, day_low, day_high, repo, entries, book, totals)
+                _rebuild_day(user_id, day_low, day_high, repo, entries, book, totals, keys)
                 break
             except CheckpointConflictError:
                 if attempt == MAX_DAY_ATTEMPTS - 1:
@@ -191,16 +203,25 @@ def _rebuild_day(
     entries: Any,
     book: PriceBook | None,
     totals: _Totals,
+    tag_keys: frozenset[str] = frozenset(),
 ) -> None:
     # Quarters first, raw entries second: an entry aggregated in between makes the quarter's
     # conditional write fail (redo); the other order could subtract it for good.
     run = BucketRun(Granularity.QUARTER, low, high)
-    old_items: list[RollupItem] = repo.read_runs(user_id, [(d, run) for d in DIMENSIONS], consistent=True)
+    dimensions = [str(d) for d in DIMENSIONS]
+    for tag_key in sorted(tag_keys):
+        dimensions += [tag_dimension(tag_key), tag_cell_dimension(tag_key)]
+    old_items: list[RollupItem] = repo.read_runs(user_id, [(d, run) for d in dimensions], consistent=True)
     old = {item.key: item.counters for item in old_items}
     day_entries = list(entries.iter_entries(user_id, low, high))
+    unknown = {tag_key for entry in day_entries for tag_key in entry_tags(entry)} - set(tag_keys)
+    if unknown:  # a key the registry does not list yet (a test's, or a registry reset): read it too
+        extra = [d for tag_key in sorted(unknown) for d in (tag_dimension(tag_key), tag_cell_dimension(tag_key))]
+        for item in repo.read_runs(user_id, [(d, run) for d in extra], consistent=True):
+            old[item.key] = item.counters
     new = quarter_contributions(day_entries, user_id, book)
 
-    groups: dict[tuple[Dimension, str, datetime], list[tuple[RollupKey, Counters, ExpectedState]]] = {}
+    groups: dict[tuple[str, str, datetime], list[tuple[RollupKey, Counters, ExpectedState]]] = {}
     for key in sorted(set(old) | set(new)):
         before, after = old.get(key), new.get(key, Counters())
         delta = after.minus(before or Counters())
@@ -234,7 +255,7 @@ def _rebuild_day(
             group_delta.add(delta)
         coarse_keys = [
             RollupKey(user_id, size, dimension, size.floor(hour), value)
-            for size in (Granularity.HOUR, Granularity.DAY, Granularity.MONTH)
+            for size in GRANULARITIES[1:]
         ]
         new_items = len(quarters) + sum(1 for key in coarse_keys if key not in coarse)
         if len(pending) + len(coarse) + new_items > MAX_TRANSACTION_ITEMS:
@@ -249,10 +270,10 @@ def _rebuild_day(
     totals.transactions += committed.transactions
     totals.quarters_changed += committed.quarters_changed
     for key, counters in old.items():
-        if key.dimension is Dimension.TOTAL:
+        if key.dimension == Dimension.TOTAL:
             totals.cost_before += counters.cost_nanos
     for key, counters in new.items():
-        if key.dimension is Dimension.TOTAL:
+        if key.dimension == Dimension.TOTAL:
             totals.cost_after += counters.cost_nanos
             totals.billed += counters.billed_cost_nanos
 

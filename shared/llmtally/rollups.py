@@ -14,20 +14,24 @@ bare bucket string of the exclusive end: every item of that bucket sorts after i
 The total dimension has the single value `*`. A model's value is `{provider}#{model}` (a model name
 can never contain `#`), so the same model name under two providers is never merged.
 
-Granularities are UTC-aligned 15 minutes, hour, day and month. Any 15-minute-aligned range
-[start, end) is the disjoint union of at most 3+23+30 leading and 30+23+3 trailing finer buckets
-around a run of whole months (`decompose`), so a summary reads a number of items bounded by the
-days and dimension values in range, never by events; and any IANA local day (offsets of 30 and
-45 minutes included: their midnights are 15-minute aligned in UTC) is such a range.
+Granularities written are UTC-aligned 15 minutes, hour and day (`GRANULARITIES`; months are
+composed from days when read). Any 15-minute-aligned range [start, end) is the disjoint union of
+at most 3+23 leading and 23+3 trailing finer buckets around a run of whole days (`decompose`), so
+a summary reads a number of items bounded by the days and dimension values in range, never by
+events; and any IANA local day (offsets of 30 and 45 minutes included: their midnights are
+15-minute aligned in UTC) is such a range.
+
+Dimensions (docs/pipeline.md, "Dimensions"): total, provider, model, operation, cell (model ×
+operation), and per tag key `tag:{key}` and `tagcell:{key}` (tag value × model × operation).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 from llmtally.errors import LLMTallyError
 
@@ -82,7 +86,10 @@ class Granularity(StrEnum):
         return self.floor(at) == at
 
 
-GRANULARITIES: Final = tuple(Granularity)
+#: What the aggregator writes and queries read: quarter, hour and day. A month is composed from its
+#: days at read time (≤ 31 items per value), which saves a quarter of the hot path's writes;
+#: month items of the layout before issue 17 may still be in the table and are never read.
+GRANULARITIES: Final = (Granularity.QUARTER, Granularity.HOUR, Granularity.DAY)
 
 
 class Dimension(StrEnum):
@@ -90,9 +97,62 @@ class Dimension(StrEnum):
     PROVIDER = "provider"
     MODEL = "model"
     OPERATION = "operation"
+    #: (model, operation) pairs, value `{provider}#{model}#{operation}`: what a `where` on one of
+    #: provider/model/operation broken down by another reads.
+    CELL = "cell"
 
 
+#: The dimensions every event counts in, whatever its tags.
 DIMENSIONS: Final = tuple(Dimension)
+#: A tag key's dimension (`tag:{key}`, value = the tag's value, folded) and its cells
+#: (`tagcell:{key}`, value `{provider}#{model}#{operation}#{tag value}`: a tag value's spend by
+#: provider/model/operation, and a provider/model/operation's spend by the tag's values).
+TAG_PREFIX: Final = "tag:"
+TAG_CELL_PREFIX: Final = "tagcell:"
+#: A breakdown row for the requests that carry no value for the tag key broken down by.
+NO_TAG_VALUE: Final = "(none)"
+
+
+def tag_dimension(key: str) -> str:
+    return f"{TAG_PREFIX}{key}"
+
+
+def tag_cell_dimension(key: str) -> str:
+    return f"{TAG_CELL_PREFIX}{key}"
+
+
+def tag_key_of(dimension: str) -> str | None:
+    """The tag key of a `tag:{key}` dimension (None for any other)."""
+    return dimension.removeprefix(TAG_PREFIX) if dimension.startswith(TAG_PREFIX) else None
+
+
+def cell_value(provider: str, model: str, operation: str) -> str:
+    return f"{provider}#{model}#{operation}"
+
+
+def split_cell_value(value: str) -> tuple[str, str, str]:
+    """`(provider, model, operation)` of a cell (none of them can contain `#`)."""
+    provider, model, operation = value.split("#", 2)
+    return provider, model, operation
+
+
+def tag_cell_value(provider: str, model: str, operation: str, tag_value: str) -> str:
+    return f"{provider}#{model}#{operation}#{tag_value}"
+
+
+def split_tag_cell_value(value: str) -> tuple[str, str, str, str]:
+    """`(provider, model, operation, tag value)`; the tag value is last (it may contain `#`)."""
+    provider, model, operation, tag_value = value.split("#", 3)
+    return provider, model, operation, tag_value
+
+
+def entry_tags(entry: object) -> Mapping[str, str]:
+    """The tags an entry is rolled up under: the folded ones the ingest decided (`rollup_tags` on a
+    raw entry), else the tags as sent; `{}` for a source without tags."""
+    folded = getattr(entry, "rollup_tags", None)
+    if folded is not None:
+        return cast("Mapping[str, str]", folded)
+    return cast("Mapping[str, str]", getattr(entry, "tags", None) or {})
 
 
 class RollupSource(Protocol):
@@ -224,9 +284,15 @@ class RollupKey:
 
     user_id: str
     granularity: Granularity
-    dimension: Dimension
+    #: A `Dimension` or a tag's (`tag:{key}`, `tagcell:{key}`); always held as a plain str, so a
+    #: key built from the enum and one parsed from the table are equal and hash alike.
+    dimension: str
     bucket: datetime
     value: str
+
+    def __post_init__(self) -> None:
+        if type(self.dimension) is not str:
+            object.__setattr__(self, "dimension", str(self.dimension))
 
     @property
     def pk(self) -> str:
@@ -248,11 +314,11 @@ class RollupKey:
     def parse(cls, pk: str, sk: str) -> RollupKey:
         _, user_id, granularity, dimension = pk.split("#", 3)
         bucket, value = sk.split("#", 1)
-        return cls(user_id, Granularity(granularity), Dimension(dimension), parse_bucket(bucket), value)
+        return cls(user_id, Granularity(granularity), dimension, parse_bucket(bucket), value)
 
 
-def partition_key(user_id: str, granularity: Granularity, dimension: Dimension) -> str:
-    return f"{ROLLUP_PK_PREFIX}{user_id}#{granularity.value}#{dimension.value}"
+def partition_key(user_id: str, granularity: Granularity, dimension: str) -> str:
+    return f"{ROLLUP_PK_PREFIX}{user_id}#{granularity.value}#{dimension}"
 
 
 def format_bucket(start: datetime) -> str:
@@ -272,18 +338,25 @@ def split_model_value(value: str) -> tuple[str, str]:
     return provider, model
 
 
-def dimension_values(entry: RollupSource) -> tuple[tuple[Dimension, str], ...]:
+def dimension_values(entry: RollupSource) -> tuple[tuple[str, str], ...]:
+    """Every (dimension, value) an entry counts in: the five base ones, and two per tag key."""
     provider = str(entry.provider)
-    return (
-        (Dimension.TOTAL, TOTAL_VALUE),
-        (Dimension.PROVIDER, provider),
-        (Dimension.MODEL, model_value(provider, entry.model)),
-        (Dimension.OPERATION, entry.operation_type),
-    )
+    operation = entry.operation_type
+    values: list[tuple[str, str]] = [
+        (Dimension.TOTAL.value, TOTAL_VALUE),
+        (Dimension.PROVIDER.value, provider),
+        (Dimension.MODEL.value, model_value(provider, entry.model)),
+        (Dimension.OPERATION.value, operation),
+        (Dimension.CELL.value, cell_value(provider, entry.model, operation)),
+    ]
+    for key, value in sorted(entry_tags(entry).items()):
+        values.append((tag_dimension(key), value))
+        values.append((tag_cell_dimension(key), tag_cell_value(provider, entry.model, operation, value)))
+    return tuple(values)
 
 
 def rollup_keys(entry: RollupSource, granularities: Iterable[Granularity] = GRANULARITIES) -> Iterator[RollupKey]:
-    """Every rollup item one raw entry counts in: granularities × dimensions (16 by default)."""
+    """Every rollup item one raw entry counts in: granularities × its dimension values."""
     at = _utc(entry.timestamp)
     for granularity in granularities:
         bucket = granularity.floor(at)

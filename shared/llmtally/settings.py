@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     #: Lowering a bound never un-admits what is already registered.
     max_operation_types_per_tenant: int = Field(default=64, ge=1, le=1000)
     max_models_per_tenant: int = Field(default=100, ge=1, le=1000)
+    #: Tag keys a tenant may roll up (a key beyond it stays on the raw entry, not a dimension), and
+    #: distinct values per (tenant, key) per UTC month (beyond it a value rolls up as `(other)`).
+    max_tag_keys_per_tenant: int = Field(default=16, ge=1, le=64)
+    max_tag_values_per_key: int = Field(default=1000, ge=1, le=2000)  # a month's set fits one 400 KB item
     #: The SNS topic users' own alert e-mails go through (one filtered e-mail subscription per user,
     #: `llmtally.repositories.alert_email`); None: users cannot give an alert address.
     user_alerts_topic_arn: str | None = Field(

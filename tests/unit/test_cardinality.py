@@ -20,7 +20,7 @@ from llmtally.ingest import Ingestor
 from llmtally.pricing import PriceBook
 from llmtally.rebuild import quarter_contributions
 from llmtally.repositories.cardinality import OTHER_MODEL, CardinalityRegistry, ModelRegistry, OperationTypeRegistry
-from llmtally.rollups import Dimension, Granularity, coalesce
+from llmtally.rollups import Counters, Dimension, Granularity, coalesce
 from llmtally.settings import Settings, get_settings
 from tests.support.bad_inputs import valid_detail
 from tests.unit.test_ingest import MemoryRejects, MemoryUsage
@@ -89,9 +89,10 @@ def test_models_beyond_the_tenant_bound_fold_into_other_priced_and_kept(table: M
     assert entry.cost_nanos > 0
     # And the rollups see one `(other)` row that counts both folded calls and their cost
     rolled = coalesce(RawEntry.from_item(item) for item in items)
-    model_rows = {
-        k.value: v for k, v in rolled.items() if k.dimension is Dimension.MODEL and k.granularity is Granularity.MONTH
-    }
+    model_rows: dict[str, Counters] = {}
+    for k, v in rolled.items():
+        if k.dimension == Dimension.MODEL and k.granularity is Granularity.DAY:
+            model_rows.setdefault(k.value, Counters()).add(v)
     assert set(model_rows) == {f"anthropic#{MODELS[0]}", f"anthropic#{MODELS[1]}", f"anthropic#{OTHER_MODEL}"}
     assert model_rows[f"anthropic#{OTHER_MODEL}"].requests == 2
     assert model_rows[f"anthropic#{OTHER_MODEL}"].cost_nanos == items[2]["cost_nanos"] + items[3]["cost_nanos"]
@@ -106,7 +107,7 @@ def test_a_folded_entry_is_repriced_on_the_model_that_was_called(table: MemoryTa
     (total,) = (
         counters
         for key, counters in quarter_contributions([folded], "user-1", PriceBook()).items()
-        if key.dimension is Dimension.TOTAL
+        if key.dimension == Dimension.TOTAL
     )
     # Then it is priced as the model sent, never as an unknown `(other)`
     assert total.cost_nanos == folded.cost_nanos > 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -25,6 +25,7 @@ from llmtally.rollups import (
     format_bucket,
     plan_runs,
     rollup_keys,
+    split_tag_cell_value,
 )
 
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
@@ -55,6 +56,8 @@ class Entry:
     cache_hit: bool = False
     saved_nanos: int = 0
     usage_missing: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+    rollup_tags: dict[str, str] | None = None
 
 
 quarters = st.integers(min_value=0, max_value=4 * 24 * 800).map(lambda n: BASE + n * QUARTER)
@@ -82,13 +85,13 @@ def test_decompose_covers_the_range_exactly_with_aligned_buckets(a: datetime, b:
         expected.append(cursor)
         cursor += QUARTER
     assert covered(pieces) == expected
-    # And the count is bounded by the shape of the calendar, not by the length of the range.
+    # And the count is bounded by the shape of the calendar: the fine pieces by a constant, the
+    # days by the days in range (months are composed from days, never written).
     count = {g: sum(1 for p, _ in pieces if p is g) for g in GRANULARITIES}
-    months = (end.year - start.year) * 12 + end.month - start.month + 1
     assert count[Granularity.QUARTER] <= 6
     assert count[Granularity.HOUR] <= 46
-    assert count[Granularity.DAY] <= 60
-    assert count[Granularity.MONTH] <= months
+    assert count[Granularity.DAY] <= (end - start).days + 1
+    assert not any(p is Granularity.MONTH for p, _ in pieces)
 
 
 @given(quarters, quarters)
@@ -96,13 +99,11 @@ def test_each_granularity_needs_at_most_two_runs(a: datetime, b: datetime) -> No
     start, end = min(a, b), max(a, b)
     runs = plan_runs(decompose(start, end))
     for granularity in GRANULARITIES:
-        assert sum(1 for r in runs if r.granularity is granularity) <= (1 if granularity is Granularity.MONTH else 2)
+        assert sum(1 for r in runs if r.granularity is granularity) <= (1 if granularity is Granularity.DAY else 2)
 
 
-def test_a_year_is_twelve_months_and_a_day_one_day() -> None:
-    assert decompose(BASE, BASE.replace(year=2026)) == [
-        (Granularity.MONTH, BASE.replace(month=m)) for m in range(1, 13)
-    ]
+def test_a_year_is_its_days_and_a_day_one_day() -> None:
+    assert decompose(BASE, BASE.replace(year=2026)) == [(Granularity.DAY, BASE + timedelta(days=d)) for d in range(365)]
     assert decompose(BASE, BASE + timedelta(days=1)) == [(Granularity.DAY, BASE)]
     assert decompose(BASE, BASE) == []
 
@@ -167,16 +168,34 @@ def test_keys_round_trip_and_sort_by_time_within_a_partition() -> None:
     assert key.expires_at(396) == int((BASE + timedelta(hours=1, days=396)).timestamp())
 
 
-def test_one_entry_counts_in_sixteen_items() -> None:
+def test_one_entry_counts_in_fifteen_items() -> None:
     entry = Entry(timestamp=datetime(2025, 3, 31, 23, 59, 59, tzinfo=UTC))
     keys = list(rollup_keys(entry))
-    assert len(keys) == len(set(keys)) == 16
+    # Given an untagged entry: 3 granularities × 5 dimensions (total, provider, model, operation, cell)
+    assert len(keys) == len(set(keys)) == 15
     assert {k.bucket for k in keys if k.granularity is Granularity.QUARTER} == {
         datetime(2025, 3, 31, 23, 45, tzinfo=UTC)
     }
-    assert {k.bucket for k in keys if k.granularity is Granularity.MONTH} == {datetime(2025, 3, 1, tzinfo=UTC)}
-    assert {k.value for k in keys if k.dimension is Dimension.MODEL} == {"anthropic#claude-sonnet-4-5"}
+    assert {k.bucket for k in keys if k.granularity is Granularity.DAY} == {datetime(2025, 3, 31, tzinfo=UTC)}
+    assert {k.value for k in keys if k.dimension == Dimension.MODEL} == {"anthropic#claude-sonnet-4-5"}
+    assert {k.value for k in keys if k.dimension == Dimension.CELL} == {"anthropic#claude-sonnet-4-5#conversation"}
     assert {k.dimension for k in keys} == set(DIMENSIONS)
+
+
+def test_each_tag_key_adds_its_value_and_its_cell_and_folded_tags_win() -> None:
+    # Given an entry with two tags, one of them folded at ingest (`rollup_tags` is what counts)
+    entry = Entry(tags={"customer": "acme#1", "team": "x"}, rollup_tags={"customer": "(other)", "team": "x"})
+    keys = list(rollup_keys(entry))
+    # Then each key adds tag:{key} and tagcell:{key} per granularity, under the folded value
+    assert len(keys) == 3 * (5 + 2 * 2)
+    day = {k.dimension: k.value for k in keys if k.granularity is Granularity.DAY}
+    assert day["tag:customer"] == "(other)"
+    assert day["tagcell:team"] == "anthropic#claude-sonnet-4-5#conversation#x"
+    # And a tag value holding '#' still splits back (it is last)
+    other = Entry(tags={"customer": "a#b#c"})
+    cell = next(k.value for k in rollup_keys(other) if k.dimension == "tagcell:customer")
+    assert split_tag_cell_value(cell) == ("anthropic", "claude-sonnet-4-5", "conversation", "a#b#c")
+    assert RollupKey.parse("R#acme#1d#tagcell:customer", f"2025-01-01T00:00#{cell}").value == cell
 
 
 def test_coalescing_a_batch_gives_one_delta_per_key_equal_to_the_sum() -> None:
@@ -194,9 +213,9 @@ def test_coalescing_a_batch_gives_one_delta_per_key_equal_to_the_sum() -> None:
     assert total_hour.latency_ms_sum == 3100
     first_quarter = deltas[RollupKey("acme", Granularity.QUARTER, Dimension.TOTAL, BASE, "*")]
     assert first_quarter.requests == 16  # minutes 0-14 and the openai entry at BASE
-    # hour, day, month: total + 2 providers + 2 models + 1 operation; quarters: the anthropic values
-    # span two quarters, the openai ones one.
-    assert len(deltas) == 3 * (1 + 2 + 2 + 1) + (2 + 3 + 3 + 2)
+    # hour, day: total + 2 providers + 2 models + 1 operation + 2 cells; quarters: the anthropic
+    # values span two quarters, the openai ones one.
+    assert len(deltas) == 2 * (1 + 2 + 2 + 1 + 2) + (2 + 3 + 3 + 2 + 3)
 
 
 def test_counters_of_a_re_rated_entry_keep_the_billed_figure() -> None:

@@ -20,11 +20,25 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from api.deps import UserIdPath, query_params_of, tenant_of, usage_service
 from api.openapi import error_responses, ok
 from api.responses import SECURITY_HEADERS, json_response
-from llmtally.api.models import DailyUsageResponse, UsageEntriesResponse, UsageSummaryResponse
+from llmtally.api.models import (
+    BreakdownResponse,
+    DailyUsageResponse,
+    TagKeysResponse,
+    UsageEntriesResponse,
+    UsageSummaryResponse,
+)
 from llmtally.api.timeparams import MAX_RANGE_DAYS
-from llmtally.api.usage import DAILY_PARAMS, ENTRIES_PARAMS, NEXT_CURSOR_HEADER, SUMMARY_PARAMS, EntryFilters
+from llmtally.api.usage import (
+    BREAKDOWN_PARAMS,
+    DAILY_PARAMS,
+    ENTRIES_PARAMS,
+    NEXT_CURSOR_HEADER,
+    SUMMARY_PARAMS,
+    TAGS_PARAMS,
+    EntryFilters,
+)
 from llmtally.events import MODEL_PATTERN, OPERATION_TYPE_PATTERN, Provider, Status
-from llmtally.queries import MAX_SERIES_DAYS
+from llmtally.queries import DEFAULT_BREAKDOWN_LIMIT, MAX_BREAKDOWN_LIMIT, MAX_SERIES_DAYS
 
 router = Router()  # type: ignore[no-untyped-call]  # Powertools' Router.__init__ is unannotated
 TAG = ["usage"]
@@ -38,6 +52,17 @@ DAY = r"^\d{4}-\d{2}-\d{2}$"
 Timezone = Annotated[
     str | None,
     Query(max_length=64, description="IANA timezone of the local days (default UTC), e.g. Asia/Kolkata"),
+]
+#: `by`: provider, model, operation or tag:<key> (a tag key as the event contract allows).
+BY_PATTERN = r"^(provider|model|operation|tag:[a-z][a-z0-9_.-]{0,39})$"
+Where = Annotated[
+    str | None,
+    Query(
+        min_length=3,
+        max_length=300,
+        description="One filter `<dimension>:<value>`: provider:openai, model:gpt-5, operation:chat, "
+        "tag:customer:acme (the value may contain ':')",
+    ),
 ]
 
 
@@ -55,10 +80,11 @@ def get_summary(
     start: Annotated[str | None, Query(pattern=DAY, description="First local day, YYYY-MM-DD")] = None,
     end: Annotated[str | None, Query(pattern=DAY, description="Last local day (inclusive), YYYY-MM-DD")] = None,
     tz: Timezone = None,
+    where: Where = None,
 ) -> Response[Any]:
     tenant_of(router, userId)
     query_params_of(router, SUMMARY_PARAMS)
-    return json_response(usage_service().summary(userId, start, end, tz))
+    return json_response(usage_service().summary(userId, start, end, tz, where=where))
 
 
 @router.get(
@@ -73,10 +99,54 @@ def get_daily(
     userId: UserIdPath,
     days: Annotated[int, Query(ge=1, le=MAX_SERIES_DAYS, description="How many days, 1–366")] = 30,
     tz: Timezone = None,
+    where: Where = None,
 ) -> Response[Any]:
     tenant_of(router, userId)
     query_params_of(router, DAILY_PARAMS)
-    return json_response(usage_service().daily(userId, days, tz))
+    return json_response(usage_service().daily(userId, days, tz, where=where))
+
+
+@router.get(
+    "/api/llm-usage/<userId>/breakdown",
+    summary="Cost by provider, model, operation or tag, under one optional filter",
+    description=f"Whole local days `start`..`end` (both inclusive, at most {MAX_RANGE_DAYS} days; default the "
+    "last 30 days ending today in `tz`), costliest first: each row has requests, the token ledger, cost, "
+    "share of the total, errors, unpriced and usage-missing counts. `by=tag:<key>` rows include `(other)` "
+    "(values past the tenant's monthly bound; `folded_values` says how many) and `(none)` (calls without the "
+    "key). Rows past `limit` are summed in `other`. `where` filters on one dimension; a breakdown by one tag "
+    "key under a filter on another is refused (400). Read from the rollups only: items read are bounded by "
+    "days × values in range.",
+    tags=TAG,
+    responses={200: ok(BreakdownResponse), **error_responses(400, 401, 403)},
+)
+def get_breakdown(
+    userId: UserIdPath,
+    by: Annotated[str, Query(pattern=BY_PATTERN, max_length=44, description="provider, model, operation, tag:<key>")],
+    where: Where = None,
+    start: Annotated[str | None, Query(pattern=DAY, description="First local day, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, Query(pattern=DAY, description="Last local day (inclusive), YYYY-MM-DD")] = None,
+    tz: Timezone = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_BREAKDOWN_LIMIT, description=f"Rows before `other` (default {DEFAULT_BREAKDOWN_LIMIT})")
+    ] = DEFAULT_BREAKDOWN_LIMIT,
+) -> Response[Any]:
+    tenant_of(router, userId)
+    query_params_of(router, BREAKDOWN_PARAMS)
+    return json_response(usage_service().breakdown(userId, by, start, end, tz, where=where, limit=limit))
+
+
+@router.get(
+    "/api/llm-usage/<userId>/tags",
+    summary="The tenant's tag keys (the breakdown's tag dimensions)",
+    description="Every tag key the tenant rolls up, alphabetical, with this UTC month's count of admitted "
+    "values and of values folded into `(other)`.",
+    tags=TAG,
+    responses={200: ok(TagKeysResponse), **error_responses(400, 401, 403)},
+)
+def get_tag_keys(userId: UserIdPath) -> Response[Any]:
+    tenant_of(router, userId)
+    query_params_of(router, TAGS_PARAMS)
+    return json_response(usage_service().tag_keys(userId))
 
 
 _ENTRIES_OK: OpenAPIResponse = {

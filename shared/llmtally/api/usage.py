@@ -37,6 +37,8 @@ from llmtally.money import nanos_to_usd
 
 if TYPE_CHECKING:
     from llmtally.entries import RawEntry
+    from llmtally.queries import Filter
+    from llmtally.repositories.cardinality import TagRegistry
     from llmtally.repositories.rollups import RollupRepository
     from llmtally.repositories.usage import UsageRepository
 
@@ -50,8 +52,10 @@ LATEST_DAY: Final = date(2999, 12, 31)
 #: The CSV export's next-page cursor travels in this response header (the JSON body has `next_cursor`);
 #: a browser on another origin reads it only if CORS exposes it (the CDK app's HTTP API does).
 NEXT_CURSOR_HEADER: Final = "X-Next-Cursor"
-SUMMARY_PARAMS: Final = frozenset({"start", "end", "tz"})
-DAILY_PARAMS: Final = frozenset({"days", "tz"})
+SUMMARY_PARAMS: Final = frozenset({"start", "end", "tz", "where"})
+DAILY_PARAMS: Final = frozenset({"days", "tz", "where"})
+BREAKDOWN_PARAMS: Final = frozenset({"by", "where", "start", "end", "tz", "limit"})
+TAGS_PARAMS: Final = frozenset[str]()
 ENTRIES_PARAMS: Final = frozenset(
     {"provider", "operation", "model", "status", "start", "end", "tz", "order", "limit", "cursor", "format"}
 )
@@ -104,8 +108,10 @@ class UsageService:
         *,
         max_items_examined: int | None = None,
         max_body_bytes: int | None = None,
+        tags: Callable[[], TagRegistry] | None = None,
     ) -> None:
         self._rollups = rollups
+        self._tags = tags
         self._usage = usage
         self._settings = settings
         # The module's budgets unless given (read when the service is built).
@@ -115,34 +121,105 @@ class UsageService:
     # -- rollups ---------------------------------------------------------------------------
 
     def summary(
-        self, user_id: str, start: str | None, end: str | None, tz: str | None, *, now: datetime | None = None
+        self,
+        user_id: str,
+        start: str | None,
+        end: str | None,
+        tz: str | None,
+        *,
+        now: datetime | None = None,
+        where: str | None = None,
     ) -> dict[str, Any]:
-        """The seed's summary for whole local days [start, end] (default: the last 30 days)."""
+        """The seed's summary for whole local days [start, end] (default: the last 30 days), of the
+        calls `where` selects (`<dimension>:<value>`) if given."""
         from llmtally.queries import summarize
 
         zone = parse_timezone(tz)
+        first, last = self._days(start, end, zone, now)
+        return summarize(
+            user_id, first, last, zone.key, repository=self._rollups(), where=self._where(where)
+        ).model_dump()
+
+    def daily(self, user_id: str, days: int, tz: str | None, *, where: str | None = None) -> dict[str, Any]:
+        """One row per local day for the `days` days ending today in `tz`, zero-filled."""
+        from llmtally.queries import daily_usage
+
+        zone = parse_timezone(tz)
+        series = daily_usage(user_id, days, zone.key, repository=self._rollups(), where=self._where(where))
+        return {
+            "user_id": user_id,
+            "timezone": zone.key,
+            "days": days,
+            "daily_usage": [row.model_dump() for row in series.days],
+            "where": series.where.as_dict() if series.where else None,
+            "items_read": series.items_read,
+            "queries": series.queries,
+        }
+
+    def breakdown(
+        self,
+        user_id: str,
+        by: str,
+        start: str | None,
+        end: str | None,
+        tz: str | None,
+        *,
+        where: str | None = None,
+        limit: int | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Spend by `by` (provider, model, operation, tag:<key>) over whole local days, costliest first."""
+        from llmtally.queries import DEFAULT_BREAKDOWN_LIMIT, breakdown
+
+        zone = parse_timezone(tz)
+        first, last = self._days(start, end, zone, now)
+        result = breakdown(
+            user_id,
+            by,
+            first,
+            last,
+            zone.key,
+            where=self._where(where),
+            limit=DEFAULT_BREAKDOWN_LIMIT if limit is None else limit,
+            repository=self._rollups(),
+            folded=lambda user, key, months: self._tag_registry().folded_values(user, key, months),
+        )
+        return result.as_dict()
+
+    def tag_keys(self, user_id: str, *, now: datetime | None = None) -> dict[str, Any]:
+        """The tenant's tag keys with this UTC month's admitted and folded value counts."""
+        from llmtally.repositories.cardinality import tag_month
+
+        registry = self._tag_registry()
+        month = tag_month(now or datetime.now(UTC))
+        keys = []
+        for key in sorted(registry.tag_keys(user_id)):
+            admitted, folded = registry.month_counts(user_id, key, month)
+            keys.append({"key": key, "values": admitted, "folded_values": len(folded)})
+        return {"user_id": user_id, "period": month, "keys": keys}
+
+    def _tag_registry(self) -> TagRegistry:
+        if self._tags is not None:
+            return self._tags()
+        from llmtally.repositories.cardinality import TagRegistry
+
+        return TagRegistry()
+
+    @staticmethod
+    def _where(where: str | None) -> Filter | None:
+        from llmtally.queries import Filter
+
+        return Filter.parse(where) if where else None
+
+    @staticmethod
+    def _days(start: str | None, end: str | None, zone: ZoneInfo, now: datetime | None) -> tuple[date, date]:
         if start:
             _bounded(parse_day(start, "start"), "start")
         if end:
             _bounded(parse_day(end, "end"), "end")
         first, last = local_day_range(start, end, zone, now=now)
         _bounded(first, "start")
-        return summarize(user_id, first, last, zone.key, repository=self._rollups()).model_dump()
-
-    def daily(self, user_id: str, days: int, tz: str | None) -> dict[str, Any]:
-        """One row per local day for the `days` days ending today in `tz`, zero-filled."""
-        from llmtally.queries import daily_usage
-
-        zone = parse_timezone(tz)
-        series = daily_usage(user_id, days, zone.key, repository=self._rollups())
-        return {
-            "user_id": user_id,
-            "timezone": zone.key,
-            "days": days,
-            "daily_usage": [row.model_dump() for row in series.days],
-            "items_read": series.items_read,
-            "queries": series.queries,
-        }
+        return first, last
 
     # -- raw entries -----------------------------------------------------------------------
 

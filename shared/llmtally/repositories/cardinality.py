@@ -22,7 +22,10 @@ scope=key)` keeps one set per key.
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from llmtally import aws
@@ -167,3 +170,128 @@ class ModelRegistry(CardinalityRegistry):
         if model == OTHER_MODEL or self.admit(user_id, f"{provider}#{model}"):
             return model, None
         return OTHER_MODEL, model
+
+
+#: Folded values remembered per (tenant, key, month), as 12-hex-digit hashes, so the number of
+#: distinct folded values can be shown; past this many the count is a lower bound ("at least").
+MAX_FOLDED_RECORDED: Final = 10_000
+
+
+def tag_month(at: datetime) -> str:
+    """The UTC month a tag value is bounded in, `YYYY-MM` (an event's timestamp decides it)."""
+    return at.astimezone(UTC).strftime("%Y-%m")
+
+
+def _fold_hash(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:12]
+
+
+class TagRegistry:
+    """Tag keys per tenant (default 16, for good) and values per (tenant, key, UTC month) (default
+    1,000). A key beyond its bound is not rolled up (the pair stays on the raw entry); a value beyond
+    its bound rolls up as `(other)`, and its hash joins the month's `folded` set, so the number of
+    distinct folded values is visible (`folded_values`). Decisions are cached per process like every
+    registry's, so the same event always folds the same way; the ingest stores the decision on the
+    raw entry (`rollup_tags`), which is what the aggregator and a rebuild read."""
+
+    def __init__(
+        self,
+        *,
+        client: Any | None = None,
+        table_name: str | None = None,
+        max_keys: int | None = None,
+        max_values: int | None = None,
+    ) -> None:
+        settings = get_settings() if max_keys is None or max_values is None else None
+        self.keys = CardinalityRegistry(
+            "tag_keys",
+            limit=max_keys if max_keys is not None else settings.max_tag_keys_per_tenant,  # type: ignore[union-attr]
+            fold_value=OTHER_TAG_VALUE,
+            attribute="tag_keys",
+            client=client,
+            table_name=table_name,
+        )
+        self.values = CardinalityRegistry(
+            "tag_values",
+            limit=max_values if max_values is not None else settings.max_tag_values_per_key,  # type: ignore[union-attr]
+            fold_value=OTHER_TAG_VALUE,
+            attribute="tag_values",
+            client=client,
+            table_name=table_name,
+        )
+        self._recorded: set[tuple[str, str, str]] = set()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def scope(key: str, month: str) -> str:
+        return f"{key}#{month}"
+
+    def fold_tags(self, user_id: str, tags: Mapping[str, str], at: datetime) -> dict[str, str] | None:
+        """The tags to roll up for an event at `at`, or None when they are the tags as sent."""
+        if not tags:
+            return None
+        month = tag_month(at)
+        rolled: dict[str, str] = {}
+        changed = False
+        for key, value in sorted(tags.items()):
+            if not self.keys.admit(user_id, key):
+                changed = True
+                continue
+            stored, original = self.values.fold(user_id, value, scope=self.scope(key, month))
+            if original is not None:
+                changed = True
+                self._record_fold(user_id, self.scope(key, month), original)
+            rolled[key] = stored
+        return rolled if changed else None
+
+    def _record_fold(self, user_id: str, scope: str, value: str) -> None:
+        from botocore.exceptions import ClientError
+
+        digest = _fold_hash(value)
+        marker = (user_id, scope, digest)
+        if marker in self._recorded:
+            return
+        with storage_errors("UpdateItem on the tag_values registry"):
+            try:
+                self.values.client.update_item(
+                    TableName=self.values.table_name,
+                    Key=serialize({"user_id": user_id, "setting_type": self.values.setting_type(scope)}),
+                    UpdateExpression="ADD folded :new",
+                    ConditionExpression="attribute_not_exists(folded) OR contains(folded, :h) OR size(folded) < :cap",
+                    ExpressionAttributeValues=serialize({":new": {digest}, ":h": digest, ":cap": MAX_FOLDED_RECORDED}),
+                )
+            except ClientError as exc:
+                if error_code(exc) != CONDITIONAL_CHECK_FAILED:
+                    raise
+        with self._lock:
+            if len(self._recorded) >= _CACHE_LIMIT:
+                self._recorded.clear()
+            self._recorded.add(marker)
+
+    def tag_keys(self, user_id: str) -> set[str]:
+        return self.keys.registered(user_id)
+
+    def month_counts(self, user_id: str, key: str, month: str) -> tuple[int, set[str]]:
+        """(values admitted, hashes of values folded) for a key in a month."""
+        with storage_errors("GetItem on the tag_values registry"):
+            response = self.values.client.get_item(
+                TableName=self.values.table_name,
+                Key=serialize({"user_id": user_id, "setting_type": self.values.setting_type(self.scope(key, month))}),
+                ConsistentRead=True,
+            )
+        item = deserialize(response.get("Item") or {})
+        return len(item.get("tag_values", set())), {str(h) for h in item.get("folded", set())}
+
+    def folded_values(self, user_id: str, key: str, months: Iterable[str]) -> int:
+        """Distinct values of `key` folded into `(other)` in any of `months` (a lower bound past
+        MAX_FOLDED_RECORDED a month)."""
+        folded: set[str] = set()
+        for month in sorted(set(months)):
+            folded |= self.month_counts(user_id, key, month)[1]
+        return len(folded)
+
+    def forget_cache(self) -> None:
+        self.keys.forget_cache()
+        self.values.forget_cache()
+        with self._lock:
+            self._recorded.clear()

@@ -14,7 +14,8 @@ Item shapes (key design in `llmtally.rollups`):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +28,6 @@ from llmtally.rollups import (
     COUNTER_FIELDS,
     BucketRun,
     Counters,
-    Dimension,
     RollupKey,
     partition_key,
 )
@@ -38,6 +38,33 @@ SEQUENCE_WIDTH: Final = 40
 #: DynamoDB's TransactWriteItems limit.
 MAX_TRANSACTION_ITEMS: Final = 100
 _QUERY_THREADS: Final = 8
+_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+
+
+#: Concurrent UpdateItem calls of one tenant's marked writes (each item is independent).
+WRITE_THREADS: int = 8
+
+
+def mark_attribute(stream_arn: str) -> str:
+    """The item attribute holding a stream's high-water mark: one per stream (a table whose stream
+    is re-enabled gets a new ARN, and its sequence numbers say nothing about the old one's)."""
+    return "hw_" + hashlib.sha256(stream_arn.encode("utf-8")).hexdigest()[:8]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedDelta:
+    """ADD `delta` to `key` unless the item's mark says it already holds a record in [first, last]:
+    `first`/`last` are the (padded) sequence numbers of the first and last records it sums."""
+
+    key: RollupKey
+    delta: Counters
+    first: str
+    last: str
+
+
+#: `resolve(key, mark)`: the delta of the records after `mark` that count in `key`, and the last
+#: of them — or None when the item already holds them all.
+Resolve = Callable[[RollupKey, str], tuple[Counters, str] | None]
 
 
 class CheckpointConflictError(LLMTallyError):
@@ -110,14 +137,24 @@ class RollupRepository:
         deltas: Mapping[RollupKey, Counters],
         advances: Sequence[CheckpointAdvance],
         extra_items: Sequence[dict[str, Any]] = (),
+        marks: Mapping[RollupKey, tuple[str, str]] | None = None,
+        stream_arn: str = "",
     ) -> int:
         """ADD every delta and advance every checkpoint in ONE transaction (all or nothing).
 
         Each checkpoint's condition — still below the first record being applied — makes a
         replay a no-op: CheckpointConflictError, nothing written. `extra_items` (budget ledger
-        updates) ride in the same transaction. Returns the items written.
+        updates) ride in the same transaction. With `marks` ((first, last) record per key), each
+        rollup item also carries the stream's high-water mark like a marked write
+        (`apply_marked`), conditional on it being below `first`: an item an earlier marked
+        attempt already wrote cancels the transaction too. Returns the items written.
         """
         items = [self._delta_update(key, delta) for key, delta in deltas.items()]
+        if marks is not None:
+            attribute = mark_attribute(stream_arn)
+            for key, item in zip(deltas, items, strict=True):
+                first, last = marks[key]
+                self._mark(item["Update"], attribute, last, below=first)
         items.extend(extra_items)
         now = format_timestamp(datetime.now(UTC))
         items.extend(
@@ -139,6 +176,104 @@ class RollupRepository:
         )
         self.transact(items)
         return len(items)
+
+    def apply_marked(self, writes: Sequence[MarkedDelta], stream_arn: str, resolve: Resolve) -> int:
+        """ADD each delta with its own UpdateItem, exactly once, without a transaction.
+
+        Each item carries its stream's high-water mark (`mark_attribute`): the last record it
+        holds. A write is conditional on the mark being below its first record and sets it to its
+        last, so a write that already landed (a retry, an answer lost) fails its condition; then
+        the item's mark is read and only the records after it are added (`resolve`), conditional
+        on the mark read. A tenant's records arrive in stream order and one invocation holds a
+        tenant at a time, so the item's counters are always the sum of its records up to its mark.
+        Returns the UpdateItem calls made."""
+        if not writes:
+            return 0
+        attribute = mark_attribute(stream_arn)
+        if WRITE_THREADS <= 1 or len(writes) == 1:
+            return sum(self._apply_one(w, attribute, resolve) for w in writes)
+        with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(writes))) as pool:
+            return sum(pool.map(lambda w: self._apply_one(w, attribute, resolve), writes))
+
+    def _apply_one(self, write: MarkedDelta, attribute: str, resolve: Resolve) -> int:
+        from botocore.exceptions import ClientError
+
+        update = self._delta_update(write.key, write.delta)["Update"]
+        self._mark(update, attribute, write.last, below=write.first)
+        try:
+            self._call("update_item", **update)
+            return 1
+        except StorageError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, ClientError) and cause.response["Error"].get("Code") == _CONDITION_FAILED):
+                raise
+        mark = self._read_mark(write.key, attribute)
+        rest = resolve(write.key, mark)
+        if rest is None:
+            return 2
+        delta, last = rest
+        update = self._delta_update(write.key, delta)["Update"]
+        self._mark(update, attribute, last, equal=mark)
+        try:
+            self._call("update_item", **update)
+        except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and cause.response["Error"].get("Code") == _CONDITION_FAILED:
+                raise CheckpointConflictError("a rollup item moved while it was being written") from exc
+            raise
+        return 3
+
+    @staticmethod
+    def _mark(update: dict[str, Any], attribute: str, last: str, *, below: str = "", equal: str = "") -> None:
+        names = update.setdefault("ExpressionAttributeNames", {})
+        values = update["ExpressionAttributeValues"]
+        names["#hw"] = attribute
+        values[":hw"] = {"S": last}
+        expression = update["UpdateExpression"]
+        head, _, adds = expression.partition(" ADD ")
+        update["UpdateExpression"] = f"{head}, #hw = :hw" + (f" ADD {adds}" if adds else "")
+        if equal:
+            values[":hwq"] = {"S": equal}
+            update["ConditionExpression"] = "#hw = :hwq"
+        else:
+            values[":hwb"] = {"S": below}
+            update["ConditionExpression"] = "attribute_not_exists(#hw) OR #hw < :hwb"
+
+    def _read_mark(self, key: RollupKey, attribute: str) -> str:
+        response = self._call(
+            "get_item",
+            TableName=self.table,
+            Key={"pk": {"S": key.pk}, "sk": {"S": key.sk}},
+            ProjectionExpression="#hw",
+            ExpressionAttributeNames={"#hw": attribute},
+            ConsistentRead=True,
+        )
+        return str((response.get("Item") or {}).get(attribute, {}).get("S", ""))
+
+    def advance_checkpoint(self, advance: CheckpointAdvance) -> bool:
+        """Move a tenant's checkpoint forward to `advance.last` (never back). False if it was already
+        there or beyond (an earlier attempt's): with marked writes that is no conflict."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call(
+                "update_item",
+                TableName=self.table,
+                Key={"pk": {"S": CHECKPOINT_PK_PREFIX + advance.user_id}, "sk": {"S": advance.stream_arn}},
+                UpdateExpression="SET seq = :last, updated_at = :now, user_id = :user",
+                ConditionExpression="attribute_not_exists(seq) OR seq < :last",
+                ExpressionAttributeValues={
+                    ":last": {"S": advance.last},
+                    ":now": {"S": format_timestamp(datetime.now(UTC))},
+                    ":user": {"S": advance.user_id},
+                },
+            )
+        except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and cause.response["Error"].get("Code") == _CONDITION_FAILED:
+                return False
+            raise
+        return True
 
     def transact(self, items: list[dict[str, Any]]) -> None:
         if not items:
@@ -209,9 +344,7 @@ class RollupRepository:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def query_run(
-        self, user_id: str, dimension: Dimension, run: BucketRun, *, consistent: bool = False
-    ) -> list[RollupItem]:
+    def query_run(self, user_id: str, dimension: str, run: BucketRun, *, consistent: bool = False) -> list[RollupItem]:
         """Every item of one dimension in a run of consecutive buckets: one Query (paginated)."""
         kwargs: dict[str, Any] = {
             "TableName": self.table,
@@ -233,7 +366,7 @@ class RollupRepository:
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def read_runs(
-        self, user_id: str, requests: Sequence[tuple[Dimension, BucketRun]], *, consistent: bool = False
+        self, user_id: str, requests: Sequence[tuple[str, BucketRun]], *, consistent: bool = False
     ) -> list[RollupItem]:
         """Several runs' items; the Queries run concurrently (each is independent)."""
         if len(requests) <= 1:
@@ -242,12 +375,16 @@ class RollupRepository:
             results = pool.map(lambda req: self.query_run(user_id, req[0], req[1], consistent=consistent), requests)
             return [item for chunk in results for item in chunk]
 
-    def iter_user_items(self, user_id: str) -> Iterator[RollupItem]:
-        """Every rollup item of a tenant (tests and the invariant checker; a Query per partition)."""
-        from llmtally.rollups import DIMENSIONS, GRANULARITIES
+    def iter_user_items(self, user_id: str, tag_keys: Iterable[str] = ()) -> Iterator[RollupItem]:
+        """Every rollup item of a tenant in the base dimensions and those of `tag_keys` (tests and
+        the invariant checker; a Query per partition)."""
+        from llmtally.rollups import DIMENSIONS, GRANULARITIES, tag_cell_dimension, tag_dimension
 
+        dimensions = [str(d) for d in DIMENSIONS]
+        for key in sorted(set(tag_keys)):
+            dimensions += [tag_dimension(key), tag_cell_dimension(key)]
         for granularity in GRANULARITIES:
-            for dimension in DIMENSIONS:
+            for dimension in dimensions:
                 kwargs: dict[str, Any] = {
                     "TableName": self.table,
                     "KeyConditionExpression": "pk = :pk",
