@@ -50,6 +50,7 @@ from llmtally.budgets import (
     BudgetExceededError,
     BudgetStatus,
     SwitchTarget,
+    TagScope,
 )
 from llmtally.events import MetadataValue, Provider
 from llmtally.money import NANOS_PER_USD, nanos_to_usd
@@ -165,6 +166,33 @@ class BudgetGuard:
             self._cache[user_id] = _Cached(status, now + self._ttl)
         return status
 
+    def tag_status(self, user_id: str, tag: TagScope) -> BudgetStatus | None:
+        """A tag budget's state (docs/budgets.md, "Tag budgets"), or None when the value has none;
+        cached `ttl_seconds` like `status`."""
+        cache_key = f"{user_id}\x00tag\x00{tag.key}\x00{tag.value}"
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(cache_key)
+            if hit is not None and hit.until > now:
+                return hit.status
+        budget: Budget | None = self.repository.get_tag_budget(user_id, tag)
+        status = None
+        if budget is not None:
+            period = budget.period(self._now())
+            ledger = self.repository.get_ledger(user_id, period.key, tag=tag)
+            status = BudgetStatus(budget, period, ledger.spent_nanos, ledger.outstanding_nanos)
+        with self._lock:
+            self._cache[cache_key] = _Cached(status, now + self._ttl)
+        return status
+
+    def tag_peek(self, user_id: str, tag: TagScope) -> tuple[bool, BudgetStatus | None]:
+        """Like `peek`, for a tag budget."""
+        with self._lock:
+            hit = self._cache.get(f"{user_id}\x00tag\x00{tag.key}\x00{tag.value}")
+        if hit is not None and hit.until > self._clock():
+            return True, hit.status
+        return False, None
+
     def peek(self, user_id: str) -> tuple[bool, BudgetStatus | None]:
         """(True, status) when a fresh cached status is at hand, else (False, None): no storage call."""
         with self._lock:
@@ -195,6 +223,35 @@ class BudgetGuard:
 
     def settle(self, reservation: Any, actual_nanos: int) -> None:
         self.repository.settle(reservation, actual_nanos)
+
+
+def tag_scopes(tags: Mapping[str, object]) -> list[TagScope]:
+    """The tag budgets' scopes a call's tags could fall under (invalid pairs left out)."""
+    from pydantic import ValidationError
+
+    scopes = []
+    for key, value in sorted(tags.items()):
+        try:
+            scopes.append(TagScope(key=str(key), value=str(value)))
+        except ValidationError:
+            continue
+    return scopes
+
+
+def tag_exceeded(user_id: str, tag: TagScope, status: BudgetStatus) -> BudgetExceededError:
+    """The refusal of a call tagged `tag` whose tag budget is spent (action block, or switch where a
+    client cannot switch)."""
+    limit = nanos_to_usd(status.budget.limit_nanos)
+    committed = nanos_to_usd(status.committed_nanos)
+    return BudgetExceededError(
+        f"the {tag.label} budget of ${limit.normalize()} for {status.period.key} is used up "
+        f"(${committed.normalize()} spent); calls tagged {tag.label} are blocked until the next period or a "
+        "higher limit",
+        user_id=user_id,
+        period=status.period.key,
+        limit_usd=limit,
+        committed_usd=committed,
+    )
 
 
 def _exceeded(

@@ -76,10 +76,19 @@ class BudgetClientGuard:
 
     refusals: tuple[type[BaseException], ...] = (BudgetExceededError,)
 
-    def __init__(self, user_id: str, guard: BudgetGuard, *, price_book: PriceBook | None = None) -> None:
+    def __init__(
+        self,
+        user_id: str,
+        guard: BudgetGuard,
+        *,
+        price_book: PriceBook | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
         self.user_id = user_id
         self.guard = guard
         self._price_book = price_book
+        #: The client's own tags (`client_for_user(..., tags=)`); `attribution(tags=...)` wins per key.
+        self._tags = {str(k): str(v) for k, v in (tags or {}).items()}
         self._pending: set[asyncio.Future[None]] = set()
         self._lock = threading.Lock()
         #: Calls refused (for callers' own metrics).
@@ -98,7 +107,32 @@ class BudgetClientGuard:
 
     # -- before ------------------------------------------------------------------------------------
 
+    def _call_tags(self) -> list[Any]:
+        """The tag budgets' scopes of this call: the client's tags under the current attribution's."""
+        from llmtally.instrumentation.context import current_attribution
+        from llmtally.providers.budget import tag_scopes
+
+        return tag_scopes({**self._tags, **current_attribution().tags})
+
+    def _check_tags(self, scopes: list[Any]) -> None:
+        """Refuse the call when a tag budget it falls under is spent (block; switch acts as block here)."""
+        from llmtally.providers.budget import tag_exceeded
+
+        for scope in scopes:
+            status = self.guard.tag_status(self.user_id, scope)
+            if status is not None and status.exhausted and status.budget.action is not BudgetAction.NOTIFY:
+                with self._lock:
+                    self.blocked_calls += 1
+                raise tag_exceeded(self.user_id, scope, status)
+
     def before(self, provider: Provider, model: str | None, kwargs: Mapping[str, Any]) -> _Ticket | None:
+        return self._before(provider, model, kwargs, self._call_tags())
+
+    def _before(
+        self, provider: Provider, model: str | None, kwargs: Mapping[str, Any], scopes: list[Any]
+    ) -> _Ticket | None:
+        # `scopes` are read on the caller's side: an executor thread does not see its attribution.
+        self._check_tags(scopes)
         status = self.guard.status(self.user_id)
         if status is None:
             return None
@@ -110,10 +144,13 @@ class BudgetClientGuard:
 
     async def abefore(self, provider: Provider, model: str | None, kwargs: Mapping[str, Any]) -> _Ticket | None:
         fresh, status = self.guard.peek(self.user_id)
-        if fresh and (status is None or not (status.budget.strict or status.exhausted)):
+        scopes = self._call_tags()
+        peeks = [self.guard.tag_peek(self.user_id, scope) for scope in scopes]
+        tags_clear = all(ok and (s is None or not s.exhausted) for ok, s in peeks)
+        if tags_clear and fresh and (status is None or not (status.budget.strict or status.exhausted)):
             return None  # nothing to decide, nothing to store
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(None, self.before, provider, model, dict(kwargs))
+        future = loop.run_in_executor(None, self._before, provider, model, dict(kwargs), scopes)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -361,7 +398,7 @@ def client_for_user(
     if enforce_budget:
         from llmtally.providers.budget import default_budget_guard
 
-        guard = BudgetClientGuard(user_id, budget_guard or default_budget_guard(), price_book=price_book)
+        guard = BudgetClientGuard(user_id, budget_guard or default_budget_guard(), price_book=price_book, tags=tags)
     target = client.aio if chosen is Provider.GOOGLE and asynchronous else client
     instrument(target, publisher=publisher, user_id=user_id, operation_type=operation_type, tags=tags, guard=guard)
     return target
