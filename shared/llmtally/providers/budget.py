@@ -225,6 +225,15 @@ class BudgetGuard:
         self.repository.settle(reservation, actual_nanos)
 
 
+def _attribution_tags() -> Mapping[str, str]:
+    """The current `llmtally.attribution(tags=...)`; empty if the attribution module was never loaded
+    (then no attribution can be in force, and it is not imported here)."""
+    import sys
+
+    context = sys.modules.get("llmtally.instrumentation.context")
+    return {} if context is None else dict(context.current_attribution().tags)
+
+
 def tag_scopes(tags: Mapping[str, object]) -> list[TagScope]:
     """The tag budgets' scopes a call's tags could fall under (invalid pairs left out)."""
     from pydantic import ValidationError
@@ -436,11 +445,31 @@ class BudgetedProvider:
     ) -> _Admitted:
         """Where the call goes and what it holds: the cached state, then route (or reserve, strict)."""
         status = self.guard.status(self.user_id)
+        switched = self._tag_route(status)
+        if switched is not None:
+            return _Admitted(switched[0], switched[1], metadata, None)
         if status is not None and status.budget.strict:
             provider, chosen, reservation, tagged = self._reserve(status, prompt, model, metadata, call)
             return _Admitted(provider, chosen, tagged, reservation)
         routed, routed_model = self._route(status, model)
         return _Admitted(routed, routed_model, metadata, None)
+
+    def _tag_route(self, status: BudgetStatus | None) -> tuple[TrackedProvider, str] | None:
+        """The tag budgets of the call's attribution (docs/budgets.md, "Tag budgets"): a spent one with
+        `block` refuses the call; with `switch`, the call goes to its target (None: no tag budget
+        decides). Under a strict tenant budget a tag switch acts as block (the switched call would
+        escape the tenant's reservation)."""
+        for scope in tag_scopes(_attribution_tags()):
+            tag_status = self.guard.tag_status(self.user_id, scope)
+            if tag_status is None or not tag_status.exhausted or tag_status.budget.action is BudgetAction.NOTIFY:
+                continue
+            target = tag_status.budget.switch_to
+            if tag_status.budget.action is BudgetAction.BLOCK or target is None or (status and status.budget.strict):
+                self.blocked_calls += 1
+                raise tag_exceeded(self.user_id, scope, tag_status)
+            self.switched_calls += 1
+            return self._target(target)
+        return None
 
     async def _aadmit(
         self,
@@ -450,8 +479,11 @@ class BudgetedProvider:
         call: dict[str, Any],
     ) -> _Admitted:
         fresh, status = self.guard.peek(self.user_id)
-        if fresh and (status is None or not (status.budget.strict or status.exhausted)):
+        peeks = [self.guard.tag_peek(self.user_id, scope) for scope in tag_scopes(_attribution_tags())]
+        tags_clear = all(ok and (s is None or not s.exhausted) for ok, s in peeks)
+        if tags_clear and fresh and (status is None or not (status.budget.strict or status.exhausted)):
             return _Admitted(self.inner, model, metadata, None)  # nothing to decide, nothing to store
+        # (to_thread copies the context: the thread sees the caller's attribution)
         return await asyncio.to_thread(self._admit, prompt, model, metadata, call)
 
     async def _asettle(self, reservation: Any, actual_nanos: int) -> None:

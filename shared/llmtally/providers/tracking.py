@@ -142,6 +142,7 @@ class TrackedProvider:
     ) -> ProviderResponse:
         context = self._context(operation_type, request_id, metadata)
         model_name = model or self.inner.model
+        request = _request(messages, system, model, max_tokens, temperature, cache, extra)
         cache_key = self._cache_key(prompt, messages, system, model, max_tokens, temperature, cache, extra)
         if cache_key is not None and self.response_cache is not None:
             started = time.perf_counter()
@@ -149,16 +150,7 @@ class TrackedProvider:
             if answer is not None:
                 return self._serve_hit(context, answer, int((time.perf_counter() - started) * 1000))
         try:
-            response = self.inner.generate(
-                prompt,
-                messages=messages,
-                system=system,
-                model=model,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                cache=cache,
-                **extra,
-            )
+            response = self.inner.generate(prompt, **request)
         except ProviderError as error:
             self._track_error(context, model_name, error)
             raise
@@ -185,6 +177,7 @@ class TrackedProvider:
         """`generate` on the provider's async client (see the module doc for cancellation)."""
         context = self._context(operation_type, request_id, metadata)
         model_name = model or self.inner.model
+        request = _request(messages, system, model, max_tokens, temperature, cache, extra)
         cache_key = self._cache_key(prompt, messages, system, model, max_tokens, temperature, cache, extra)
         started = time.perf_counter()
         if cache_key is not None and self.response_cache is not None:
@@ -192,16 +185,7 @@ class TrackedProvider:
             if answer is not None:
                 return self._serve_hit(context, answer, int((time.perf_counter() - started) * 1000))
         try:
-            response = await self.inner.agenerate(
-                prompt,
-                messages=messages,
-                system=system,
-                model=model,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                cache=cache,
-                **extra,
-            )
+            response = await self.inner.agenerate(prompt, **request)
         except ProviderError as error:
             self._track_error(context, model_name, error)
             raise
@@ -263,16 +247,7 @@ class TrackedProvider:
         """Tracked when the stream ends: completed, failed, or closed early (`error_type=cancelled`)."""
         context = self._context(operation_type, request_id, metadata)
         started = time.perf_counter()
-        inner = self.inner.stream(
-            prompt,
-            messages=messages,
-            system=system,
-            model=model,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            cache=cache,
-            **extra,
-        )
+        inner = self.inner.stream(prompt, **_request(messages, system, model, max_tokens, temperature, cache, extra))
         return LLMStream(self._tracked_items(inner, context, model or self.inner.model, started), inner._state)
 
     def astream(
@@ -293,16 +268,7 @@ class TrackedProvider:
         """`stream` for `async for`: one event when it ends, is closed (`aclose`) or its task is cancelled."""
         context = self._context(operation_type, request_id, metadata)
         started = time.perf_counter()
-        inner = self.inner.astream(
-            prompt,
-            messages=messages,
-            system=system,
-            model=model,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            cache=cache,
-            **extra,
-        )
+        inner = self.inner.astream(prompt, **_request(messages, system, model, max_tokens, temperature, cache, extra))
         items = self._atracked_items(inner, context, model or self.inner.model, started)
         return LLMAsyncStream(items, inner._state)
 
@@ -479,6 +445,7 @@ class TrackedProvider:
                 cache_hit=cache_hit,
                 saved_cost_usd=saved_cost_usd,
                 usage_source=usage_source,
+                tags=_attribution_tags(),
                 **tokens.ledger().model_dump(exclude={"total_tokens"}),
             )
             accepted = self.publisher.publish(event)
@@ -491,6 +458,27 @@ class TrackedProvider:
         if not accepted:
             with self._lock:
                 self.tracking_failures += 1
+
+
+def _request(
+    messages: Sequence[Message] | None,
+    system: str | None,
+    model: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    cache: bool | CacheTTL | None,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """A call's arguments as the wrapped provider takes them (one spelling for generate and stream, sync and async)."""
+    return {
+        "messages": messages,
+        "system": system,
+        "model": model,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "cache": cache,
+        **extra,
+    }
 
 
 def _known_cost(usage: LLMUsage) -> Decimal | None:
@@ -516,3 +504,13 @@ def track(
         metadata=metadata,
         response_cache=response_cache,
     )
+
+
+def _attribution_tags() -> dict[str, str]:
+    """The tags of the `llmtally.attribution(...)` in force (a call's event carries them, so tag
+    breakdowns and tag budgets see calls made through llmtally's providers). Empty when the
+    attribution module was never loaded: then none can be in force, and it is not imported here."""
+    import sys
+
+    context = sys.modules.get("llmtally.instrumentation.context")
+    return {} if context is None else dict(context.current_attribution().tags)
