@@ -326,6 +326,101 @@ def test_csv_export_downloads_the_periods_entries(stack: Any, browser: Any) -> N
     page.context.close()
 
 
+# -- Breakdowns and tags (issue 17) ------------------------------------------------------------------
+
+CUSTOMERS = ("acme", "globex", "initech")
+
+
+def _tagged_traffic(count: int, seed: int) -> list[Any]:
+    """Demo calls for the local user in the last minutes, each tagged with a customer and a feature."""
+    from datetime import UTC
+
+    from llmtally.demo import demo_events
+
+    now = datetime.now(UTC)
+    events = [e for e in demo_events(count=count * 4, days=1, seed=seed) if e.user_id == USER][:count]
+    return [
+        e.model_copy(
+            update={
+                "timestamp": now - timedelta(seconds=5 + i),
+                "tags": {"customer": CUSTOMERS[i % len(CUSTOMERS)], "feature": "chat" if i % 2 else "search"},
+            }
+        )
+        for i, e in enumerate(events)
+    ]
+
+
+def _entries_cost_by_customer(stack: Any, start: str, end: str, tz: str) -> dict[str, Decimal]:
+    """The brute-force recomputation: every raw entry of the period, summed per customer tag."""
+    totals: dict[str, Decimal] = {}
+    cursor = ""
+    while True:
+        query = f"start={start}&end={end}&tz={tz}&limit=500" + (f"&cursor={cursor}" if cursor else "")
+        page = _api(stack, f"/api/llm-usage/{USER}?{query}")
+        for entry in page["entries"]:
+            customer = (entry.get("tags") or {}).get("customer", "(none)")  # the breakdown's untagged row
+            totals[customer] = totals.get(customer, Decimal(0)) + Decimal(entry["cost_usd"])
+        cursor = page.get("next_cursor") or ""
+        if not cursor:
+            return totals
+
+
+def test_tagged_calls_show_as_a_per_customer_breakdown_and_filter_the_page(stack: Any, browser: Any) -> None:
+    from llmtally.demo import publish_demo
+
+    # Given calls tagged with three customers, published through the real publisher
+    report = publish_demo(_tagged_traffic(30, seed=700))
+    assert report.ok, report
+    assert stack.wait_idle(timeout=120)
+
+    # When the analytics page breaks the 30 days down by the customer tag
+    page = _page(browser)
+    page.set_default_timeout(60_000)  # the stack shares two cores with the rest of the suite
+    page.goto(f"{stack.api_url}/settings/usage")
+    _wait_for_period(page, 30)
+    tz = page.get_by_test_id("period-timezone").inner_text()
+    start, end = _local_period(30)
+    selector = page.get_by_label("Breakdown by")
+    selector.locator("option[value='tag:customer']").wait_for(state="attached")
+    selector.select_option("tag:customer")
+    page.locator("[data-testid=breakdown-table][data-by='tag:customer']").wait_for()
+
+    # Then each customer's row is the API's figure and the recomputation from raw entries, exactly
+    expected = _entries_cost_by_customer(stack, start, end, tz)
+    assert set(expected) == {*CUSTOMERS, "(none)"}  # (none): the demo's untagged calls
+    answer = _api(stack, f"/api/llm-usage/{USER}/breakdown?by=tag:customer&start={start}&end={end}&tz={tz}&limit=10")
+    assert {row["value"]: row["cost_usd"] for row in answer["rows"]} == expected
+    rows = page.get_by_test_id("breakdown-row")
+    shown = {
+        rows.nth(i).get_attribute("data-value"): Decimal(rows.nth(i).get_attribute("data-cost"))
+        for i in range(rows.count())
+    }
+    assert shown == expected
+
+    # When acme's row is picked
+    page.get_by_test_id("breakdown-table").get_by_role("button", name="acme", exact=True).click()
+
+    # Then the chip says so and the totals are acme's alone
+    page.get_by_test_id("filter-chip").get_by_text("customer: acme").wait_for()
+    page.wait_for_function(
+        "cost => Number(document.querySelector('[data-testid=total-cost]')?.getAttribute('data-value')) === cost",
+        arg=float(
+            _api(stack, f"/api/llm-usage/{USER}/summary?start={start}&end={end}&tz={tz}&where=tag:customer:acme")[
+                "total_cost_usd"
+            ]
+        ),
+    )
+    assert Decimal(_cards(page)["total-cost"]) == expected["acme"]
+
+    # And the breakdown CSV downloads the same rows
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Breakdown CSV").click()
+    lines = Path(info.value.path()).read_text().splitlines()
+    assert lines[0].startswith("dimension,value,provider,requests")
+    assert lines[-1].split(",")[1] == "(total)"
+    page.context.close()
+
+
 # -- Theme, navigation, screenshots ----------------------------------------------------------------
 
 

@@ -24,6 +24,8 @@ export const TOP_N = 10;
 export const BASE_DIMENSIONS = ["provider", "model", "operation"] as const;
 export const OTHER_VALUE = "(other)";
 export const REST_VALUE = "(rest)";
+/** By a tag: the calls that carry no value for that key. */
+export const NONE_VALUE = "(none)";
 
 const CSV_COLUMNS: (keyof BreakdownRow)[] = [
   "value",
@@ -77,6 +79,7 @@ export function dimensionLabel(dimension: string): string {
 function valueLabel(by: string, value: string): string {
   if (value === OTHER_VALUE) return "(other: values past the bound)";
   if (value === REST_VALUE) return `(rest: past the top ${TOP_N})`;
+  if (value === NONE_VALUE) return `(no ${dimensionLabel(by)} tag)`;
   if (by === "provider") return providerName(value);
   if (by === "operation") return humanize(value);
   return value;
@@ -203,7 +206,7 @@ function BreakdownTable({ answer, onFilter }: { answer: BreakdownResponse; onFil
         </thead>
         <tbody>
           {rows.map((row) => {
-            const synthetic = row.value === REST_VALUE || row.value === OTHER_VALUE;
+            const synthetic = row.value === REST_VALUE || row.value === OTHER_VALUE || row.value === NONE_VALUE;
             return (
               <tr
                 key={row.value + (row.provider ?? "")}

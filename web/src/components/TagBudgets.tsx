@@ -306,7 +306,7 @@ export default function TagBudgets({ userId, catalog }: { userId: string; catalo
         </div>
         <div>
           <label htmlFor={`${ids}-tz`} className="label">
-            Tag budget timezone
+            Tag budget zone
           </label>
           <select id={`${ids}-tz`} className="input" value={form.timezone} onChange={(e) => set("timezone", e.target.value)}>
             {zoneOptions}
