@@ -462,6 +462,16 @@ export interface BudgetResponse {
   /** Whether a Slack webhook is stored; the URL itself is write-only and never comes back. */
   hasSlackWebhook: boolean;
   status: BudgetStatus | null;
+  /** Where this user's own alert e-mails go; SNS asks the address to confirm first. */
+  alertEmail?: AlertEmail | null;
+  /** Whether this deployment can e-mail users their alerts. */
+  alertEmailAvailable?: boolean;
+}
+
+export interface AlertEmail {
+  address: string;
+  status: "pending_confirmation" | "confirmed" | "unknown";
+  subscribedAt: string;
 }
 
 /** A budget on the calls tagged with one value (customer c-42 at $50 a month). */
@@ -497,6 +507,8 @@ export interface BudgetInput {
   strict?: boolean;
   slackWebhookUrl?: string;
   removeSlackWebhook?: boolean;
+  alertEmail?: string;
+  removeAlertEmail?: boolean;
 }
 
 export interface BudgetAlert {

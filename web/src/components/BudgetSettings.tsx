@@ -14,6 +14,7 @@ import {
   type Provider,
 } from "../api";
 import { BUDGET_STATE_LABELS, browserTimezone, formatUsd, monthName, providerName, timezones } from "../format";
+import AlertEmailField from "./AlertEmailField";
 import { CheckIcon, KeyIcon, SpinnerIcon, TrashIcon } from "./icons";
 import { LoadErrorBanner, type Notice, NoticeBanner, Section } from "./ui";
 
@@ -42,8 +43,11 @@ type Form = {
   /** Write-only: typed here, sent once in the PUT, then cleared; never filled from the API. */
   webhook: string;
   removeWebhook: boolean;
+  /** A new alert address (the stored one is shown beside the field, not in it). */
+  email: string;
+  removeEmail: boolean;
 };
-type Field = "limit" | "thresholds" | "switchModel" | "webhook";
+type Field = "limit" | "thresholds" | "switchModel" | "webhook" | "email";
 
 /** 30 → "30", 1e-7 → "0.0000001": the limit as the user would type it (never exponent notation). */
 export function plainDecimal(value: number): string {
@@ -62,6 +66,8 @@ function formFrom(budget: Budget | null): Form {
     strict: budget?.strict ?? false,
     webhook: "",
     removeWebhook: false,
+    email: "",
+    removeEmail: false,
   };
 }
 
@@ -153,6 +159,8 @@ function BudgetSettings({ userId, catalog }: { userId: string; catalog: CatalogP
     const webhook = form.webhook.trim();
     // Never echo the URL in a message: it is a secret.
     if (webhook && !webhook.startsWith("https://")) problems.webhook = "A Slack webhook URL starts with https://.";
+    const email = form.email.trim();
+    if (email && !/^[^\s@<>,]+@[^\s@<>,]+\.[^\s@<>,]+$/.test(email)) problems.email = "Enter one e-mail address, like ops@example.com.";
     if (Object.keys(problems).length > 0 || typeof thresholds === "string") return { input: null, problems };
     const input: BudgetInput = {
       monthlyLimitUsd: limit,
@@ -164,6 +172,8 @@ function BudgetSettings({ userId, catalog }: { userId: string; catalog: CatalogP
     if (form.action === "switch") input.switchTo = { provider: form.switchProvider as Provider, model: form.switchModel };
     if (webhook) input.slackWebhookUrl = webhook;
     else if (form.removeWebhook) input.removeSlackWebhook = true;
+    if (email && email.toLowerCase() !== server?.alertEmail?.address.toLowerCase()) input.alertEmail = email;
+    else if (form.removeEmail) input.removeAlertEmail = true;
     return { input, problems };
   };
 
@@ -183,6 +193,10 @@ function BudgetSettings({ userId, catalog }: { userId: string; catalog: CatalogP
       const lines: string[] = [];
       if (input.slackWebhookUrl) lines.push("Slack webhook stored. It will not be shown again.");
       if (input.removeSlackWebhook) lines.push("Slack webhook removed.");
+      if (input.alertEmail) {
+        lines.push(`AWS is e-mailing ${input.alertEmail} a confirmation link: alerts are sent once it is followed.`);
+      }
+      if (input.removeAlertEmail) lines.push("Alert e-mail address removed.");
       setNotice({ kind: "success", title: "Budget saved", lines });
     } catch (err) {
       const { title, lines } = describeError(err);
@@ -446,6 +460,17 @@ function BudgetSettings({ userId, catalog }: { userId: string; catalog: CatalogP
             </p>
             {fieldError("webhook")}
           </div>
+
+          <AlertEmailField
+            id={`${ids}-email`}
+            stored={server?.alertEmail ?? null}
+            available={server?.alertEmailAvailable ?? false}
+            value={form.email}
+            remove={form.removeEmail}
+            error={errors.email}
+            onChange={(value) => set("email", value)}
+            onToggleRemove={() => set("removeEmail", !form.removeEmail)}
+          />
 
           {confirmRemove ? (
             <div
