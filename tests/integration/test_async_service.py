@@ -362,3 +362,36 @@ def test_agenerate_answers_a_repeated_deterministic_call_from_the_cache(stored: 
         assert [e.cache_hit for e in sink.events] == [False, True]
 
     asyncio.run(main())
+
+
+def test_a_strict_agenerate_whose_task_is_cancelled_releases_its_hold_and_publishes_one_event(stored: str) -> None:
+    # Given a strict budget and an upstream that never answers
+    budget = put_budget("0.10", action=BudgetAction.BLOCK, strict=True)
+    period = budget.period(datetime.now(UTC)).key
+
+    async def main() -> Sink:
+        sent = asyncio.Event()
+
+        async def never(request: httpx2.Request) -> httpx2.Response:
+            sent.set()
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+        api, sink = MockAPI([never]), Sink()
+        provider = await user_provider(api, sink)
+        # When the caller's task is cancelled while the request is in flight (its hold is on the ledger)
+        task = asyncio.create_task(provider.agenerate("q", max_tokens=100))
+        await sent.wait()
+        assert len((await asyncio.to_thread(BudgetRepository().get_ledger, USER, period)).holds) == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return sink
+
+    sink = asyncio.run(main())
+    # Then the hold is released (nothing known was billed) and one cancelled, usage-missing event is published
+    ledger = BudgetRepository().get_ledger(USER, period)
+    assert (ledger.outstanding_nanos, ledger.holds) == (0, {})
+    (event,) = sink.events
+    assert (event.error_type, event.usage_source) == ("cancelled", UsageSource.MISSING)
+    assert event.metadata[STRICT_PERIOD_METADATA] == period
