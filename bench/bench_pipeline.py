@@ -3,17 +3,21 @@
     .venv/bin/python -m bench pipeline        (or: .venv/bin/python bench/bench_pipeline.py)
 
 A realistic mix: 50 tenants with Zipf-distributed traffic (s = 1.1), 3 providers, 8 models,
-4 operations, a steady 5 events/s, delivered in stream batches of 10, 100 and 1,000 records.
+4 operations, a steady 5 events/s, delivered in stream batches of 10, 100 and 1,000 records. The
+tagged mix adds two tag keys to every event: `customer`, 200 values per tenant (Zipf, s = 1.1),
+and `feature`, 10 values (uniform).
 
 1. Write units. Each batch goes through the real aggregator (`llmtally.aggregate.aggregate_batch`:
-   coalescing, range splitting, checkpoints) against a recording repository that keeps every item's
-   state, so each written item is priced by DynamoDB's rules: ceil(item size / 1 KB) write units,
-   doubled inside TransactWriteItems. Compared with
+   coalescing, marked writes or transactions, checkpoints) against a recording repository that
+   keeps every item's state, so each written item is priced by DynamoDB's rules: ceil(item size /
+   1 KB) write units (its stream high-water mark included), doubled inside TransactWriteItems.
+   Compared, in the same run, with
    - the naive design: every event updates each of its 16 rollup items with its own UpdateItem
      (16 WCU per event, and not even exactly-once);
-   - the compaction alternative: only the 15-minute items on the hot path (same transactions), and
-     a scheduled job that folds each closed hour's 15-minute items into the hour, day and month
-     items (one transactional update per coarse item per hour, plus its checkpoint).
+   - the design before issue 17 (modelled on the same stream): 4 granularities (15 minutes, hour,
+     day, month) × 4 dimensions (total, provider, model, operation), every batch's distinct keys
+     per tenant in transactions (2 units per item under 1 KB) with each tenant's checkpoint;
+   and, for the tagged mix, where the units go (per dimension family).
 2. Items read. A 30-day summary (UTC and Asia/Kolkata) and a 30-day daily series of one tenant with
    1k, 10k and 100k events in those 30 days, by the real query code (`llmtally.queries`) over an
    in-memory table with DynamoDB's key-condition semantics (the same code runs on moto in
@@ -28,14 +32,17 @@ import math
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from llmtally.aggregate import StreamRecord, aggregate_batch
 from llmtally.repositories.rollups import (
     CHECKPOINT_PK_PREFIX,
+    SEQUENCE_WIDTH,
     CheckpointAdvance,
+    MarkedDelta,
+    Resolve,
     RollupItem,
     RollupRepository,
 )
@@ -44,7 +51,6 @@ from llmtally.rollups import (
     GRANULARITIES,
     BucketRun,
     Counters,
-    Dimension,
     Granularity,
     RollupKey,
     coalesce,
@@ -66,11 +72,15 @@ MODELS = {
 OPERATIONS = ("query_generation", "detection_rule", "conversation", "rule_enrichment")
 #: A raw entry as the ingest stores it, measured on a typical item (attribute names + values).
 RAW_ENTRY_BYTES = 620
+CUSTOMERS = 200
+FEATURES = 10
+#: The stream high-water mark every rollup item carries: `hw_` + 8 hex digits, a 40-digit number.
+MARK_BYTES = len("hw_12345678") + SEQUENCE_WIDTH
 
 
 @dataclass(frozen=True)
 class Entry:
-    """What the aggregator reads from a raw entry."""
+    """What the aggregator reads from a raw entry (`tags`: as the ingest rolls them up)."""
 
     user_id: str
     timestamp: datetime
@@ -92,13 +102,23 @@ class Entry:
     cache_hit: bool = False
     saved_nanos: int = 0
     usage_missing: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
-def events(count: int, start: datetime, seconds: float, rng: random.Random, tenants: int = TENANTS) -> list[Entry]:
+def events(
+    count: int, start: datetime, seconds: float, rng: random.Random, tenants: int = TENANTS, *, tagged: bool = False
+) -> list[Entry]:
     weights = [1 / (rank**ZIPF_S) for rank in range(1, tenants + 1)]
     users = rng.choices([f"tenant-{i:02d}" for i in range(tenants)], weights, k=count)
+    customer_weights = [1 / (rank**ZIPF_S) for rank in range(1, CUSTOMERS + 1)]
     out = []
     for index, user in enumerate(users):
+        tags: dict[str, str] = {}
+        if tagged:
+            tags = {
+                "customer": f"cust-{rng.choices(range(CUSTOMERS), customer_weights)[0]:03d}",
+                "feature": f"feature-{rng.randrange(FEATURES)}",
+            }
         provider = rng.choice(list(MODELS))
         tokens = (rng.randrange(100, 20_000), rng.randrange(0, 5_000), rng.randrange(10, 4_000))
         out.append(
@@ -120,6 +140,7 @@ def events(count: int, start: datetime, seconds: float, rng: random.Random, tena
                 total_tokens=sum(tokens),
                 cost_nanos=rng.randrange(10_000, 50_000_000),
                 cost_source="catalog",
+                tags=tags,
             )
         )
     return out
@@ -155,32 +176,62 @@ class RecordingRollups(RollupRepository):
         self.units = 0
         self.items = 0
         self.transactions = 0
+        self.calls = 0
+        self.by_dimension: dict[str, int] = {}
 
     def checkpoints(self, stream_arn: str, user_ids: Any) -> dict[str, str]:
         return {u: self.marks[(stream_arn, u)] for u in user_ids if (stream_arn, u) in self.marks}
+
+    def _write(self, key: RollupKey, delta: Counters, *, transactional: bool, marked: bool) -> None:
+        extra = MARK_BYTES if marked else 0
+        before = rollup_item_bytes(key, self.state.get(key, Counters())) + extra
+        self.state.setdefault(key, Counters()).add(delta)
+        after = rollup_item_bytes(key, self.state[key]) + extra
+        units = write_units(max(before, after), transactional=transactional)
+        self.units += units
+        family = key.dimension.split(":", 1)[0]
+        self.by_dimension[family] = self.by_dimension.get(family, 0) + units
+
+    def _checkpoint(self, advance: CheckpointAdvance, *, transactional: bool) -> None:
+        self.marks[(advance.stream_arn, advance.user_id)] = advance.last
+        size = len("pk") + len(CHECKPOINT_PK_PREFIX + advance.user_id) + 2 + len(advance.stream_arn) + 60
+        units = write_units(size, transactional=transactional)
+        self.units += units
+        self.by_dimension["checkpoint"] = self.by_dimension.get("checkpoint", 0) + units
 
     def commit(
         self,
         deltas: Mapping[RollupKey, Counters],
         advances: Sequence[CheckpointAdvance],
         extra_items: Sequence[dict[str, Any]] = (),
+        marks: Mapping[RollupKey, tuple[str, str]] | None = None,
+        stream_arn: str = "",
     ) -> int:
         assert not extra_items  # no budgets in this bench
         for key, delta in deltas.items():
-            before = rollup_item_bytes(key, self.state.get(key, Counters()))
-            self.state.setdefault(key, Counters()).add(delta)
-            after = rollup_item_bytes(key, self.state[key])
-            self.units += write_units(max(before, after), transactional=True)
+            self._write(key, delta, transactional=True, marked=marks is not None)
         for advance in advances:
-            self.marks[(advance.stream_arn, advance.user_id)] = advance.last
-            size = len("pk") + len(CHECKPOINT_PK_PREFIX + advance.user_id) + 2 + len(advance.stream_arn) + 60
-            self.units += write_units(size, transactional=True)
+            self._checkpoint(advance, transactional=True)
         self.items += len(deltas) + len(advances)
         self.transactions += 1
+        self.calls += 1
         return len(deltas) + len(advances)
 
+    def apply_marked(self, writes: Sequence[MarkedDelta], stream_arn: str, resolve: Resolve) -> int:
+        for write in writes:
+            self._write(write.key, write.delta, transactional=False, marked=True)
+        self.items += len(writes)
+        self.calls += len(writes)
+        return len(writes)
+
+    def advance_checkpoint(self, advance: CheckpointAdvance) -> bool:
+        self._checkpoint(advance, transactional=False)
+        self.items += 1
+        self.calls += 1
+        return True
+
     def read_runs(
-        self, user_id: str, requests: Sequence[tuple[Dimension, BucketRun]], *, consistent: bool = False
+        self, user_id: str, requests: Sequence[tuple[str, BucketRun]], *, consistent: bool = False
     ) -> list[RollupItem]:
         self.queries = getattr(self, "queries", 0) + len(requests)
         out = []
@@ -215,42 +266,65 @@ def aggregate_stream(
     return repo
 
 
-def compaction_units(entries: Sequence[Entry]) -> int:
-    """A scheduled job folding each closed hour's quarters into hour, day and month items:
-    one transactional update per (tenant, dimension value, coarse bucket) per hour, plus one
-    checkpoint (the hour done) per tenant and hour."""
-    per_hour = coalesce(entries, (Granularity.HOUR,))
+#: The layout before issue 17, modelled: 4 granularities × 4 dimensions, all in transactions.
+OLD_GRANULARITIES = (Granularity.QUARTER, Granularity.HOUR, Granularity.DAY, Granularity.MONTH)
+
+
+def previous_design_units(entries: Sequence[Entry], batch_size: int) -> int:
+    """Each batch's distinct (tenant, granularity, dimension, bucket, value) keys of the design
+    before issue 17, 2 units each (transactional, < 1 KB), plus 2 per tenant checkpoint."""
     units = 0
-    tenants_hours: set[tuple[str, datetime]] = set()
-    for key in per_hour:
-        units += 3 * write_units(450, transactional=True)  # hour, day and month items (< 1 KB)
-        tenants_hours.add((key.user_id, key.bucket))
-    return units + len(tenants_hours) * write_units(120, transactional=True)
+    for start in range(0, len(entries), batch_size):
+        keys: set[tuple[str, Granularity, str, datetime, str]] = set()
+        tenants: set[str] = set()
+        for entry in entries[start : start + batch_size]:
+            tenants.add(entry.user_id)
+            values = (
+                ("total", "*"),
+                ("provider", entry.provider),
+                ("model", f"{entry.provider}#{entry.model}"),
+                ("operation", entry.operation_type),
+            )
+            for granularity in OLD_GRANULARITIES:
+                bucket = granularity.floor(entry.timestamp)
+                keys.update((entry.user_id, granularity, d, bucket, v) for d, v in values)
+        units += 2 * len(keys) + 2 * len(tenants)
+    return units
 
 
-def bench_writes() -> None:
-    rng = random.Random(42)
+def bench_writes() -> dict[str, float]:
     start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-    stream = events(STREAM_EVENTS, start, STREAM_EVENTS / EVENTS_PER_SECOND, rng)
+    figures: dict[str, float] = {}
     naive = 16 * 1000
     print(
         f"rollup write units per 1,000 events ({STREAM_EVENTS:,} events, {TENANTS} tenants Zipf s={ZIPF_S}, "
         f"{EVENTS_PER_SECOND} events/s; naive = 16 UpdateItems per event = {naive:,} WCU)"
     )
     print(
-        f"  {'batch':>6} {'all sizes on the hot path':>27} {'ratio':>7} {'txns/1k':>8} {'items/txn':>9}"
-        f" {'15m hot path + hourly compaction':>34} {'ratio':>7}"
+        f"  {'mix':>8} {'batch':>6} {'this design':>12} {'calls/1k':>9} {'before issue 17':>16} {'ratio':>7}"
+        f" {'vs naive':>9}"
     )
-    compaction = compaction_units(stream) * 1000 / len(stream)
-    for batch_size in BATCH_SIZES:
-        full = aggregate_stream(stream, batch_size, GRANULARITIES)
-        quarters = aggregate_stream(stream, batch_size, (Granularity.QUARTER,))
-        per_k = full.units * 1000 / len(stream)
-        alt = quarters.units * 1000 / len(stream) + compaction
-        print(
-            f"  {batch_size:>6} {per_k:>27,.0f} {naive / per_k:>6.1f}x {full.transactions * 1000 / len(stream):>8.1f}"
-            f" {full.items / full.transactions:>9.1f} {alt:>34,.0f} {naive / alt:>6.1f}x"
-        )
+    for tagged in (False, True):
+        stream = events(STREAM_EVENTS, start, STREAM_EVENTS / EVENTS_PER_SECOND, random.Random(42), tagged=tagged)
+        untagged = [replace(e, tags={}) for e in stream]
+        for batch_size in BATCH_SIZES:
+            repo = aggregate_stream(stream, batch_size, GRANULARITIES)
+            per_k = repo.units * 1000 / len(stream)
+            before = previous_design_units(untagged, batch_size) * 1000 / len(stream)
+            mix = "tagged" if tagged else "untagged"
+            figures[f"{mix}/{batch_size}"] = per_k
+            print(
+                f"  {mix:>8} {batch_size:>6} {per_k:>12,.0f} {repo.calls * 1000 / len(stream):>9,.0f}"
+                f" {before:>16,.0f} {before / per_k:>6.2f}x {naive / per_k:>8.1f}x"
+            )
+            if tagged and batch_size == BATCH_SIZES[-1]:
+                shares = ", ".join(
+                    f"{family} {units * 1000 / len(stream):,.0f}"
+                    for family, units in sorted(repo.by_dimension.items(), key=lambda kv: -kv[1])
+                )
+                print(f"           where the tagged units go (per 1,000 events): {shares}")
+    print("  (the tagged mix's 'before issue 17' column is its untagged figure: that design had no tag dimensions)")
+    return figures
 
 
 def bench_reads() -> None:
