@@ -6,15 +6,20 @@ For one batch (records in stream order):
    through on AWS; moto emits MODIFY for no-op writes and TTL would emit REMOVE).
 2. Read each tenant's checkpoint for this stream (one consistent BatchGetItem) and skip every
    record at or below it: those were applied by an earlier attempt of this batch.
-3. Cut each tenant's remaining records into *consecutive* ranges whose coalesced deltas plus the
-   tenant's checkpoint fit one TransactWriteItems (≤ 100 items), pack whole ranges of several
-   tenants into transactions (`_transactions`), and commit them in order: the deltas (one per
-   rollup key, whatever the number of events) and each tenant's checkpoint advance, all or nothing.
-   A checkpoint's condition (still below the range's first record of that tenant) turns a
-   concurrent or repeated commit into a no-op.
-4. If a transaction fails, stop: the answer names the first record (in stream order) not yet
-   committed, so Lambda retries from there (ReportBatchItemFailures); every committed record at or
-   after it is skipped by its tenant's checkpoint. A retry of the whole batch is just as safe.
+3. Commit, unit by unit in stream order of each unit's first record:
+   - a tenant without a budget is one unit of *marked writes*: one UpdateItem per rollup key (its
+     coalesced delta), each setting the item's high-water mark for this stream and conditional on
+     it being below the first record it sums; a refused condition reads the mark and adds only the
+     records after it (`RollupRepository.apply_marked`). Then the tenant's checkpoint moves forward.
+   - budgeted tenants' records are cut into *consecutive* ranges whose coalesced deltas plus the
+     checkpoints and ledger items fit one TransactWriteItems (≤ 100 items), packed across tenants
+     (`_transactions`): all or nothing, each checkpoint conditional on still being below the
+     range's first record of that tenant (a repeated commit is a no-op); the rollup items carry
+     the same marks.
+4. If a unit fails, stop: the answer names the first record (in stream order) not yet committed,
+   so Lambda retries from there (ReportBatchItemFailures); every committed record at or after it
+   is skipped by its tenant's checkpoint or its items' marks. A retry of the whole batch is just as
+   safe.
 
 Checkpoint scope: (tenant, stream ARN). Lambda's stream event carries no shard id. A tenant's
 raw entries share one partition key, hence one partition and one shard lineage, in which their

@@ -157,17 +157,43 @@ class UsageTracker:
         return event
 
     def get_usage_summary(
-        self, user_id: str, start_date: date | datetime, end_date: date | datetime, tz: str = "UTC"
+        self,
+        user_id: str,
+        start_date: date | datetime,
+        end_date: date | datetime,
+        tz: str = "UTC",
+        *,
+        where: str | None = None,
     ) -> dict[str, Any]:
         """The seed's summary (`total_requests`, `total_tokens`, `total_cost_usd`, `by_provider`, …).
 
         Read from the rollups only, never raw entries: the cost does not grow with the events.
         Dates are whole local days in `tz`, both inclusive; datetimes are a half-open [start, end).
-        Money is Decimal. Raises `InvalidRangeError` for an unaligned or inverted range.
+        `where` (`"tag:customer:acme"`, `"model:gpt-5"`, …) keeps only the calls it selects.
+        Money is Decimal. Raises `InvalidRangeError` for an unaligned or inverted range or a bad filter.
         """
-        from llmtally.queries import get_usage_summary
+        from llmtally.queries import Filter, summarize
 
-        return get_usage_summary(user_id, start_date, end_date, tz)
+        selected = Filter.parse(where) if where else None
+        return summarize(user_id, start_date, end_date, tz, where=selected).model_dump()
+
+    def get_breakdown(
+        self,
+        user_id: str,
+        by: str,
+        start_date: date | datetime,
+        end_date: date | datetime,
+        tz: str = "UTC",
+        *,
+        where: str | None = None,
+        limit: int = 25,
+    ) -> dict[str, Any]:
+        """Cost by `by` (`provider`, `model`, `operation`, `tag:<key>`), costliest first, from the
+        rollups (the API's breakdown: rows, `other`, `folded_values`, `total`; money as Decimal)."""
+        from llmtally.queries import Filter, breakdown
+
+        selected = Filter.parse(where) if where else None
+        return breakdown(user_id, by, start_date, end_date, tz, where=selected, limit=limit).as_dict()
 
 
 class UsageTrackerMiddleware:

@@ -16,9 +16,26 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmtally.money import nanos_to_usd
-from llmtally.queries import daily_usage, get_usage_summary, resolve_range, summarize, usage_summary
+from llmtally.queries import (
+    Filter,
+    InvalidQueryError,
+    breakdown,
+    daily_usage,
+    get_usage_summary,
+    resolve_range,
+    summarize,
+    usage_summary,
+)
 from llmtally.repositories.rollups import RollupItem, RollupRepository
-from llmtally.rollups import BucketRun, Counters, Dimension, InvalidRangeError, RollupKey, coalesce, partition_key
+from llmtally.rollups import (
+    BucketRun,
+    Counters,
+    InvalidRangeError,
+    RollupKey,
+    coalesce,
+    partition_key,
+    sum_counters,
+)
 from tests.unit.test_rollups import Entry
 
 ZONES = ("UTC", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Eucla", "America/St_Johns", "America/New_York")
@@ -30,10 +47,10 @@ class MemoryRollups(RollupRepository):
 
     def __init__(self, entries: Sequence[Entry] = ()) -> None:
         self.items: dict[RollupKey, Counters] = coalesce(entries)
-        self.reads: list[tuple[Dimension, BucketRun]] = []
+        self.reads: list[tuple[str, BucketRun]] = []
 
     def read_runs(
-        self, user_id: str, requests: Sequence[tuple[Dimension, BucketRun]], *, consistent: bool = False
+        self, user_id: str, requests: Sequence[tuple[str, BucketRun]], *, consistent: bool = False
     ) -> list[RollupItem]:
         self.reads.extend(requests)
         out: list[RollupItem] = []
@@ -223,3 +240,90 @@ def test_series_length_is_bounded(days: int) -> None:
 def test_naive_datetimes_are_local_time_in_the_zone() -> None:
     low, high = resolve_range(datetime(2025, 3, 1, 0, 0), datetime(2025, 3, 1, 5, 45), "Asia/Kathmandu")
     assert (low, high) == (datetime(2025, 2, 28, 18, 15, tzinfo=UTC), datetime(2025, 3, 1, 0, 0, tzinfo=UTC))
+
+
+tagged_entries = st.lists(
+    st.builds(
+        Entry,
+        user_id=st.just("acme"),
+        timestamp=st.integers(0, 22 * 24 * 3600 - 1).map(lambda s: START + timedelta(seconds=s)),
+        provider=st.sampled_from(["anthropic", "openai"]),
+        model=st.sampled_from(["m1", "gpt-4o"]),
+        operation_type=st.sampled_from(["conversation", "detection_rule"]),
+        status=st.sampled_from(["ok", "error"]),
+        cost_nanos=st.integers(0, 10**9),
+        usage_missing=st.booleans(),
+        tags=st.fixed_dictionaries(
+            {}, optional={"customer": st.sampled_from(["a", "b#1", "(other)"]), "team": st.just("x")}
+        ),
+    ),
+    max_size=30,
+)
+WHERES = [
+    None,
+    Filter("provider", "openai"),
+    Filter("model", "gpt-4o"),
+    Filter("operation", "conversation"),
+    Filter("tag:customer", "b#1"),
+    Filter("tag:customer", "(other)"),
+    Filter("tag:team", "x"),
+]
+
+
+def _attrs(entry: Entry) -> dict[str, str]:
+    return {
+        "provider": entry.provider,
+        "model": entry.model,
+        "operation": entry.operation_type,
+        **{f"tag:{k}": v for k, v in entry.tags.items()},
+    }
+
+
+@given(
+    tagged_entries,
+    st.sampled_from(WHERES),
+    st.sampled_from(["provider", "model", "operation", "tag:customer"]),
+    st.sampled_from(ZONES),
+    st.integers(1, 3),
+)
+def test_a_breakdown_and_a_filtered_summary_equal_brute_force(
+    entries: list[Entry], where: Filter | None, by: str, tz: str, limit: int
+) -> None:
+    # Given tagged calls over three weeks, and any filter, dimension, zone and limit
+    repo = MemoryRollups(entries)
+    first, last = date(2025, 2, 22), date(2025, 3, 10)
+    low, high = resolve_range(first, last, tz)
+    inside = [
+        e
+        for e in entries
+        if low <= e.timestamp < high and (where is None or _attrs(e).get(where.dimension) == where.value)
+    ]
+    if where is not None and where.dimension != by and where.dimension.startswith("tag:") and by.startswith("tag:"):
+        with pytest.raises(InvalidQueryError, match="one key at a time"):
+            breakdown("acme", by, first, last, tz, where=where, limit=limit, repository=repo)
+        return
+    # When the breakdown and the filtered summary are read
+    result = breakdown("acme", by, first, last, tz, where=where, limit=limit, repository=repo)
+    summary = summarize("acme", first, last, tz, repository=repo, where=where)
+    # Then each row, the rest and the total are exact, costliest first
+    expected: dict[tuple[str, str | None], Counters] = {}
+    for e in inside:
+        key = (_attrs(e).get(by, "(none)"), e.provider if by == "model" else None)
+        expected.setdefault(key, Counters()).add(Counters.of(e))
+    assert result.total.counters == brute(inside, low, high)
+    assert all(expected[(row.value, row.provider)] == row.counters for row in result.rows)
+    rest = [c for k, c in expected.items() if k not in {(r.value, r.provider) for r in result.rows}]
+    if rest:
+        assert result.other is not None
+        assert result.other.counters == sum_counters(rest)
+    else:
+        assert result.other is None
+    assert [r.counters.cost_nanos for r in result.rows] == sorted(
+        (r.counters.cost_nanos for r in result.rows), reverse=True
+    )
+    assert summary.total_requests == len(inside)
+    assert summary.total_cost_usd == nanos_to_usd(sum(e.cost_nanos for e in inside))
+    assert sum(b.requests for b in summary.by_operation.values()) == len(inside)
+    # And a share is the row's cost over the total's, two places
+    shares = [row["share_percent"] for row in result.as_dict()["rows"]]
+    assert all(Decimal(0) <= share <= Decimal(100) for share in shares)

@@ -5,8 +5,9 @@ Item shapes (key design in `llmtally.rollups`):
 - rollup: `pk = R#{user}#{granularity}#{dimension}`, `sk = {bucket}#{value}` (the tenant,
   granularity, dimension, bucket and value are all in the keys), the counters of
   `llmtally.rollups.Counters` that were ever non-zero (integers only: moto corrupts ADD of
-  fractions and real DynamoDB never needs them; an absent counter is 0), and `expires_at` =
-  bucket end + `rollup_ttl_days`.
+  fractions and real DynamoDB never needs them; an absent counter is 0), `expires_at` =
+  bucket end + `rollup_ttl_days`, and `hw_{stream}`: the padded sequence number of the last
+  stream record the item holds (`apply_marked`, docs/pipeline.md "Delivery guarantees").
 - checkpoint: `pk = C#{user}`, `sk = {stream ARN}`, `seq` = the last applied stream sequence
   number zero-padded to 40 digits (the API's maximum length; a padded string compares like the
   number, and 40 digits would not fit a DynamoDB N's 38 digits of precision).
