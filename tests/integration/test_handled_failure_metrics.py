@@ -149,8 +149,9 @@ def test_aggregate_counts_a_failed_batch(tables: MotoServer, capsys: pytest.Capt
 
     budget_keeper.cache_clear()
     records, arn = _one_insert_record(tables)
-    # Given the rollup commit is throttled
-    with refused("TransactWriteItems"):
+    # Given every rollup write is throttled (marked UpdateItems; TransactWriteItems where a batch
+    # still commits that way)
+    with refused("UpdateItem"), refused("TransactWriteItems"):
         # When the stream batch is handled: a partial batch response, not an invocation error
         response = lambda_handler(stream_event_from_records(records, stream_arn=arn), FakeLambdaContext())
     assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}]}
