@@ -477,17 +477,46 @@ def test_screenshots_of_both_pages(stack: Any, browser: Any, scheme: str) -> Non
         )
         with urllib.request.urlopen(put, timeout=30) as response:
             assert response.status == 200
+    if not _api(stack, f"/api/llm-usage/{USER}/tags")["keys"]:  # show the per-customer breakdown too
+        from llmtally.demo import publish_demo
+
+        assert publish_demo(_tagged_traffic(30, seed=700)).ok
+        assert stack.wait_idle(timeout=120)
+    if not _api(stack, f"/api/llm-settings/{USER}/budget/tags")["budgets"]:  # and a tag budget
+        body = json.dumps(
+            {"tagKey": "customer", "tagValue": "acme", "monthlyLimitUsd": "0.50", "timezone": BROWSER_TZ}
+        ).encode()
+        put = urllib.request.Request(
+            f"{stack.api_url}/api/llm-settings/{USER}/budget/tags",
+            data=body,
+            method="PUT",
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(put, timeout=30) as response:
+            assert response.status == 200
     page = _page(browser, color_scheme=scheme)
+    page.set_default_timeout(60_000)
     page.goto(f"{stack.api_url}/settings/llm")
     page.get_by_role("heading", name="LLM Configuration", level=1).wait_for()
     page.get_by_test_id("cost-preview-query").wait_for()
+    page.get_by_test_id("tag-budget").first.wait_for()
     page.screenshot(path=str(SCREENSHOTS / f"llm-configuration-{scheme}.png"), full_page=True)
 
     page.get_by_role("link", name="Usage Analytics").click()
     _wait_for_period(page, 30)
     page.get_by_test_id("forecast-usd").wait_for()
     page.get_by_role("region", name="Recommendations").wait_for()
+    selector = page.get_by_label("Breakdown by")
+    selector.locator("option[value='tag:customer']").wait_for(state="attached")
+    selector.select_option("tag:customer")
+    page.locator("[data-testid=breakdown-table][data-by='tag:customer']").wait_for()
     page.screenshot(path=str(SCREENSHOTS / f"usage-analytics-{scheme}.png"), full_page=True)
+    # The page filtered by one customer (the chip), broken down by model
+    page.get_by_test_id("breakdown-table").get_by_role("button", name="acme", exact=True).click()
+    page.get_by_test_id("filter-chip").wait_for()
+    selector.select_option("model")
+    page.locator("[data-testid=breakdown-table][data-by='model']").wait_for()
+    page.screenshot(path=str(SCREENSHOTS / f"usage-analytics-filtered-{scheme}.png"), full_page=True)
     page.context.close()
 
     phone = _page(browser, color_scheme=scheme, width=390, height=844)

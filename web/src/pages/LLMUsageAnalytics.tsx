@@ -428,7 +428,8 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
             ) : (
               <DailyTrendChart
                 days={data.daily}
-                anomalies={anomalies.resource.state === "ok" ? anomalies.resource.value.anomalies : undefined}
+                // (unusual days are the whole account's: not drawn over a filtered series)
+                anomalies={!where && anomalies.resource.state === "ok" ? anomalies.resource.value.anomalies : undefined}
               />
             )}
             {anomalies.resource.state === "error" ? (
