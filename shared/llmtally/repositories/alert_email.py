@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -109,14 +111,14 @@ class AlertEmailRepository(SettingsRepository):
         existing = self.get(user_id)
         if existing is not None and existing.address.lower() != address.lower():
             self._unsubscribe(existing.subscription_arn)
-        arn = self._sns_call(
-            "subscribe",
-            TopicArn=self.topic_arn,
-            Protocol="email",
-            Endpoint=address,
-            Attributes={"FilterPolicy": filter_policy(user_id), "FilterPolicyScope": "MessageAttributes"},
-            ReturnSubscriptionArn=True,
-        )["SubscriptionArn"]
+        with _sns_errors("subscribe"):
+            arn = self.sns.subscribe(
+                TopicArn=self.topic_arn,
+                Protocol="email",
+                Endpoint=address,
+                Attributes={"FilterPolicy": filter_policy(user_id), "FilterPolicyScope": "MessageAttributes"},
+                ReturnSubscriptionArn=True,
+            )["SubscriptionArn"]
         stored = AlertEmail(address, str(arn), now or datetime.now(UTC))
         self._call(
             "put_item",
@@ -136,7 +138,8 @@ class AlertEmailRepository(SettingsRepository):
     def status(self, email: AlertEmail) -> SubscriptionStatus:
         """Whether the address followed SNS's confirmation link yet."""
         try:
-            attributes = self._sns_call("get_subscription_attributes", SubscriptionArn=email.subscription_arn)
+            with _sns_errors("get_subscription_attributes"):
+                attributes = self.sns.get_subscription_attributes(SubscriptionArn=email.subscription_arn)
         except StorageError:
             return "unknown"
         pending = str(attributes.get("Attributes", {}).get("PendingConfirmation", "false")).lower() == "true"
@@ -154,31 +157,33 @@ class AlertEmailRepository(SettingsRepository):
 
     def publish(self, user_id: str, subject: str, text: str) -> None:
         """One alert's e-mail onto the topic, with the `user_id` attribute the user's filter matches."""
-        self._sns_call(
-            "publish",
-            TopicArn=self.topic_arn,
-            Subject=subject[:100],
-            Message=text,
-            MessageAttributes={USER_ATTRIBUTE: {"DataType": "String", "StringValue": user_id}},
-        )
+        with _sns_errors("publish"):
+            self.sns.publish(
+                TopicArn=self.topic_arn,
+                Subject=subject[:100],
+                Message=text,
+                MessageAttributes={USER_ATTRIBUTE: {"DataType": "String", "StringValue": user_id}},
+            )
 
     def _unsubscribe(self, arn: str) -> None:
         if not arn.startswith("arn:"):
             return  # "pending confirmation" (older APIs): nothing to remove; SNS drops it after 3 days
         try:
-            self._sns_call("unsubscribe", SubscriptionArn=arn)
+            with _sns_errors("unsubscribe"):
+                self.sns.unsubscribe(SubscriptionArn=arn)
         except StorageError as exc:
             if "NotFound" not in str(exc):
                 raise
 
-    def _sns_call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
 
-        try:
-            response: dict[str, Any] = getattr(self.sns, operation)(**kwargs)
-        except ClientError as exc:
-            # The code only: a message could echo the endpoint (the address).
-            raise StorageError(f"sns {operation} failed: {exc.response['Error'].get('Code')}") from None
-        except BotoCoreError as exc:
-            raise StorageError(f"sns {operation} failed: {type(exc).__name__}") from None
-        return response
+@contextmanager
+def _sns_errors(operation: str) -> Iterator[None]:
+    """SNS failures as `StorageError` with the error code only (a message could echo the address)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        raise StorageError(f"sns {operation} failed: {exc.response['Error'].get('Code')}") from None
+    except BotoCoreError as exc:
+        raise StorageError(f"sns {operation} failed: {type(exc).__name__}") from None
