@@ -253,10 +253,7 @@ def _rebuild_day(
         group_delta = Counters()
         for _, delta, _ in quarters:
             group_delta.add(delta)
-        coarse_keys = [
-            RollupKey(user_id, size, dimension, size.floor(hour), value)
-            for size in GRANULARITIES[1:]
-        ]
+        coarse_keys = [RollupKey(user_id, size, dimension, size.floor(hour), value) for size in GRANULARITIES[1:]]
         new_items = len(quarters) + sum(1 for key in coarse_keys if key not in coarse)
         if len(pending) + len(coarse) + new_items > MAX_TRANSACTION_ITEMS:
             flush()
