@@ -538,6 +538,8 @@ def api_reads(s: Scenario) -> None:
         s.problem("api", f"no alerts listed: {alerts.text[:200]}")
     s.api("GET", "/api/llm-usage/{userId}/summary", user + "/summary")
     s.api("GET", "/api/llm-usage/{userId}/daily", user + "/daily", query={"days": "7"})
+    s.api("GET", "/api/llm-usage/{userId}/breakdown", user + "/breakdown", query={"by": "model", "where": "tag:team:x"})
+    s.api("GET", "/api/llm-usage/{userId}/tags", user + "/tags")
     s.api("GET", "/api/llm-usage/{userId}", user)
     s.api("GET", "/api/llm-usage/{userId}", user, query={"provider": "anthropic"})
     s.api("GET", "/api/llm-usage/{userId}", user, query={"operation": "conversation"})
