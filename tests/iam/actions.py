@@ -57,6 +57,11 @@ OPERATIONS: dict[tuple[str, str], str | None] = {
     ("kms", "Decrypt"): "kms:Decrypt",
     ("kms", "GenerateDataKey"): "kms:GenerateDataKey",
     ("ce", "GetCostAndUsage"): "ce:GetCostAndUsage",
+    # Users' alert e-mails (llmtally.repositories.alert_email): see NOT_RUN in tests/iam/test_static.py.
+    ("sns", "Subscribe"): "sns:Subscribe",
+    ("sns", "Unsubscribe"): "sns:Unsubscribe",
+    ("sns", "GetSubscriptionAttributes"): "sns:GetSubscriptionAttributes",
+    ("sns", "Publish"): "sns:Publish",
     ("bedrock", "GetFoundationModel"): "bedrock:GetFoundationModel",
     ("bedrock", "GetInferenceProfile"): "bedrock:GetInferenceProfile",
     ("bedrock-runtime", "Converse"): "bedrock:InvokeModel",

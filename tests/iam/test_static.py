@@ -35,7 +35,18 @@ LIBRARY = Path(__file__).resolve().parents[2] / "shared" / "llmtally"
 #: Code that provisions resources (tests, the local stack) or runs as an operator's tool, never
 #: under a deployed function's or producer's role.
 NOT_DEPLOYED = ("local/", "tables.py", "topology.py", "cli.py", "demo.py")
-SERVICES = ("dynamodb", "dynamodbstreams", "secretsmanager", "events", "sqs", "kms", "bedrock", "bedrock-runtime", "ce")
+SERVICES = (
+    "dynamodb",
+    "dynamodbstreams",
+    "secretsmanager",
+    "events",
+    "sqs",
+    "kms",
+    "bedrock",
+    "bedrock-runtime",
+    "ce",
+    "sns",
+)
 USE_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncrypt", "kms:CreateGrant", "kms:*")
 
 
@@ -247,6 +258,14 @@ NOT_RUN: dict[str, str] = {
     "get_inference_profile": "the same, for an inference profile",
     "restore_secret": "the API storing a key whose secret was scheduled for deletion by hand: "
     "test_the_paths_the_scenario_does_not_run_are_allowed",
+    # Users' alert e-mails (issue 17): the tier's recording server logs JSON-protocol calls only, and
+    # SNS speaks the query protocol; the calls run on moto in tests/integration/api/test_alert_email.py,
+    # their grants are checked on the template in tests/infra/test_user_alert_emails.py.
+    "subscribe": "the API subscribing a user's alert address (SNS, not recorded by the tier)",
+    "unsubscribe": "the API removing or replacing a user's alert address (SNS, not recorded by the tier)",
+    "get_subscription_attributes": "the API reading whether the address confirmed (SNS, not recorded)",
+    "publish": "the notifier publishing a user's alert e-mail (SNS, not recorded by the tier); the other "
+    "`.publish(` calls the scan sees are llmtally's own publishers, not SNS",
 }
 
 
