@@ -260,3 +260,48 @@ def test_local_wiring_bus_rule_queue_to_the_notifier(slack: FakeSlack, moto: Mot
     topics = [t["TopicArn"] for t in moto.client("sns").list_topics()["Topics"]]  # type: ignore[attr-defined]
     assert alerts.topic_arn in topics
     assert alerts.topic_arn.endswith(f":{names.alerts_topic}")
+
+
+def test_the_local_stack_shows_the_alert_email_and_who_it_goes_to(
+    slack: FakeSlack, moto: MotoServer, logs: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run`: the alert's e-mail text, then the address the user gave (SNS sends nothing locally)."""
+    import json
+
+    from llmtally.aws import reset_clients
+    from llmtally.local.lambda_events import LambdaContext, sqs_event
+    from llmtally.local.stack import _alert_events_via_queue
+    from llmtally.repositories.alert_email import AlertEmailRepository
+    from llmtally.resources import ResourceNames
+    from llmtally.topology import alerts_topology, provision_alerts, provision_messaging, topology
+    from notify import handler
+
+    names = ResourceNames()
+    events: Any = moto.client("events")
+    sqs: Any = moto.client("sqs")
+    provision_messaging(events, sqs, topology(names))
+    alerts = provision_alerts(events, moto.client("sns"), sqs, alerts_topology(names))
+    topic = moto.client("sns").create_topic(Name=names.user_alerts_topic)["TopicArn"]  # type: ignore[attr-defined]
+    monkeypatch.setenv("LLMTALLY_USER_ALERTS_TOPIC_ARN", topic)
+    reset_clients()
+    handler.reset()
+    # Given alice gave an alert address
+    AlertEmailRepository().subscribe("alice", "alice.ops@example.com")
+    # When her alert goes through the local wiring
+    events.put_events(
+        Entries=[
+            {
+                "EventBusName": names.event_bus,
+                "Source": "llmtally",
+                "DetailType": "BudgetThresholdCrossed",
+                "Detail": json.dumps(alert_event()["detail"]),
+            }
+        ]
+    )
+    messages = sqs.receive_message(QueueUrl=alerts.queue_url, MaxNumberOfMessages=10)["Messages"]
+    invoke_local = _alert_events_via_queue(handler.lambda_handler)
+    invoke_local(sqs_event(messages, queue_arn=alerts.queue_arn), LambdaContext.for_function("llmtally-notify"))
+    # Then the terminal shows the e-mail's text and who it goes to
+    text = logs.getvalue()
+    assert "budget alert e-mail: llmtally budget alert: user alice reached 80% of the 2026-11 monthly budget" in text
+    assert "budget alert e-mail goes to alice.ops@example.com (" in text
