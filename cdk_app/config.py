@@ -116,6 +116,10 @@ class AppConfig(BaseModel):
     export_throttle_burst: int = Field(default=5, ge=1, le=5_000)
     connection_test_throttle_rate: int = Field(default=1, ge=1, le=10_000)
     connection_test_throttle_burst: int = Field(default=5, ge=1, le=5_000)
+    #: The HTTP ingest routes (`POST /api/usage-events`, `POST /api/otel/v1/traces`), each: up to 500
+    #: events or 5,000 spans per request, authenticated by ingest keys (docs/ingest.md).
+    ingest_throttle_rate: int = Field(default=20, ge=1, le=10_000)
+    ingest_throttle_burst: int = Field(default=40, ge=1, le=5_000)
 
     #: Reserved concurrency per function (0: none, the function shares the account's unreserved
     #: pool — never Lambda's "reserved 0", which stops a function). A reservation is both a floor
@@ -185,6 +189,7 @@ class AppConfig(BaseModel):
         for route, rate, burst in (
             ("export", self.export_throttle_rate, self.export_throttle_burst),
             ("connectionTest", self.connection_test_throttle_rate, self.connection_test_throttle_burst),
+            ("ingest", self.ingest_throttle_rate, self.ingest_throttle_burst),
         ):
             if rate > self.api_throttle_rate or burst > self.api_throttle_burst:
                 raise ValueError(f"{route}Throttle* is a route's limit: at most the stage's apiThrottle*")

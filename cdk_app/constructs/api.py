@@ -35,6 +35,7 @@ from cdk_app.constructs.functions import LlmTallyFunction, retention
 from cdk_app.constructs.tables import index_arns, table_from_spec
 from cdk_app.nag import acknowledge
 from llmtally.api.config import ApiSettings
+from llmtally.api.ingest import OTLP_TRACES_PATH, USAGE_EVENTS_PATH
 from llmtally.api.usage import NEXT_CURSOR_HEADER
 from llmtally.events import EVENT_DETAIL_TYPE, EVENT_SOURCE
 from llmtally.tables import SETTINGS, USAGE, TableSpec
@@ -364,6 +365,27 @@ class Api(Construct):
         export_routes = self.http_api.add_routes(
             path=EXPORT_ROUTE, methods=[apigw.HttpMethod.GET], integration=api_integration
         )
+        # HTTP ingest (docs/ingest.md): callers hold an ingest key, not a JWT; the function checks the
+        # key on every request (a cached Lambda authorizer would keep a revoked key working).
+        ingest_routes = [
+            route
+            for path in (USAGE_EVENTS_PATH, OTLP_TRACES_PATH)
+            for route in self.http_api.add_routes(
+                path=path,
+                methods=[apigw.HttpMethod.POST],
+                integration=api_integration,
+                authorizer=apigw.HttpNoneAuthorizer(),
+            )
+        ]
+        for route in ingest_routes:
+            acknowledge(
+                route,
+                "AwsSolutions-APIG4",
+                "HTTP ingest routes authenticate an ingest key (Authorization: Bearer llt_...) in the API function "
+                "on every request: SHA-256 of a 256-bit secret against the settings table, so revocation is "
+                "immediate (docs/ingest.md); a malformed key is refused before any AWS call, and the route and "
+                "per-key throttles bound unauthenticated load.",
+            )
 
         self.access_logs = logs.LogGroup(
             self,
@@ -389,13 +411,15 @@ class Api(Construct):
                 config.connection_test_throttle_rate,
                 config.connection_test_throttle_burst,
             ),
+            f"POST {USAGE_EVENTS_PATH}": (config.ingest_throttle_rate, config.ingest_throttle_burst),
+            f"POST {OTLP_TRACES_PATH}": (config.ingest_throttle_rate, config.ingest_throttle_burst),
         }
         cfn_stage.route_settings = {
             route_key: {"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}
             for route_key, (rate, burst) in self.route_throttles.items()
         }
         # A stage's route settings must name routes that exist when the stage is created.
-        for route in (*connection_test_routes, *export_routes):
+        for route in (*connection_test_routes, *export_routes, *ingest_routes):
             self.stage.node.add_dependency(route)
         cfn_stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
             destination_arn=self.access_logs.log_group_arn,

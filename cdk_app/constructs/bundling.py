@@ -195,7 +195,8 @@ def function_code(spec: AssetSpec) -> lambda_.Code:
 PIPELINE_REQUIREMENTS: Final = (*library_requirements(), *powertools_requirements())
 INGEST_ASSET: Final = AssetSpec("ingest", PIPELINE_REQUIREMENTS)
 AGGREGATE_ASSET: Final = AssetSpec("aggregate", PIPELINE_REQUIREMENTS)
-API_ASSET: Final = AssetSpec("api", PIPELINE_REQUIREMENTS)
+#: The API also receives OTLP traces: `opentelemetry-proto` (protobuf) decodes them, imported on first use.
+API_ASSET: Final = AssetSpec("api", (*PIPELINE_REQUIREMENTS, *_extra("otlp")))
 #: The budget alert notifier (Slack through urllib: no extra dependency).
 NOTIFY_ASSET: Final = AssetSpec("notify", PIPELINE_REQUIREMENTS)
 #: The connection test runs the API's handler with the provider SDKs (it calls the providers).

@@ -49,6 +49,12 @@ HANDLED_FAILURE_ALARMS: dict[str, tuple[str, int, str]] = {
         "Aggregation stopped on stream batches for 10 minutes (a failed rollup commit, checkpoint or budget read, "
         "or a budget alert not published): Lambda retries from the first uncommitted record",
     ),
+    "http-ingest-bus-refused": (
+        names.HTTP_INGEST_BUS_REFUSED,
+        2,
+        "The usage bus refused events posted to the HTTP ingest routes for 10 minutes (PutEvents throttled or "
+        "failing after retries): the callers were answered retryable or 503 and must resend",
+    ),
     "alert-delivery-failures": (
         names.ALERT_DELIVERIES_FAILED,
         1,

@@ -76,6 +76,7 @@ def test_every_handled_failure_metric_has_its_alarm() -> None:
         metric_names.EVENTS_TRANSIENT_FAILURE,
         metric_names.STREAM_BATCH_FAILURES,
         metric_names.ALERT_DELIVERIES_FAILED,
+        metric_names.HTTP_INGEST_BUS_REFUSED,
     }
 
 

@@ -47,6 +47,8 @@ def test_export_and_connection_test_routes_have_their_own_lower_throttles(synthe
     assert props["RouteSettings"] == {
         f"GET {EXPORT_ROUTE}": {"ThrottlingRateLimit": 1, "ThrottlingBurstLimit": 5},
         f"POST {CONNECTION_TEST_ROUTE}": {"ThrottlingRateLimit": 1, "ThrottlingBurstLimit": 5},
+        "POST /api/usage-events": {"ThrottlingRateLimit": 20, "ThrottlingBurstLimit": 40},
+        "POST /api/otel/v1/traces": {"ThrottlingRateLimit": 20, "ThrottlingBurstLimit": 40},
     }
     default = props["DefaultRouteSettings"]
     for limits in props["RouteSettings"].values():
@@ -86,6 +88,8 @@ def test_route_throttles_follow_the_context(custom: Synthesized) -> None:
     assert stage(custom)["Properties"]["RouteSettings"] == {
         f"GET {EXPORT_ROUTE}": {"ThrottlingRateLimit": 3, "ThrottlingBurstLimit": 6},
         f"POST {CONNECTION_TEST_ROUTE}": {"ThrottlingRateLimit": 2, "ThrottlingBurstLimit": 4},
+        "POST /api/usage-events": {"ThrottlingRateLimit": 20, "ThrottlingBurstLimit": 40},
+        "POST /api/otel/v1/traces": {"ThrottlingRateLimit": 20, "ThrottlingBurstLimit": 40},
     }
 
 

@@ -214,8 +214,14 @@ def test_every_route_has_the_jwt_authorizer(synthesized: Synthesized) -> None:
         "DELETE /api/{proxy+}",
         f"POST {CONNECTION_TEST_ROUTE}",
         f"GET {EXPORT_ROUTE}",
+        "POST /api/usage-events",
+        "POST /api/otel/v1/traces",
     }
     for route in routes.values():
+        if route["Properties"]["RouteKey"] in {"POST /api/usage-events", "POST /api/otel/v1/traces"}:
+            # ingest keys, checked by the function (tests/infra/test_http_ingest.py)
+            assert route["Properties"]["AuthorizationType"] == "NONE"
+            continue
         assert route["Properties"]["AuthorizationType"] == "JWT"
         assert route["Properties"]["AuthorizerId"] == {"Ref": authorizer_id}
 
@@ -436,6 +442,7 @@ def test_alarms_and_topic(synthesized: Synthesized) -> None:
             "aggregate-batch-failures",
             "alert-delivery-failures",
             "alert-email-failures",
+            "http-ingest-bus-refused",
         )
     }
     assert names == expected
