@@ -13,7 +13,7 @@ transaction, so a revoked key fails its very next request (there is no cache to 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from llmtally.errors import StorageError
@@ -149,7 +149,7 @@ class IngestKeyRepository:
                 key_id=str(item["key_id"]),
                 user_id=user_id,
                 name=str(item.get("name", "")),
-                created_at=_parse_time(item.get("created_at")) or datetime.fromtimestamp(0).astimezone(),
+                created_at=_parse_time(item.get("created_at")) or datetime(1970, 1, 1, tzinfo=UTC),
                 created_by=str(item.get("created_by", "")),
                 all_tenants=bool(item.get("all_tenants", False)),
                 last_used_at=_parse_time(item.get("last_used_at")),
