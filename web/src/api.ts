@@ -418,9 +418,10 @@ export async function getEntriesCsv(userId: string, period: Period): Promise<{ c
   const parts: string[] = [];
   let cursor: string | null = null;
   for (let page = 0; page < CSV_MAX_PAGES; page += 1) {
-    const query = new URLSearchParams({ start: period.start, end: period.end, tz: period.tz, format: "csv" });
+    const query = new URLSearchParams({ start: period.start, end: period.end, tz: period.tz });
     if (cursor) query.set("cursor", cursor);
-    const response = await send(`/api/llm-usage/${user(userId)}?${query}`, { accept: "text/csv" });
+    // The export's own path (its own throttle when deployed; `?format=csv` would be redirected here).
+    const response = await send(`/api/llm-usage/${user(userId)}/export?${query}`, { accept: "text/csv" });
     const text = await response.text();
     parts.push(page === 0 ? text : text.slice(text.indexOf("\n") + 1));
     cursor = response.headers.get("X-Next-Cursor");
