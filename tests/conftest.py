@@ -19,6 +19,26 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 REGION = "us-east-1"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make `--dist loadgroup` keep each `xdist_group` (infra, iam, local-stack, browser) on one worker.
+
+    pytest-xdist 3.8 groups by renaming `item._nodeid`, which pytest 9 no longer reads (an item's id
+    is `item._id`, a `NodeId`): its `xdist_group` marks were ignored, so every worker paid for the
+    CDK synthesis, the IAM emulator and the local stack. This names the group the way pytest 9 reads
+    it (`<nodeid>@<group>`, what xdist's own scheduler splits on)."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        if "@" in item.nodeid:
+            continue
+        groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
+        if groups:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
+
+
 @pytest.fixture(autouse=True)
 def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test can reach a real AWS account: credentials are fake and the region fixed."""

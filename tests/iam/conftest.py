@@ -25,26 +25,6 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 PRODUCER_ROLE_ARN = "arn:aws:iam::123456789012:role/iam-tier-producer"
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep this tier on one xdist worker under `--dist loadgroup` (one synthesis, one scenario).
-
-    pytest-xdist 3.8 groups by renaming `item._nodeid`, which pytest 9 no longer reads (an item's id
-    is `item._id`, a `NodeId`): its `xdist_group` marks are then ignored and every worker would pay
-    for the synthesis and the scenario. This names the group the way pytest 9 reads it, for this
-    tier's items only (the other tiers' groups have the same problem: see the report of issue 14)."""
-    if not getattr(config.option, "loadgroup", False):
-        return
-    from _pytest.nodeid import NodeId
-
-    for item in items:
-        if not item.nodeid.startswith("tests/iam/") or "@" in item.nodeid:
-            continue
-        groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
-        if groups:
-            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
-
-
 @dataclass(frozen=True)
 class Synth:
     template: dict[str, Any]
