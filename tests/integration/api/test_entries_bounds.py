@@ -92,8 +92,14 @@ def scanned(stack: MotoServer) -> Iterator[list[int]]:
     client.meta.events.unregister("after-call.dynamodb.Query", unique_id="count-scanned")
 
 
-def service(**budgets: int) -> UsageService:
-    return UsageService(RollupRepository, UsageRepository, ApiSettings(), **budgets)
+def service(*, max_items_examined: int | None = None, max_body_bytes: int | None = None) -> UsageService:
+    return UsageService(
+        RollupRepository,
+        UsageRepository,
+        ApiSettings(),
+        max_items_examined=max_items_examined,
+        max_body_bytes=max_body_bytes,
+    )
 
 
 @pytest.fixture

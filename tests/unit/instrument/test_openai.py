@@ -17,7 +17,7 @@ from openai.types.responses import ResponseUsage
 import llmtally
 from llmtally.events import Provider, Status, UsageSource
 from llmtally.instrumentation import stats
-from llmtally.instrumentation.openai import responses_ledger
+from llmtally.providers.openai import responses_ledger
 from tests.unit.instrument.conftest import (
     Recorder,
     RecordingPublisher,
