@@ -73,6 +73,7 @@ class LlmTallyStack(Stack):
             secrets_key=api.secrets_key,
             settings_table=api.settings_table,
         )
+        alerts.serve_user_emails(api.function)
         producers = Producers(
             self,
             "Producers",

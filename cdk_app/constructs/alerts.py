@@ -7,7 +7,9 @@ The aggregator publishes `BudgetThresholdCrossed` on the usage bus; the rule
   AWS-managed SNS key), rendered by an input transformer from `llmtally.notify.EMAIL_TEMPLATE`;
   the `alertEmail` context subscribes one address;
 - the notifier function, invoked asynchronously, which posts to the user's own Slack webhook (a
-  secret it alone may read).
+  secret it alone may read), and publishes the alert's e-mail text to the users' topic with the
+  message attribute `user_id`: each user's address is subscribed there (by the API) with a filter
+  policy on it, so it receives that user's alerts only (docs/budgets.md, "E-mail to the user").
 
 What EventBridge cannot deliver after its retries, and what the notifier still fails after Lambda's
 two retries, lands in one failure queue (alarmed in Monitoring).
@@ -100,6 +102,17 @@ class Alerts(Construct):
         )
         if config.alert_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alert_email))
+        # Users' own alert e-mails: a topic apart from the operators' (EventBridge cannot set the
+        # message attribute the users' filter policies match, and the operators would get each
+        # alert twice); same key, TLS only.
+        self.user_topic = sns.Topic(
+            self,
+            "UserTopic",
+            topic_name=names.user_alerts_topic,
+            display_name="llmtally alerts",
+            master_key=self.key,
+            enforce_ssl=True,
+        )
 
         self.failures = sqs.Queue(
             self,
@@ -140,7 +153,11 @@ class Alerts(Construct):
             ),
             # The delivery records (`llmtally.repositories.alert_deliveries`): one per alert and channel.
             iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:PutItem"], resources=[settings_table.table_arn]),
+            # Each alert's e-mail onto the users' topic (encrypted: the publisher uses its key).
+            iam.PolicyStatement(actions=["sns:Publish"], resources=[self.user_topic.topic_arn]),
+            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn]),
         )
+        self.function.function.add_environment("LLMTALLY_USER_ALERTS_TOPIC_ARN", self.user_topic.topic_arn)
         allow_secret_use(
             secrets_key,
             "NotifierReadsSlackWebhooks",
@@ -180,4 +197,20 @@ class Alerts(Construct):
                     max_event_age=ALERT_MAX_EVENT_AGE,
                 ),
             ],
+        )
+
+    def serve_user_emails(self, api: LlmTallyFunction) -> None:
+        """The API subscribes a user's address to the users' topic (filtered on their id), reads
+        whether it is confirmed, and removes it; it never publishes there."""
+        api.function.add_environment("LLMTALLY_USER_ALERTS_TOPIC_ARN", self.user_topic.topic_arn)
+        api.add_to_role(
+            iam.PolicyStatement(actions=["sns:Subscribe"], resources=[self.user_topic.topic_arn]),
+            iam.PolicyStatement(actions=["sns:Unsubscribe", "sns:GetSubscriptionAttributes"], resources=["*"]),
+        )
+        acknowledge(
+            api.role,
+            "AwsSolutions-IAM5",
+            "sns:Unsubscribe and sns:GetSubscriptionAttributes act on a subscription ARN, which IAM does not "
+            "scope (no resource type): the API calls them only with the subscription ARN it stored for the user.",
+            applies_to=["Resource::*"],
         )

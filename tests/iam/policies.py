@@ -99,6 +99,8 @@ class Resolver:
             return str(props["TableName"])
         if kind == "AWS::Events::EventBus":
             return str(props["Name"])
+        if kind == "AWS::SNS::Topic":
+            return self.arn("sns", str(props["TopicName"]))
         if kind == "AWS::IAM::Role":
             return name
         if kind == "AWS::IAM::ManagedPolicy":
