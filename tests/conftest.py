@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,11 +91,35 @@ def moto(_moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServe
     return _moto_server
 
 
-@pytest.fixture(autouse=True)
-def _fresh_clients() -> Iterator[None]:
-    """Settings and cached clients are rebuilt for each test, from its environment."""
+#: Process-wide singletons (one per Lambda container) that hold repositories, hence clients bound to
+#: the endpoint and credentials of whichever test built them first (the IAM tier's emulator, say).
+_PROCESS_SINGLETONS = {
+    "aggregate.handler": ("budget_keeper",),
+    "notify.handler": ("notifier",),
+    "api.deps": ("api_settings", "settings_service", "usage_service", "budget_service", "insights_service"),
+    "api.routes.ingest": ("ingest_service",),
+    "api.routes.ingest_keys": ("ingest_key_service",),
+    "api.routes.reconciliation": ("reconciliation_service",),
+    "llmtally.ingest": ("default_ingestor",),
+    "llmtally.providers.budget": ("default_budget_guard",),
+    "llmtally.providers.user": ("default_key_store", "default_response_cache"),
+}
+
+
+def _forget_clients() -> None:
     from llmtally.aws import reset_clients
 
     reset_clients()
+    for module_name, names in _PROCESS_SINGLETONS.items():
+        module = sys.modules.get(module_name)
+        for name in names if module is not None else ():
+            getattr(module, name).cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_clients() -> Iterator[None]:
+    """Settings, cached clients and the singletons holding them are rebuilt for each test, from its
+    environment."""
+    _forget_clients()
     yield
-    reset_clients()
+    _forget_clients()

@@ -472,3 +472,38 @@ def test_a_strict_stream_is_reserved_and_settled_when_it_ends_or_is_closed(alert
     with pytest.raises(BudgetExceededError):
         provider.stream("hi", max_tokens=100_000)
     assert len(api.requests) == requests
+
+
+def test_a_settlement_resent_by_the_sdk_after_it_applied_counts_once(alert_queue: str) -> None:
+    # Given a strict budget, and an SDK that sends the settlement's update a second time after the
+    # first was applied (its answer lost: botocore retries a 500 or a timeout)
+    budget = put_budget("u-resent", "0.10", action=BudgetAction.BLOCK, strict=True)
+    period = budget.period(datetime.now(UTC))
+    repo = BudgetRepository()
+    resent: list[bytes] = []
+
+    def resend_once(attempts: int, request_dict: dict[str, Any], **_: Any) -> int | None:
+        body = request_dict.get("body", b"")
+        body = body.encode() if isinstance(body, str) else body
+        if attempts == 1 and b"REMOVE #h.#id" in body:
+            resent.append(body)
+            return 0  # retry at once: the same request again
+        return None
+
+    client = aws.client("dynamodb")
+    client.meta.events.register("needs-retry.dynamodb.UpdateItem", resend_once, unique_id="resend-once")
+    try:
+        # When a call reserves $0.03 and settles at $0.02
+        reservation = repo.reserve(
+            "u-resent", period, usd_to_nanos(Decimal("0.03")), limit_nanos=budget.limit_nanos, hold_seconds=900
+        )
+        held = repo.get_ledger("u-resent", period.key)
+        repo.settle(reservation, usd_to_nanos(Decimal("0.02")))
+    finally:
+        client.meta.events.unregister("needs-retry.dynamodb.UpdateItem", unique_id="resend-once")
+    settled = repo.get_ledger("u-resent", period.key)
+
+    # Then the settlement was sent twice and counted once: the call's real cost stays outstanding
+    assert len(resent) == 1
+    assert (held.outstanding_nanos, len(held.holds)) == (usd_to_nanos(Decimal("0.03")), 1)
+    assert (settled.outstanding_nanos, len(settled.holds)) == (usd_to_nanos(Decimal("0.02")), 0)

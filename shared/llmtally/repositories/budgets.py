@@ -81,6 +81,12 @@ class Reservation:
     hold_id: str
     nanos: int
     tag: TagScope | None = None
+    #: When the hold expires (epoch seconds): until then no sweep can have removed it.
+    expires_at: int = 0
+
+
+#: A settle this long before its hold's expiry knows the hold was not swept (callers' clocks differ).
+_SWEEP_CLOCK_MARGIN_S: Final = 60
 
 
 class NoRoomError(Exception):
@@ -268,6 +274,10 @@ class BudgetRepository(SettingsRepository):
                 # the outstanding amount after the sweep must still leave room for this hold
                 ":max": {"N": str(room + sum(h.nanos for h in expired.values()))},
             }
+            # A retry of this update after its answer was lost (botocore re-sends a 500) may add the
+            # hold's amount twice: conservative (the budget refuses early, never overshoots) until the
+            # hold is settled. Treating "hold already there" as success would be exact on DynamoDB,
+            # but on moto a concurrent update can fail after applying only part of its expression.
             conditions = ["outstanding_nanos <= :max"]
             if ledger.has_spent:
                 conditions.append("spent_nanos = :spent")
@@ -295,14 +305,18 @@ class BudgetRepository(SettingsRepository):
                 continue
             except Exception as exc:
                 raise _storage_error("update_item", exc) from exc
-            return Reservation(user_id, period.key, hold_id, nanos, tag)
-        raise StorageError("budget reservation: too much contention on the ledger; try again")
+            break
+        else:
+            raise StorageError("budget reservation: too much contention on the ledger; try again")
+        return Reservation(user_id, period.key, hold_id, nanos, tag, expires_at=now + hold_seconds)
 
     def settle(self, reservation: Reservation, actual_nanos: int) -> None:
         """Replace a hold by the call's real cost (outstanding until the aggregator brings it into `spent`).
 
         If the hold was swept meanwhile (the call outlived its hold), its amount has already left
-        `outstanding_nanos`: the real cost is added on its own.
+        `outstanding_nanos`: the real cost is added on its own. A hold missing before its expiry was
+        not swept: an earlier attempt of this settle (retried by the SDK after its answer was lost)
+        removed it, and nothing more is added.
         """
         key = self._serialize(
             {"user_id": reservation.user_id, "setting_type": ledger_sort_key(reservation.period, reservation.tag)}
@@ -318,7 +332,8 @@ class BudgetRepository(SettingsRepository):
             )
             return
         except self._client.exceptions.ConditionalCheckFailedException:
-            pass
+            if time.time() < reservation.expires_at - _SWEEP_CLOCK_MARGIN_S:
+                return
         except Exception as exc:
             raise _storage_error("update_item", exc) from exc
         if actual_nanos:
