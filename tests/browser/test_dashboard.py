@@ -149,7 +149,7 @@ def _page(browser: Any, *, color_scheme: str = "light", width: int = 1280, heigh
         locale="en-US",
         accept_downloads=True,
     )
-    context.set_default_timeout(20_000)
+    context.set_default_timeout(60_000)  # the stack shares two cores with the rest of the suite
     return context.new_page()
 
 

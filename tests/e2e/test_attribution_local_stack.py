@@ -83,7 +83,12 @@ def test_per_customer_cost_in_the_api_and_the_cli_equals_the_raw_entries(stack: 
     def by_customer() -> dict[str, Any]:
         return dict(stack.get(f"/api/llm-usage/{TENANT}/breakdown?by=tag:customer"))
 
-    body = wait_for("the five calls in the rollups", by_customer, lambda b: b["total"]["requests"] == 5)
+    # (a batch's rollup items are written one by one: wait for the tag rows too, not only the total)
+    body = wait_for(
+        "the five calls in the rollups",
+        by_customer,
+        lambda b: b["total"]["requests"] == 5 and sum(r["requests"] for r in b["rows"]) == 5,
+    )
     entries = stack.get(f"/api/llm-usage/{TENANT}?limit=100")["entries"]
     assert len(entries) == 5
     expected: dict[str, tuple[int, Decimal]] = {}

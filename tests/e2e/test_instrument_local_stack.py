@@ -107,7 +107,12 @@ def test_a_service_with_one_instrument_line_shows_up_in_llmtally_summary(stack: 
         assert done.returncode == 0, done.stderr
         return dict(json.loads(done.stdout, parse_float=Decimal)["summary"])
 
-    totals = wait_for("the three instrumented calls in the rollups", summary, lambda s: s["total_requests"] == 3)
+    # (a batch's rollup items are written one by one: wait for the model dimension too, not only the total)
+    totals = wait_for(
+        "the three instrumented calls in the rollups",
+        summary,
+        lambda s: s["total_requests"] == 3 and len(s["by_model"]) == 3,
+    )
     # Responses stream (gpt-5): 2000 in incl. 1536 cached, 300 out incl. 256 reasoning.
     # Tool call (claude-sonnet-4-6): 472 uncached in, 1024 cache reads, 89 out.
     assert totals["input_tokens"] == 464 + 472
