@@ -598,7 +598,7 @@ class RawResponseSpec:
         return self.spec.outcome(result.parse(), state)
 
     def accumulator(self, result: Any, state: Any) -> Accumulator:
-        raise NotImplementedError("raw responses are read whole")
+        raise TypeError("a raw response is never a stream (is_stream is False): it is read whole")
 
     def error_type(self, exc: BaseException, model: str | None) -> str:
         return self.spec.error_type(exc, model)
