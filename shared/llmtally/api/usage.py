@@ -332,7 +332,7 @@ _CURSOR_ROOM: Final = 1100
 
 def _wire_bytes(text: str) -> int:
     """The bytes `text` takes as a string inside Lambda's JSON-encoded proxy answer: quotes,
-    backslashes and control characters escaped, non-ASCII as \\uXXXX (the most it can take)."""
+    backslashes and control characters escaped, non-ASCII as six-character \\u escapes (the most it can take)."""
     return len(json.dumps(text)) - 2
 
 
