@@ -168,7 +168,9 @@ _ENTRIES_OK: OpenAPIResponse = {
     "only for the tenant and query it was issued for. `format=csv` returns the same rows with every ledger "
     "column (up to 10,000 per response by default; `limit` up to that). Every response is bounded: at most "
     "20,000 items examined and a 4 MiB body; when either is spent it ends early (even empty) with the cursor "
-    "of the rest. Each entry carries its `tags` and `usage_source` (`missing`: the usage never arrived).",
+    "of the rest. Each entry carries its `tags` and `usage_source` (`missing`: the usage never arrived). `where` "
+    "is the summary's filter (`tag:customer:acme`): a tag matches the value the call was rolled up under, so "
+    "`tag:<key>:(other)` is the calls whose value was folded past the tenant's bound, as in the breakdown.",
     tags=TAG,
     responses={200: _ENTRIES_OK, **error_responses(400, 401, 403)},
 )
@@ -180,6 +182,7 @@ def list_entries(
     ] = None,
     model: Annotated[str | None, Query(pattern=MODEL_PATTERN, max_length=256, description="Only this model")] = None,
     status: Annotated[Status | None, Query(description="Only ok or only error calls")] = None,
+    where: Where = None,
     start: Annotated[str | None, Query(min_length=1, max_length=40, description="From (inclusive)")] = None,
     end: Annotated[str | None, Query(min_length=1, max_length=40, description="Until")] = None,
     tz: Timezone = None,
@@ -193,7 +196,15 @@ def list_entries(
     tenant_of(router, userId)
     query_params_of(router, ENTRIES_PARAMS)
     filters = EntryFilters(
-        provider=provider, operation=operation, model=model, status=status, start=start, end=end, tz=tz, order=order
+        provider=provider,
+        operation=operation,
+        model=model,
+        status=status,
+        start=start,
+        end=end,
+        tz=tz,
+        order=order,
+        where=where,
     )
     if format == "json":
         return json_response(usage_service().entries(userId, filters, limit, cursor))
@@ -211,7 +222,8 @@ _EXPORT_OK: OpenAPIResponse = {
 @router.get(
     "/api/llm-usage/<userId>/export",
     summary="CSV export of the raw usage entries",
-    description="The entries route's rows with every ledger column, as CSV (RFC 4180), with the same filters, "
+    description="The entries route's rows with every ledger column, as CSV (RFC 4180), with the same filters (`where` "
+    "included), "
     f"order and cursor (from the `{NEXT_CURSOR_HEADER}` header). Throttled apart from the other routes when "
     "deployed (docs/deploy.md); `GET /api/llm-usage/{userId}?format=csv` is the same export.",
     tags=TAG,
@@ -225,6 +237,7 @@ def export_entries(
     ] = None,
     model: Annotated[str | None, Query(pattern=MODEL_PATTERN, max_length=256, description="Only this model")] = None,
     status: Annotated[Status | None, Query(description="Only ok or only error calls")] = None,
+    where: Where = None,
     start: Annotated[str | None, Query(min_length=1, max_length=40, description="From (inclusive)")] = None,
     end: Annotated[str | None, Query(min_length=1, max_length=40, description="Until")] = None,
     tz: Timezone = None,
@@ -237,7 +250,15 @@ def export_entries(
     tenant_of(router, userId)
     query_params_of(router, EXPORT_PARAMS)
     filters = EntryFilters(
-        provider=provider, operation=operation, model=model, status=status, start=start, end=end, tz=tz, order=order
+        provider=provider,
+        operation=operation,
+        model=model,
+        status=status,
+        start=start,
+        end=end,
+        tz=tz,
+        order=order,
+        where=where,
     )
     return _csv(userId, filters, limit, cursor)
 

@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from llmtally.api import jsonout
@@ -34,13 +34,14 @@ from llmtally.api.errors import BadRequestError
 from llmtally.api.timeparams import local_day_range, parse_day, parse_instant, parse_timezone
 from llmtally.events import Provider, Status, format_timestamp
 from llmtally.money import nanos_to_usd
+from llmtally.rollups import tag_key_of
 
 if TYPE_CHECKING:
     from llmtally.entries import RawEntry
     from llmtally.queries import Filter
     from llmtally.repositories.cardinality import TagRegistry
     from llmtally.repositories.rollups import RollupRepository
-    from llmtally.repositories.usage import UsageRepository
+    from llmtally.repositories.usage import UsageQuery, UsageRepository
 
 #: Dates the API answers for: wide enough for any real usage, narrow enough that no local midnight
 #: in any zone overflows `datetime` (year 1 or 9999 would raise instead of answering 400).
@@ -57,7 +58,7 @@ DAILY_PARAMS: Final = frozenset({"days", "tz", "where"})
 BREAKDOWN_PARAMS: Final = frozenset({"by", "where", "start", "end", "tz", "limit"})
 TAGS_PARAMS: Final = frozenset[str]()
 ENTRIES_PARAMS: Final = frozenset(
-    {"provider", "operation", "model", "status", "start", "end", "tz", "order", "limit", "cursor", "format"}
+    {"provider", "operation", "model", "status", "where", "start", "end", "tz", "order", "limit", "cursor", "format"}
 )
 #: Items DynamoDB may examine (before filters) for one entries response, JSON or CSV: a selective
 #: filter over a large tenant answers a short page and a cursor rather than reading the partition.
@@ -95,6 +96,8 @@ class EntryFilters:
     end: str | None = None
     tz: str | None = None
     order: Literal["newest", "oldest"] = "newest"
+    #: The dashboard's filter chip, as the summary takes it: `<dimension>:<value>` (`tag:customer:acme`).
+    where: str | None = None
 
 
 class UsageService:
@@ -223,7 +226,8 @@ class UsageService:
 
     # -- raw entries -----------------------------------------------------------------------
 
-    def _query(self, user_id: str, filters: EntryFilters) -> Any:
+    def _query(self, user_id: str, filters: EntryFilters) -> UsageQuery | None:
+        """The repository's query, or None when `where` names a provider that cannot exist (no entry matches)."""
         from llmtally.repositories.usage import UsageQuery
 
         zone = parse_timezone(filters.tz)
@@ -231,15 +235,31 @@ class UsageService:
         high = self._instant(filters.end, "end", zone, is_end=True)
         if low is not None and high is not None and high <= low:
             raise BadRequestError("end: must be after start")
+        provider, operation, model = filters.provider, filters.operation, filters.model
+        tag: tuple[str, str] | None = None
+        where = self._where(filters.where)
+        if where is not None:
+            key = tag_key_of(where.dimension)
+            if key is not None:
+                tag = (key, where.value)
+            elif where.dimension == "provider":
+                if where.value not in _PROVIDERS:
+                    return None  # as the summary: an unknown provider has no calls
+                provider = _same(provider, Provider(where.value), "provider")
+            elif where.dimension == "operation":
+                operation = _same(operation, where.value, "operation")
+            else:
+                model = _same(model, where.value, "model")
         return UsageQuery(
             user_id=user_id,
-            provider=filters.provider,
-            operation_type=filters.operation,
-            model=filters.model,
+            provider=provider,
+            operation_type=operation,
+            model=model,
             status=filters.status,
             start=low,
             end=high,
             order=filters.order,
+            tag=tag,
         )
 
     @staticmethod
@@ -264,6 +284,8 @@ class UsageService:
         """One page of raw entries (`{entries, count, next_cursor}`); a page may be short yet carry a cursor."""
         size = self._limit(limit, self._settings.entries_default_limit, self._settings.entries_max_limit)
         query = self._query(user_id, filters)
+        if query is None:
+            return {"entries": [], "count": 0, "next_cursor": None}
         repository = self._usage()
         page = repository.query_entries(query, limit=size, cursor=cursor or None, max_examined=self._max_examined)
         rows: list[dict[str, Any]] = []
@@ -292,6 +314,8 @@ class UsageService:
         most = self._settings.csv_max_rows
         wanted = self._limit(limit, most, most)
         query = self._query(user_id, filters)
+        if query is None:
+            return csv_header(), None
         repository = self._usage()
         lines = [csv_header()]
         body = _wire_bytes(lines[0])
@@ -324,6 +348,19 @@ class UsageService:
         if not 1 <= limit <= most:
             raise BadRequestError(f"limit: must be between 1 and {most}")
         return limit
+
+
+_PROVIDERS: Final = frozenset(p.value for p in Provider)
+
+
+_T = TypeVar("_T")
+
+
+def _same(given: _T | None, chosen: _T, name: str) -> _T:
+    """`where` on a dimension the route also filters by its own parameter: they must agree."""
+    if given is not None and given != chosen:
+        raise BadRequestError(f"where: names another {name} than the {name} parameter (they combine with AND)")
+    return chosen
 
 
 #: Room for the cursor a bounded JSON page may end with (its length is bounded by the route).

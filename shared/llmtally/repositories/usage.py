@@ -52,6 +52,10 @@ class UsageQuery:
     start: datetime | None = None
     end: datetime | None = None
     order: Literal["newest", "oldest"] = "newest"
+    #: `(key, value)`: only entries rolled up under tag `key` = `value` — the value the ingest folded
+    #: the tag to (`rollup_tags`, e.g. `(other)`) where it folded one, else the value as sent
+    #: (`llmtally.rollups.entry_tags`), so the entries match the tag's rollups call for call.
+    tag: tuple[str, str] | None = None
 
     def fingerprint(self) -> str:
         parts = [
@@ -64,6 +68,8 @@ class UsageQuery:
             format_timestamp(self.end) if self.end else "",
             self.order,
         ]
+        if self.tag is not None:  # appended only when set: cursors issued before tags keep working
+            parts.extend(self.tag)
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
     def sort_key_bounds(self) -> tuple[str | None, str | None]:
@@ -248,6 +254,13 @@ class UsageRepository:
             names["#status"] = "status"
             values[":status"] = query.status.value
             filters.append("#status = :status")
+        if query.tag is not None:
+            names.update({"#rtags": "rollup_tags", "#tags": "tags", "#tkey": query.tag[0]})
+            values[":tvalue"] = query.tag[1]
+            filters.append(
+                "((attribute_exists(#rtags) AND #rtags.#tkey = :tvalue)"
+                " OR (attribute_not_exists(#rtags) AND #tags.#tkey = :tvalue))"
+            )
         kwargs["KeyConditionExpression"] = key_condition
         if filters:
             kwargs["FilterExpression"] = " AND ".join(filters)
