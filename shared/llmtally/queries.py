@@ -313,6 +313,27 @@ def filtered_total(
     return sum_counters(i.counters for i in items if _selects(where, _attributes(dimension, i.key.value)))
 
 
+def totals_by(
+    user_id: str,
+    by: str,
+    low: datetime,
+    high: datetime,
+    where: Filter | None = None,
+    *,
+    repository: RollupRepository | None = None,
+) -> dict[str, Counters]:
+    """Each `by` value's counters over [low, high) (15-minute aligned) of the calls `where` selects:
+    one partition (the fewest items carrying both), items bounded by buckets × values."""
+    dimension = _partition_for([by] + ([where.dimension] if where else []))
+    items, _ = _read(user_id, low, high, [dimension], repository)
+    groups: dict[str, Counters] = {}
+    for item in items:
+        attributes = _attributes(dimension, item.key.value)
+        if _selects(where, attributes):
+            groups.setdefault(attributes[by], Counters()).add(item.counters)
+    return groups
+
+
 def tag_value_total_nanos(
     user_id: str,
     key: str,
@@ -742,5 +763,6 @@ __all__ = [
     "resolve_range",
     "summarize",
     "tag_value_total_nanos",
+    "totals_by",
     "usage_summary",
 ]

@@ -36,6 +36,7 @@ from llmtally.rollups import Counters, Dimension
 
 if TYPE_CHECKING:
     from llmtally.pricing import CatalogModel, PriceBook
+    from llmtally.queries import Filter
     from llmtally.repositories.rollups import RollupRepository
 
 MAX_CANDIDATES: Final = 5
@@ -119,14 +120,24 @@ def recommend(
 
 
 def operation_totals(
-    user_id: str, first: date, last: date, tz: str, *, repository: RollupRepository
+    user_id: str,
+    first: date,
+    last: date,
+    tz: str,
+    *,
+    repository: RollupRepository,
+    where: Filter | None = None,
 ) -> dict[str, Counters]:
-    """Each operation type's counters summed over whole local days [first, last] (rollups only)."""
-    from llmtally.queries import local_midnight, range_totals, zone
+    """Each operation type's counters summed over whole local days [first, last] (rollups only), of
+    the calls `where` selects if given (then from the partition carrying both the operation and the
+    filter's dimension: the (model, operation) cells or the tag's cells)."""
+    from llmtally.queries import local_midnight, range_totals, totals_by, zone
 
-    where = zone(tz)
-    low: datetime = local_midnight(first, where)
-    high: datetime = local_midnight(last + timedelta(days=1), where)
+    local = zone(tz)
+    low: datetime = local_midnight(first, local)
+    high: datetime = local_midnight(last + timedelta(days=1), local)
+    if where is not None:
+        return totals_by(user_id, Dimension.OPERATION.value, low, high, where, repository=repository)
     return range_totals(user_id, low, high, (Dimension.OPERATION,), repository=repository).by_dimension[
         Dimension.OPERATION
     ]

@@ -29,6 +29,19 @@ Timezone = Annotated[
     str | None,
     Query(max_length=64, description="IANA timezone of the local days (default UTC), e.g. Europe/Paris"),
 ]
+Where = Annotated[
+    str | None,
+    Query(
+        min_length=3,
+        max_length=300,
+        description="The summary's filter `<dimension>:<value>` (provider:openai, model:gpt-5, operation:chat, "
+        "tag:customer:acme): the insight is computed from that filter's rollups only",
+    ),
+]
+UNDER_WHERE = (
+    " Under `where`, from the filtered rollups; the answer echoes `where`, and under a tag value lists the "
+    "months it was past the tag's bound (`folded_months`, its calls then in (other)) with a `note`."
+)
 
 
 @router.get(
@@ -37,14 +50,14 @@ Timezone = Annotated[
     description="The current calendar month in `tz` (it starts at local midnight of the 1st): spend so far and "
     "the forecast month-end total, from a robust run rate with weekday rhythm and trend over the last 8 weeks "
     "of completed days. Short histories fall back to a plain run rate with a wide range; `method` says which. "
-    "Read from the rollups only.",
+    "Read from the rollups only." + UNDER_WHERE,
     tags=TAG,
     responses={200: ok(ForecastResponse), **error_responses(400, 401, 403)},
 )
-def get_forecast(userId: UserIdPath, tz: Timezone = None) -> Response[Any]:
+def get_forecast(userId: UserIdPath, tz: Timezone = None, where: Where = None) -> Response[Any]:
     tenant_of(router, userId)
     query_params_of(router, FORECAST_PARAMS)
-    return json_response(insights_service().forecast(userId, tz))
+    return json_response(insights_service().forecast(userId, tz, where=where))
 
 
 @router.get(
@@ -52,7 +65,7 @@ def get_forecast(userId: UserIdPath, tz: Timezone = None) -> Response[Any]:
     summary="Days whose cost is unusual for this user",
     description="Among the `days` local days ending today in `tz`: days whose cost is far from what the previous "
     "weeks predict (trend × weekday rhythm), by a robust score. Today, still in progress, can only be flagged "
-    "high. Read from the rollups only.",
+    "high. Read from the rollups only." + UNDER_WHERE + " Days of a folded month are not judged.",
     tags=TAG,
     responses={200: ok(AnomaliesResponse), **error_responses(400, 401, 403)},
 )
@@ -65,10 +78,11 @@ def get_anomalies(
         ),
     ] = DEFAULT_ANOMALY_DAYS,
     tz: Timezone = None,
+    where: Where = None,
 ) -> Response[Any]:
     tenant_of(router, userId)
     query_params_of(router, ANOMALIES_PARAMS)
-    return json_response(insights_service().anomalies(userId, days, tz))
+    return json_response(insights_service().anomalies(userId, days, tz, where=where))
 
 
 @router.get(
@@ -77,7 +91,7 @@ def get_anomalies(
     description="For each operation type, the last `days` UTC days' token mix (input, cache reads and writes, "
     "output, reasoning) re-priced on each current model of the catalog; up to 5 candidates cheaper than what "
     "was paid, cheapest first. Linear per-token prices (no long-context tiers); quality is not judged. Read "
-    "from the rollups only.",
+    "from the rollups only." + UNDER_WHERE,
     tags=TAG,
     responses={200: ok(RecommendationsResponse), **error_responses(400, 401, 403)},
 )
@@ -91,7 +105,8 @@ def get_recommendations(
             description=f"How many days, {RECOMMENDATION_DAYS[0]}–{RECOMMENDATION_DAYS[1]}",
         ),
     ] = DEFAULT_RECOMMENDATION_DAYS,
+    where: Where = None,
 ) -> Response[Any]:
     tenant_of(router, userId)
     query_params_of(router, RECOMMENDATIONS_PARAMS)
-    return json_response(insights_service().recommendations(userId, days))
+    return json_response(insights_service().recommendations(userId, days, where=where))

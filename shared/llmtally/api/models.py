@@ -434,6 +434,15 @@ class ForecastResponse(BaseModel):
         description="seasonal_trend/trend with ≥ 21/14 days of history; run_rate (wide range) before; "
         "first_day on the first day of use; none without usage (see docs/insights.md)"
     )
+    where: WhereOut | None = Field(default=None, description="The `where` filter the figures are under, if any")
+    folded_months: list[str] = Field(
+        default_factory=list,
+        description="Under `where=tag:<key>:<value>`: the UTC months (YYYY-MM) of the window in which the value "
+        "was past the tag's monthly bound; its calls then are counted in (other), not in these figures",
+    )
+    note: str | None = Field(
+        default=None, description="Why a figure under `where` is partial or means something else (null: none)"
+    )
 
 
 class AnomalyOut(BaseModel):
@@ -454,6 +463,15 @@ class AnomaliesResponse(BaseModel):
     days: int
     method: str
     anomalies: list[AnomalyOut] = Field(description="Oldest first")
+    where: WhereOut | None = Field(default=None, description="The `where` filter the figures are under, if any")
+    folded_months: list[str] = Field(
+        default_factory=list,
+        description="Under `where=tag:<key>:<value>`: the UTC months (YYYY-MM) of the window in which the value "
+        "was past the tag's monthly bound; its calls then are counted in (other), not in these figures",
+    )
+    note: str | None = Field(
+        default=None, description="Why a figure under `where` is partial or means something else (null: none)"
+    )
 
 
 class CandidateOut(BaseModel):
@@ -485,3 +503,12 @@ class RecommendationsResponse(BaseModel):
     user_id: str
     days: int
     operations: list[OperationRecommendationOut] = Field(description="Costliest operation first")
+    where: WhereOut | None = Field(default=None, description="The `where` filter the figures are under, if any")
+    folded_months: list[str] = Field(
+        default_factory=list,
+        description="Under `where=tag:<key>:<value>`: the UTC months (YYYY-MM) of the window in which the value "
+        "was past the tag's monthly bound; its calls then are counted in (other), not in these figures",
+    )
+    note: str | None = Field(
+        default=None, description="Why a figure under `where` is partial or means something else (null: none)"
+    )

@@ -290,6 +290,12 @@ class TagRegistry:
             folded |= self.month_counts(user_id, key, month)[1]
         return len(folded)
 
+    def months_folded(self, user_id: str, key: str, value: str, months: Iterable[str]) -> list[str]:
+        """The months (sorted) in which `value` of `key` was past the bound: its calls then rolled up
+        as `(other)`, so the value's own rollups miss them (an insight under a tag filter says so)."""
+        digest = _fold_hash(value)
+        return [month for month in sorted(set(months)) if digest in self.month_counts(user_id, key, month)[1]]
+
     def forget_cache(self) -> None:
         self.keys.forget_cache()
         self.values.forget_cache()

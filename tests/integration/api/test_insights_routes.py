@@ -122,6 +122,9 @@ def test_forecast_equals_the_model_on_the_brute_force_series(history: list[Usage
         "low_usd": nanos_to_usd(expected.low_nanos),
         "high_usd": nanos_to_usd(expected.high_nanos),
         "method": "seasonal_trend",
+        "where": None,
+        "folded_months": [],
+        "note": None,
     }
     assert period_start.utcoffset() == timedelta(hours=5, minutes=30)
     assert (period_start.day, period_start.hour, period_start.minute) == (1, 0, 0)
@@ -137,6 +140,9 @@ def test_a_tenant_without_usage_gets_a_zero_forecast_and_nothing_else(history: l
         "user_id": BOB,
         "days": 30,
         "operations": [],
+        "where": None,
+        "folded_months": [],
+        "note": None,
     }
 
 
@@ -198,7 +204,7 @@ def test_recommendations_reprice_each_operations_token_mix(history: list[UsageEv
 
 def test_recommendations_cover_only_the_days_asked(history: list[UsageEvent]) -> None:
     body = get(f"/api/llm-usage/{ALICE}/recommendations", days=1).json()
-    assert body == {"user_id": ALICE, "days": 1, "operations": []}  # nothing today
+    assert body == {"user_id": ALICE, "days": 1, "operations": [], "where": None, "folded_months": [], "note": None}
 
 
 # -- refusals ------------------------------------------------------------------------------------
