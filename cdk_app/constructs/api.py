@@ -139,9 +139,9 @@ class Api(Construct):
             },
         )
         self.function.add_to_role(
-            iam.PolicyStatement(
-                actions=["dynamodb:Query", "dynamodb:GetItem"], resources=index_arns(usage_table, specs[USAGE])
-            ),
+            # Raw entries: Queries of the table and its indexes; one entry by key (GetItem has no index form).
+            iam.PolicyStatement(actions=["dynamodb:Query"], resources=index_arns(usage_table, specs[USAGE])),
+            iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[usage_table.table_arn]),
             # Summaries, series and insights are Queries of the rollups (checkpoints are the aggregator's).
             iam.PolicyStatement(actions=["dynamodb:Query"], resources=[rollups_table.table_arn]),
             # Settings, budgets and ledgers; alert records listed (Query); a budget removed (DeleteItem).

@@ -30,7 +30,7 @@ from cdk_app.constructs.functions import LlmTallyFunction
 from cdk_app.constructs.tables import table_from_spec
 from cdk_app.nag import acknowledge
 from llmtally.events import Provider
-from llmtally.reconcile.alerts import EMAIL_FIELDS, EMAIL_TEMPLATE
+from llmtally.reconcile.alerts import ALERT_DETAIL_TYPE, ALERT_SOURCE, EMAIL_FIELDS, EMAIL_TEMPLATE
 from llmtally.tables import TableSpec
 from llmtally.topology import reconciliation_alerts_rule_pattern
 
@@ -132,7 +132,12 @@ class Reconciliation(Construct):
             ),
             # Which tenants stored an admin key (by name prefix; the action has no resource scoping).
             iam.PolicyStatement(actions=["secretsmanager:ListSecrets"], resources=["*"]),
-            iam.PolicyStatement(actions=["events:PutEvents"], resources=[bus.event_bus_arn]),
+            # Reconciliation alerts only: the role cannot forge a usage event or a budget alert.
+            iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[bus.event_bus_arn],
+                conditions={"StringEquals": {"events:source": ALERT_SOURCE, "events:detail-type": ALERT_DETAIL_TYPE}},
+            ),
         )
         if bedrock_environment(self):
             # The account's Bedrock bill (Cost Explorer has no resource-level permissions).

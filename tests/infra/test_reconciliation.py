@@ -65,9 +65,12 @@ def test_the_function_reads_only_admin_keys_and_writes_only_its_table(synthesize
     assert by_action["dynamodb:PutItem"]["Resource"] == {"Fn::GetAtt": [table_id, "Arn"]}
     assert "dynamodb:UpdateItem" in by_action
     assert "dynamodb:BatchWriteItem" not in by_action
-    # And it puts events on the usage bus only
+    # And it puts events on the usage bus only, reconciliation alerts only (never a usage event or a budget alert)
     bus_id, _ = synthesized.one("AWS::Events::EventBus", Name=NAMES.event_bus)
     assert by_action["events:PutEvents"]["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
+    assert by_action["events:PutEvents"]["Condition"] == {
+        "StringEquals": {"events:source": "llmtally", "events:detail-type": "ReconciliationAlert"}
+    }
 
 
 def test_reconciliation_alerts_go_to_the_alert_topic_and_the_slack_notifier(synthesized: Synthesized) -> None:

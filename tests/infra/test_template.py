@@ -491,6 +491,9 @@ def test_function_roles_least_privilege(synthesized: Synthesized, name: str) -> 
             elif "*" in resource:
                 # Only users' secrets under the prefix, and Bedrock models for the connection test.
                 assert f"secret:{NAMES.secrets_prefix}*" in resource or "bedrock" in resource, f"{name}: {resource}"
+            if "/index/" in resource:
+                # An index is only ever read by Query (or Scan): item operations have no index form.
+                assert set(actions) <= {"dynamodb:Query", "dynamodb:Scan"}, f"{name}: {actions} on an index"
 
 
 def test_only_the_connection_test_reads_keys_and_the_notifier_webhooks(synthesized: Synthesized) -> None:
