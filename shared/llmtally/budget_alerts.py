@@ -19,6 +19,13 @@ batch's commits: exact) and SET on its ledger, then its thresholds fire like the
 through the same alert records. Setting a total read from the rollups is idempotent, so a retry
 re-does it harmlessly; it adds no item to the rollup transactions (their 100-item bound stays the
 rollups'), and costs one read of the value's month per tag budget per batch that carries the tag.
+
+Strict tag budgets: right after SETting a tag ledger's spend (which now includes the batch's
+events), the holds named by the batch's events (`TAG_HOLD_METADATA`, skipped records included) are
+released from the ledger of the period they were taken in, each by one conditional REMOVE keyed by
+its id (`BudgetRepository.release_rolled_holds`): the amount leaves `outstanding` exactly once,
+after it entered `spent` (between the two it counts twice: conservative, never an overshoot). A
+failed release fails the batch like a failed alert, and the retry releases what is left.
 """
 
 from __future__ import annotations
@@ -31,12 +38,15 @@ from typing import Any, Final
 
 from llmtally.budgets import (
     STRICT_PERIOD_METADATA,
+    TAG_HOLD_METADATA,
     Budget,
     BudgetAlert,
     Period,
     TagScope,
     crossed_thresholds,
+    parse_tag_hold,
     period_by_key,
+    period_of,
 )
 from llmtally.errors import LLMTallyError
 from llmtally.rollups import Dimension, RollupSource
@@ -79,6 +89,16 @@ class _TagBudget:
     tag: TagScope
     budget: Budget
     period: Period
+    #: Strict holds named by the batch's events carrying this tag: hold id → when it was taken.
+    holds: dict[str, int] = field(default_factory=dict)
+
+    def holds_by_period(self) -> dict[str, list[str]]:
+        """The holds to release, by the ledger period (in the budget's zone) they were taken in."""
+        found: dict[str, list[str]] = {}
+        for hold_id, at in sorted(self.holds.items()):
+            key = period_of(datetime.fromtimestamp(at, UTC), self.budget.timezone).key
+            found.setdefault(key, []).append(hold_id)
+        return found
 
 
 @dataclass(slots=True)
@@ -133,14 +153,19 @@ class BudgetKeeper:
             user: _Tenant(budget, budget.period(now)) for user, budget in self.budgets.get_budgets(user_ids).items()
         }
         seen: dict[str, set[tuple[str, str]]] = {}
+        held: dict[tuple[str, str, str], dict[str, int]] = {}
         for entry in entries:
             tags = getattr(entry, "tags", None) or {}
             if tags:
                 seen.setdefault(entry.user_id, set()).update(tags.items())
+                hold = parse_tag_hold((getattr(entry, "metadata", None) or {}).get(TAG_HOLD_METADATA))
+                if hold is not None:
+                    for key, value in tags.items():
+                        held.setdefault((entry.user_id, key, value), {})[hold[0]] = hold[1]
         self._tagged = {}
         for user_id in sorted(seen):
             mine = [
-                _TagBudget(tag, budget, budget.period(now))
+                _TagBudget(tag, budget, budget.period(now), held.get((user_id, tag.key, tag.value), {}))
                 for tag, budget in self.budgets.list_tag_budgets(user_id)
                 if (tag.key, tag.value) in seen[user_id]
             ]
@@ -207,6 +232,9 @@ class BudgetKeeper:
                         self._rollups, user_id, scoped.tag, scoped.period.start_utc, scoped.period.end_utc
                     )
                     self.budgets.seed_spent(user_id, scoped.period, spent, tag=scoped.tag)
+                    # now that `spent` holds the batch's events, their strict holds leave `outstanding`
+                    for period_key, hold_ids in scoped.holds_by_period().items():
+                        self.budgets.release_rolled_holds(user_id, period_key, scoped.tag, hold_ids)
                     self._evaluate(user_id, scoped.budget, scoped.period, scoped.tag, now, outcome)
             except LLMTallyError as exc:
                 outcome.failed.append(user_id)

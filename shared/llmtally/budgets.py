@@ -9,7 +9,8 @@ alert thresholds in percent (default 50/80/100) and an action once 100% is reach
 - `switch`: the library sends calls to a cheaper configured provider/model (`switch_to`).
 
 `strict` makes the library reserve each call's worst-case cost before it runs (see
-`llmtally.providers.budget`), so concurrent callers cannot overshoot the limit.
+`llmtally.providers.budget`), so concurrent callers cannot overshoot the limit — on the tenant's
+budget and on tag budgets alike.
 
 Pure domain code: storage is `llmtally.repositories.budgets`, evaluation after rollup commits is
 `llmtally.budget_alerts`. See docs/budgets.md.
@@ -54,6 +55,30 @@ _PERCENT_QUANTUM: Final = Decimal("0.1")
 STRICT_PERIOD_METADATA: Final = "llmtally_budget_period"
 #: Tag budgets a tenant may keep (each is read by the aggregator for every batch with that tag).
 MAX_TAG_BUDGETS: Final = 20
+#: Metadata a call held by strict tag budgets carries: `{hold id}@{epoch seconds it was reserved}`.
+#: The id names the call's hold on every strict tag budget's ledger (one id for all of them); the
+#: instant gives each ledger's period in its budget's timezone. The aggregator releases those holds
+#: once it has rolled the event up (docs/budgets.md, "Strict tag budgets").
+TAG_HOLD_METADATA: Final = "llmtally_tag_hold"
+_HOLD_ID_CHARS: Final = frozenset("0123456789abcdef")
+
+
+def format_tag_hold(hold_id: str, reserved_at: int) -> str:
+    """`TAG_HOLD_METADATA`'s value."""
+    return f"{hold_id}@{reserved_at}"
+
+
+def parse_tag_hold(text: object) -> tuple[str, int] | None:
+    """(hold id, reserved at) from `TAG_HOLD_METADATA`'s value; None for anything else (events are
+    untrusted input: a malformed value releases nothing)."""
+    if not isinstance(text, str) or len(text) > 64:
+        return None
+    hold_id, sep, at = text.partition("@")
+    if not sep or not 1 <= len(hold_id) <= 32 or not set(hold_id) <= _HOLD_ID_CHARS:
+        return None
+    if not at.isascii() or not at.isdigit() or len(at) > 12:
+        return None
+    return hold_id, int(at)
 
 
 class BudgetAction(StrEnum):

@@ -110,8 +110,9 @@ def list_tag_budgets(userId: UserIdPath) -> Response[Any]:
     "/api/llm-settings/<userId>/budget/tags",
     summary="Set one tag value's monthly budget",
     description="Creates or replaces the budget of `tagKey`=`tagValue` whole (same fields as the tenant's "
-    "budget; `strict` is the tenant budget's only). Alerts fire once per threshold per period, like the "
-    "tenant's, to the same Slack webhook and e-mail; `block`/`switch` apply to calls made under that tag.",
+    "budget; `strict` reserves each call's worst case on the tag's ledger). Alerts fire once per threshold "
+    "per period, like the tenant's, to the same Slack webhook and e-mail; `block`/`switch` apply to calls "
+    "made under that tag.",
     tags=TAG,
     responses={200: ok(TagBudgetOut), **error_responses(400, 401, 403, 413)},
 )

@@ -155,10 +155,6 @@ class BudgetService:
             budget = update.budget(now)
         except ValidationError as exc:
             raise BadRequestError("; ".join(_message(e) for e in exc.errors())) from None
-        if budget.strict:
-            # Strict settlement is released by the aggregator inside the rollup transaction, which
-            # holds the tenant's ledger only (docs/budgets.md, "Tag budgets").
-            raise BadRequestError("strict mode is available on the tenant's budget only, not on a tag budget")
         existing = {(t.key, t.value) for t, _ in self._budgets.list_tag_budgets(user_id)}
         if (tag.key, tag.value) not in existing and len(existing) >= MAX_TAG_BUDGETS:
             raise BadRequestError(f"at most {MAX_TAG_BUDGETS} tag budgets per tenant: remove one first")

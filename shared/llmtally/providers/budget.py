@@ -21,6 +21,13 @@ aggregator brings the call's event into the rollups (the event carries the ledge
 commit more than the limit: each one's real cost is at most its reservation. Streams too: their
 reservation is settled when the stream ends or is closed.
 
+Strict tag budgets (a budget on the calls tagged `customer=c-42`, `strict`) reserve the same way on
+their own ledgers, for the tags of the call's `llmtally.attribution(tags=...)`: one call holds on
+the tenant's strict budget and on each strict tag budget, all or none (`BudgetGuard.reserve_strict`
+gives back what it took when one refuses), under one hold id that its event carries
+(`llmtally.budgets.TAG_HOLD_METADATA`); the aggregator releases each tag hold exactly once after
+rolling the event up (`BudgetRepository.release_rolled_holds`).
+
 Async (`agenerate`, `astream`): the same decisions on the same code. The budget state, the
 reservation, a switch target's construction and the settlement are storage calls (boto3, in the
 repositories): they run off the event loop (`asyncio.to_thread`), except a fresh cached state
@@ -45,12 +52,14 @@ from typing import Any, Final
 
 from llmtally.budgets import (
     STRICT_PERIOD_METADATA,
+    TAG_HOLD_METADATA,
     Budget,
     BudgetAction,
     BudgetExceededError,
     BudgetStatus,
     SwitchTarget,
     TagScope,
+    format_tag_hold,
 )
 from llmtally.events import MetadataValue, Provider
 from llmtally.money import NANOS_PER_USD, nanos_to_usd
@@ -114,6 +123,36 @@ def worst_case_nanos(
 
 
 @dataclass(frozen=True, slots=True)
+class StrictHold:
+    """One call's strict reservations — the tenant budget's and every strict tag budget's of its
+    tags — taken all or none, sharing one hold id (`BudgetGuard.reserve_strict`)."""
+
+    reservations: tuple[Any, ...]
+    hold_id: str
+    reserved_at: int
+
+    @property
+    def tenant(self) -> Any | None:
+        return next((r for r in self.reservations if r.tag is None), None)
+
+    @property
+    def period(self) -> str | None:
+        """The tenant reservation's period (None: only tag budgets hold this call)."""
+        tenant = self.tenant
+        return None if tenant is None else str(tenant.period)
+
+    def metadata(self) -> dict[str, MetadataValue]:
+        """What the call's event carries so the aggregator can release it: the tenant ledger's period
+        (`STRICT_PERIOD_METADATA`) and the tag holds' id (`TAG_HOLD_METADATA`)."""
+        found: dict[str, MetadataValue] = {}
+        if self.period is not None:
+            found[STRICT_PERIOD_METADATA] = self.period
+        if any(r.tag is not None for r in self.reservations):
+            found[TAG_HOLD_METADATA] = format_tag_hold(self.hold_id, self.reserved_at)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
 class _Cached:
     status: BudgetStatus | None
     until: float
@@ -169,7 +208,7 @@ class BudgetGuard:
     def tag_status(self, user_id: str, tag: TagScope) -> BudgetStatus | None:
         """A tag budget's state (docs/budgets.md, "Tag budgets"), or None when the value has none;
         cached `ttl_seconds` like `status`."""
-        cache_key = f"{user_id}\x00tag\x00{tag.key}\x00{tag.value}"
+        cache_key = _tag_cache_key(user_id, tag)
         now = self._clock()
         with self._lock:
             hit = self._cache.get(cache_key)
@@ -188,7 +227,7 @@ class BudgetGuard:
     def tag_peek(self, user_id: str, tag: TagScope) -> tuple[bool, BudgetStatus | None]:
         """Like `peek`, for a tag budget."""
         with self._lock:
-            hit = self._cache.get(f"{user_id}\x00tag\x00{tag.key}\x00{tag.value}")
+            hit = self._cache.get(_tag_cache_key(user_id, tag))
         if hit is not None and hit.until > self._clock():
             return True, hit.status
         return False, None
@@ -221,8 +260,93 @@ class BudgetGuard:
             self.invalidate(user_id)
             raise _exceeded(user_id, budget, period.key, exc.committed_nanos, extra_nanos=nanos) from None
 
+    def reserve_strict(
+        self,
+        user_id: str,
+        tenant: Budget | None,
+        tags: Sequence[tuple[TagScope, Budget]],
+        nanos: int,
+    ) -> StrictHold:
+        """Hold `nanos` on the tenant budget's ledger (when given) and on each tag budget's, all or none:
+        the first that has no room ends it, what was taken is given back, and BudgetExceededError
+        names the budget that refused."""
+        from llmtally.repositories.budgets import NoRoomError, new_hold_id
+
+        at = self._now()
+        hold_id = new_hold_id()
+        taken: list[Any] = []
+        budgets: list[tuple[TagScope | None, Budget]] = [(None, tenant)] if tenant is not None else []
+        budgets.extend(tags)
+        for scope, budget in budgets:
+            period = budget.period(at)
+            try:
+                taken.append(
+                    self.repository.reserve(
+                        user_id,
+                        period,
+                        nanos,
+                        limit_nanos=budget.limit_nanos,
+                        hold_seconds=self._hold_seconds,
+                        tag=scope,
+                        hold_id=hold_id,
+                    )
+                )
+            except NoRoomError as exc:
+                self._give_back(user_id, taken)
+                self.invalidate(user_id if scope is None else _tag_cache_key(user_id, scope))
+                if scope is None:
+                    raise _exceeded(user_id, budget, period.key, exc.committed_nanos, extra_nanos=nanos) from None
+                raise _tag_no_room(user_id, scope, budget, period.key, exc.committed_nanos, nanos) from None
+            except BaseException:
+                self._give_back(user_id, taken)
+                raise
+        return StrictHold(tuple(taken), hold_id, int(at.timestamp()))
+
+    def _give_back(self, user_id: str, taken: Sequence[Any]) -> None:
+        for reservation in taken:
+            try:
+                self.repository.cancel(reservation)
+            except Exception as exc:  # the hold expires by itself
+                logger.warning(
+                    "budget reservation not given back; it expires by itself",
+                    extra={"user_id": user_id, "error_class": type(exc).__name__},
+                )
+
     def settle(self, reservation: Any, actual_nanos: int) -> None:
-        self.repository.settle(reservation, actual_nanos)
+        """Settle a reservation (or each of a `StrictHold`'s) to the call's real cost."""
+        if not isinstance(reservation, StrictHold):
+            self.repository.settle(reservation, actual_nanos)
+            return
+        failure: Exception | None = None
+        for one in reservation.reservations:
+            try:
+                self.repository.settle(one, actual_nanos)
+            except Exception as exc:  # settle the others; the failed hold expires by itself
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+
+def _tag_cache_key(user_id: str, tag: TagScope) -> str:
+    return f"{user_id}\x00tag\x00{tag.key}\x00{tag.value}"
+
+
+def _tag_no_room(
+    user_id: str, tag: TagScope, budget: Budget, period: str, committed_nanos: int, extra_nanos: int
+) -> BudgetExceededError:
+    """A strict tag budget without room for this call's worst case."""
+    limit = nanos_to_usd(budget.limit_nanos)
+    committed = nanos_to_usd(committed_nanos)
+    return BudgetExceededError(
+        f"the {tag.label} budget of ${limit.normalize()} for {period} has no room for this call "
+        f"(${committed.normalize()} spent or reserved; this call may cost up to "
+        f"${nanos_to_usd(extra_nanos).normalize()}); calls tagged {tag.label} are blocked until the next "
+        "period or a higher limit",
+        user_id=user_id,
+        period=period,
+        limit_usd=limit,
+        committed_usd=committed,
+    )
 
 
 def _attribution_tags() -> Mapping[str, str]:
@@ -443,28 +567,38 @@ class BudgetedProvider:
         metadata: Mapping[str, MetadataValue] | None,
         call: dict[str, Any],
     ) -> _Admitted:
-        """Where the call goes and what it holds: the cached state, then route (or reserve, strict)."""
+        """Where the call goes and what it holds: the cached states, then route (or reserve, strict)."""
         status = self.guard.status(self.user_id)
-        switched = self._tag_route(status)
+        tagged = [
+            (scope, tag_status)
+            for scope in tag_scopes(_attribution_tags())
+            if (tag_status := self.guard.tag_status(self.user_id, scope)) is not None
+        ]
+        strict_tags = [(scope, s) for scope, s in tagged if s.budget.strict]
+        tenant_strict = status is not None and status.budget.strict
+        switched = self._tag_route(
+            [(scope, s) for scope, s in tagged if not s.budget.strict], tenant_strict or bool(strict_tags)
+        )
         if switched is not None:
             return _Admitted(switched[0], switched[1], metadata, None)
-        if status is not None and status.budget.strict:
-            provider, chosen, reservation, tagged = self._reserve(status, prompt, model, metadata, call)
-            return _Admitted(provider, chosen, tagged, reservation)
+        if tenant_strict or strict_tags:
+            provider, chosen, reservation, held = self._reserve(status, strict_tags, prompt, model, metadata, call)
+            return _Admitted(provider, chosen, held, reservation)
         routed, routed_model = self._route(status, model)
         return _Admitted(routed, routed_model, metadata, None)
 
-    def _tag_route(self, status: BudgetStatus | None) -> tuple[TrackedProvider, str] | None:
-        """The tag budgets of the call's attribution (docs/budgets.md, "Tag budgets"): a spent one with
-        `block` refuses the call; with `switch`, the call goes to its target (None: no tag budget
-        decides). Under a strict tenant budget a tag switch acts as block (the switched call would
-        escape the tenant's reservation)."""
-        for scope in tag_scopes(_attribution_tags()):
-            tag_status = self.guard.tag_status(self.user_id, scope)
-            if tag_status is None or not tag_status.exhausted or tag_status.budget.action is BudgetAction.NOTIFY:
+    def _tag_route(
+        self, tagged: Sequence[tuple[TagScope, BudgetStatus]], strict: bool
+    ) -> tuple[TrackedProvider, str] | None:
+        """The non-strict tag budgets of the call's attribution (docs/budgets.md, "Tag budgets"): a spent
+        one with `block` refuses the call; with `switch`, the call goes to its target (None: no tag
+        budget decides). When a strict budget holds the call a tag switch acts as block (the switched
+        call would escape that budget's reservation)."""
+        for scope, tag_status in tagged:
+            if not tag_status.exhausted or tag_status.budget.action is BudgetAction.NOTIFY:
                 continue
             target = tag_status.budget.switch_to
-            if tag_status.budget.action is BudgetAction.BLOCK or target is None or (status and status.budget.strict):
+            if tag_status.budget.action is BudgetAction.BLOCK or target is None or strict:
                 self.blocked_calls += 1
                 raise tag_exceeded(self.user_id, scope, tag_status)
             self.switched_calls += 1
@@ -480,7 +614,7 @@ class BudgetedProvider:
     ) -> _Admitted:
         fresh, status = self.guard.peek(self.user_id)
         peeks = [self.guard.tag_peek(self.user_id, scope) for scope in tag_scopes(_attribution_tags())]
-        tags_clear = all(ok and (s is None or not s.exhausted) for ok, s in peeks)
+        tags_clear = all(ok and (s is None or not (s.exhausted or s.budget.strict)) for ok, s in peeks)
         if tags_clear and fresh and (status is None or not (status.budget.strict or status.exhausted)):
             return _Admitted(self.inner, model, metadata, None)  # nothing to decide, nothing to store
         # (to_thread copies the context: the thread sees the caller's attribution)
@@ -509,19 +643,30 @@ class BudgetedProvider:
 
     def _reserve(
         self,
-        status: BudgetStatus,
+        status: BudgetStatus | None,
+        strict_tags: Sequence[tuple[TagScope, BudgetStatus]],
         prompt: str | None,
         model: str | None,
         metadata: Mapping[str, MetadataValue] | None,
         call: dict[str, Any],
-    ) -> tuple[TrackedProvider, str, Any, dict[str, MetadataValue]]:
-        """Reserve the worst case on the configured model, else (switch) on the switch target; or refuse."""
-        budget = status.budget
+    ) -> tuple[TrackedProvider, str, StrictHold, dict[str, MetadataValue]]:
+        """Reserve the worst case on every strict budget of the call (the tenant's, its tags'), all or
+        none: on the configured model, else on a strict budget's switch target; or refuse."""
+        tenant = status.budget if status is not None and status.budget.strict else None
+        strict = ([status] if tenant is not None and status is not None else []) + [s for _, s in strict_tags]
+        if tenant is not None:
+            first: tuple[TrackedProvider, str] = (self.inner, model or self.inner.model)
+        else:  # a non-strict tenant budget routes first (block, or its switch)
+            routed, routed_model = self._route(status, model)
+            first = (routed, routed_model or routed.model)
         candidates: list[tuple[TrackedProvider, str]] = []
-        if not (status.exhausted and budget.action is BudgetAction.SWITCH):
-            candidates.append((self.inner, model or self.inner.model))
-        if budget.action is BudgetAction.SWITCH and budget.switch_to is not None:
-            candidates.append(self._target(budget.switch_to))
+        if not any(s.exhausted and s.budget.action is BudgetAction.SWITCH for s in strict):
+            candidates.append(first)
+        for one in strict:
+            if one.budget.action is BudgetAction.SWITCH and one.budget.switch_to is not None:
+                target = self._target(one.budget.switch_to)
+                if target not in candidates:
+                    candidates.append(target)
         refusal: BudgetExceededError | None = None
         for provider, chosen in candidates:
             max_tokens = call["max_tokens"]
@@ -536,13 +681,15 @@ class BudgetedProvider:
                 max_tokens=max_tokens,
             )
             try:
-                reservation = self.guard.reserve(self.user_id, budget, worst)
+                hold = self.guard.reserve_strict(
+                    self.user_id, tenant, [(scope, s.budget) for scope, s in strict_tags], worst
+                )
             except BudgetExceededError as exc:
                 refusal = exc
                 continue
             if (provider, chosen) != (self.inner, model or self.inner.model):
                 self.switched_calls += 1
-            return provider, chosen, reservation, {**(metadata or {}), STRICT_PERIOD_METADATA: reservation.period}
+            return provider, chosen, hold, {**(metadata or {}), **hold.metadata()}
         self.blocked_calls += 1
         assert refusal is not None
         raise refusal

@@ -27,7 +27,10 @@ installed on the client (the instrumentation's guard hook):
   priced usage when the call ends. A strict call without an output limit cannot be bounded and is
   refused (`BudgetExceededError` naming the missing parameter), as is a model without a price.
   The event carries the reported cost and the ledger period, so the aggregator moves the settled
-  cost from outstanding to spent, as for `BudgetedProvider`.
+  cost from outstanding to spent, as for `BudgetedProvider`;
+* strict tag budgets (of the client's tags and the attribution's): the same reservation, on the
+  tenant's strict budget and every strict tag budget of the call, all or none; the event carries
+  the hold's id (`TAG_HOLD_METADATA`) so the aggregator releases each tag hold exactly once.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from llmtally.budgets import STRICT_PERIOD_METADATA, BudgetAction, BudgetExceededError
+from llmtally.budgets import BudgetAction, BudgetExceededError
 from llmtally.events import Provider, UsageSource
 from llmtally.money import nanos_to_usd
 from llmtally.providers.errors import PROVIDER_LABELS, AuthenticationError
@@ -114,16 +117,23 @@ class BudgetClientGuard:
 
         return tag_scopes({**self._tags, **current_attribution().tags})
 
-    def _check_tags(self, scopes: list[Any]) -> None:
-        """Refuse the call when a tag budget it falls under is spent (block; switch acts as block here)."""
+    def _check_tags(self, scopes: list[Any]) -> list[tuple[Any, BudgetStatus]]:
+        """Refuse the call when a tag budget it falls under is spent (block; switch acts as block here).
+        Returns the strict tag budgets the call must reserve on."""
         from llmtally.providers.budget import tag_exceeded
 
+        strict = []
         for scope in scopes:
             status = self.guard.tag_status(self.user_id, scope)
-            if status is not None and status.exhausted and status.budget.action is not BudgetAction.NOTIFY:
+            if status is None:
+                continue
+            if status.exhausted and status.budget.action is not BudgetAction.NOTIFY:
                 with self._lock:
                     self.blocked_calls += 1
                 raise tag_exceeded(self.user_id, scope, status)
+            if status.budget.strict:
+                strict.append((scope, status))
+        return strict
 
     def before(self, provider: Provider, model: str | None, kwargs: Mapping[str, Any]) -> _Ticket | None:
         return self._before(provider, model, kwargs, self._call_tags())
@@ -132,21 +142,25 @@ class BudgetClientGuard:
         self, provider: Provider, model: str | None, kwargs: Mapping[str, Any], scopes: list[Any]
     ) -> _Ticket | None:
         # `scopes` are read on the caller's side: an executor thread does not see its attribution.
-        self._check_tags(scopes)
+        strict_tags = self._check_tags(scopes)
         status = self.guard.status(self.user_id)
-        if status is None:
-            return None
-        if status.budget.strict:
-            return self._reserve(status, Provider(provider), model, kwargs)
-        if status.exhausted and status.budget.action is not BudgetAction.NOTIFY:
+        tenant_strict = status is not None and status.budget.strict
+        if (
+            status is not None
+            and not tenant_strict
+            and status.exhausted
+            and status.budget.action is not BudgetAction.NOTIFY
+        ):
             self._refuse(status)
+        if tenant_strict or strict_tags:
+            return self._reserve(status if tenant_strict else None, strict_tags, Provider(provider), model, kwargs)
         return None
 
     async def abefore(self, provider: Provider, model: str | None, kwargs: Mapping[str, Any]) -> _Ticket | None:
         fresh, status = self.guard.peek(self.user_id)
         scopes = self._call_tags()
         peeks = [self.guard.tag_peek(self.user_id, scope) for scope in scopes]
-        tags_clear = all(ok and (s is None or not s.exhausted) for ok, s in peeks)
+        tags_clear = all(ok and (s is None or not (s.exhausted or s.budget.strict)) for ok, s in peeks)
         if tags_clear and fresh and (status is None or not (status.budget.strict or status.exhausted)):
             return None  # nothing to decide, nothing to store
         loop = asyncio.get_running_loop()
@@ -179,11 +193,18 @@ class BudgetClientGuard:
         raise error
 
     def _reserve(
-        self, status: BudgetStatus, provider: Provider, model: str | None, kwargs: Mapping[str, Any]
+        self,
+        status: BudgetStatus | None,
+        strict_tags: list[tuple[Any, BudgetStatus]],
+        provider: Provider,
+        model: str | None,
+        kwargs: Mapping[str, Any],
     ) -> _Ticket:
+        """Reserve the worst case on the tenant's strict budget (`status`, when given) and on every
+        strict tag budget of the call, all or none."""
         from llmtally.providers.budget import worst_case_nanos
 
-        budget = status.budget
+        shown = status if status is not None else strict_tags[0][1]
         max_output = output_limit(provider, kwargs)
         reason = None
         if max_output is None:
@@ -210,12 +231,17 @@ class BudgetClientGuard:
             raise BudgetExceededError(
                 f"strict budget: call refused: {reason}",
                 user_id=self.user_id,
-                period=status.period.key,
-                limit_usd=nanos_to_usd(budget.limit_nanos),
-                committed_usd=nanos_to_usd(status.committed_nanos),
+                period=shown.period.key,
+                limit_usd=nanos_to_usd(shown.budget.limit_nanos),
+                committed_usd=nanos_to_usd(shown.committed_nanos),
             )
         try:
-            reservation = self.guard.reserve(self.user_id, budget, worst)
+            reservation = self.guard.reserve_strict(
+                self.user_id,
+                None if status is None else status.budget,
+                [(scope, tag_status.budget) for scope, tag_status in strict_tags],
+                worst,
+            )
         except BudgetExceededError:
             with self._lock:
                 self.blocked_calls += 1
@@ -243,7 +269,7 @@ class BudgetClientGuard:
             if usage.cost_source is not CostSource.UNPRICED:
                 cost_nanos, reported = usage.cost_nanos, nanos_to_usd(usage.cost_nanos)
         self._settle_off_loop(ticket.reservation, cost_nanos)
-        metadata: dict[str, str | int | bool | None] = {STRICT_PERIOD_METADATA: ticket.reservation.period}
+        metadata: dict[str, str | int | bool | None] = dict(ticket.reservation.metadata())
         return Amendment(metadata=metadata, reported_cost_usd=reported)
 
     def _settle_off_loop(self, reservation: Any, nanos: int) -> None:

@@ -24,6 +24,15 @@ attributes too, so no key is parsed back.
 
 DynamoDB conditions cannot add two attributes, so a reservation reads the ledger and writes on the
 condition that `spent_nanos` is unchanged and `outstanding_nanos` still leaves room (see `reserve`).
+
+Strict holds on a tag ledger outlive their call: on a tag ledger `outstanding_nanos` is always the
+sum of its holds' `n`, and a hold goes through states keyed by its id (docs/budgets.md, "Strict tag
+budgets"): reserved `{n: worst case, x}` → settled `{n: real cost, x: later, s}` by the caller →
+removed by the aggregator once the call's event is in the rollups (`release_rolled_holds`, one
+conditional REMOVE per hold: whoever removes it first releases it, every repeat finds it gone).
+If the event is rolled up before the caller settles, the aggregator marks the hold `r` and the
+settle removes it whole. Every hold, whatever its state, is swept at its expiry (a crashed caller,
+an event that never arrived).
 """
 
 from __future__ import annotations
@@ -56,6 +65,10 @@ _MAX_RESERVE_ATTEMPTS: Final = 50
 class Hold:
     nanos: int
     expires_at: int
+    #: A tag hold settled to its call's real cost, waiting for the call's event to be rolled up.
+    settled: bool = False
+    #: A tag hold whose call's event was rolled up before the caller settled: the settle removes it.
+    rolled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +96,16 @@ class Reservation:
     tag: TagScope | None = None
     #: When the hold expires (epoch seconds): until then no sweep can have removed it.
     expires_at: int = 0
+    #: When it was taken (epoch seconds): the aggregator finds a tag hold's period from it.
+    reserved_at: int = 0
 
 
 #: A settle this long before its hold's expiry knows the hold was not swept (callers' clocks differ).
 _SWEEP_CLOCK_MARGIN_S: Final = 60
+#: How long a settled tag hold waits for its call's event to be rolled up before it is swept: far
+#: beyond the pipeline's seconds and the stream's retries, so only an event that never arrives (the
+#: publisher's buffer lost it) is swept — conservative until then, never an overshoot.
+SETTLED_HOLD_S: Final = 86_400
 
 
 class NoRoomError(Exception):
@@ -173,7 +192,7 @@ class BudgetRepository(SettingsRepository):
             return Ledger()
         raw_holds = item.get("holds")
         holds = {
-            str(k): Hold(int(v.get("n", 0)), int(v.get("x", 0)))
+            str(k): Hold(int(v.get("n", 0)), int(v.get("x", 0)), settled="s" in v, rolled="r" in v)
             for k, v in (raw_holds or {}).items()
             if isinstance(v, dict)
         }
@@ -240,6 +259,7 @@ class BudgetRepository(SettingsRepository):
         limit_nanos: int,
         hold_seconds: int,
         tag: TagScope | None = None,
+        hold_id: str | None = None,
     ) -> Reservation:
         """Hold `nanos` on the period's ledger, atomically, if spent + outstanding + nanos ≤ limit.
 
@@ -247,10 +267,12 @@ class BudgetRepository(SettingsRepository):
         `outstanding_nanos` ≤ limit − spent − nanos — that adds the hold (sweeping expired holds of
         crashed callers in the same update). A lost race re-reads and tries again; concurrent
         reservations only conflict when the budget is nearly full. Raises `NoRoomError`.
+
+        `hold_id`: one call's holds on several ledgers share an id (its event names it once).
         """
         if nanos < 0:
             raise ValueError("a reservation cannot be negative")
-        hold_id = secrets.token_hex(8)
+        hold_id = hold_id or new_hold_id()
         key = self._serialize({"user_id": user_id, "setting_type": ledger_sort_key(period.key, tag)})
         ccf = self._client.exceptions.ConditionalCheckFailedException
         ttl = int(period.end_utc.timestamp()) + RECORD_TTL_S
@@ -285,10 +307,14 @@ class BudgetRepository(SettingsRepository):
             else:
                 conditions.append("attribute_not_exists(spent_nanos)")
             removes = []
-            for index, hid in enumerate(expired):
+            for index, (hid, hold) in enumerate(expired.items()):
                 names[f"#x{index}"] = hid
+                names["#n"], names["#e"] = "n", "x"
                 removes.append(f"#h.#x{index}")
-                conditions.append(f"attribute_exists(#h.#x{index})")
+                # unchanged since the read: a tag hold settled meanwhile has another amount and expiry
+                conditions.append(f"#h.#x{index}.#n = :n{index} AND #h.#x{index}.#e = :e{index}")
+                values[f":n{index}"] = {"N": str(hold.nanos)}
+                values[f":e{index}"] = {"N": str(hold.expires_at)}
             expression = "SET #h.#new = :hold ADD outstanding_nanos :add"
             if removes:
                 expression += " REMOVE " + ", ".join(removes)
@@ -308,7 +334,32 @@ class BudgetRepository(SettingsRepository):
             break
         else:
             raise StorageError("budget reservation: too much contention on the ledger; try again")
-        return Reservation(user_id, period.key, hold_id, nanos, tag, expires_at=now + hold_seconds)
+        return Reservation(user_id, period.key, hold_id, nanos, tag, expires_at=now + hold_seconds, reserved_at=now)
+
+    def cancel(self, reservation: Reservation) -> None:
+        """Give a hold back whole (a call refused by another budget after this one reserved): the hold
+        and its amount leave the ledger; nothing if it is gone already (swept, or cancelled before)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._ledger_key(reservation),
+                UpdateExpression="REMOVE #h.#id ADD outstanding_nanos :delta",
+                ConditionExpression="attribute_exists(#h.#id) AND #h.#id.#n = :n",
+                ExpressionAttributeNames={"#h": "holds", "#id": reservation.hold_id, "#n": "n"},
+                ExpressionAttributeValues={
+                    ":delta": {"N": str(-reservation.nanos)},
+                    ":n": {"N": str(reservation.nanos)},
+                },
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return
+        except Exception as exc:
+            raise _storage_error("update_item", exc) from exc
+
+    def _ledger_key(self, reservation: Reservation) -> dict[str, Any]:
+        return self._serialize(
+            {"user_id": reservation.user_id, "setting_type": ledger_sort_key(reservation.period, reservation.tag)}
+        )
 
     def settle(self, reservation: Reservation, actual_nanos: int) -> None:
         """Replace a hold by the call's real cost (outstanding until the aggregator brings it into `spent`).
@@ -317,10 +368,13 @@ class BudgetRepository(SettingsRepository):
         `outstanding_nanos`: the real cost is added on its own. A hold missing before its expiry was
         not swept: an earlier attempt of this settle (retried by the SDK after its answer was lost)
         removed it, and nothing more is added.
+
+        A tag hold is kept, settled, until the aggregator releases it (`settle_tag_hold`).
         """
-        key = self._serialize(
-            {"user_id": reservation.user_id, "setting_type": ledger_sort_key(reservation.period, reservation.tag)}
-        )
+        if reservation.tag is not None:
+            self.settle_tag_hold(reservation, actual_nanos)
+            return
+        key = self._ledger_key(reservation)
         try:
             self._client.update_item(
                 TableName=self._table,
@@ -344,6 +398,108 @@ class BudgetRepository(SettingsRepository):
                 UpdateExpression="ADD outstanding_nanos :delta",
                 ExpressionAttributeValues={":delta": {"N": str(actual_nanos)}},
             )
+
+    def settle_tag_hold(self, reservation: Reservation, actual_nanos: int) -> None:
+        """Settle a hold on a tag ledger (states in the module doc); idempotent under retries.
+
+        Reserved → settled: `n` becomes the real cost, the expiry moves `SETTLED_HOLD_S` on.
+        Rolled (the event came first) → removed with its whole amount. Missing before its expiry: an
+        earlier attempt of this settle did it (and the aggregator may have released it since):
+        nothing. Missing after its expiry: swept while the call ran — the real cost comes back as a
+        settled hold, so the aggregator still releases it exactly once.
+        """
+        ccf = self._client.exceptions.ConditionalCheckFailedException
+        key = self._ledger_key(reservation)
+        names = {"#h": "holds", "#id": reservation.hold_id, "#n": "n", "#s": "s", "#r": "r"}
+        settled = {
+            "M": {
+                "n": {"N": str(actual_nanos)},
+                "x": {"N": str(int(time.time()) + SETTLED_HOLD_S)},
+                "s": {"BOOL": True},
+            }
+        }
+        attempts: list[dict[str, Any]] = [
+            {
+                "UpdateExpression": "SET #h.#id = :held ADD outstanding_nanos :delta",
+                "ConditionExpression": "attribute_exists(#h.#id) AND #h.#id.#n = :n "
+                "AND attribute_not_exists(#h.#id.#s) AND attribute_not_exists(#h.#id.#r)",
+                "ExpressionAttributeValues": {
+                    ":held": settled,
+                    ":delta": {"N": str(actual_nanos - reservation.nanos)},
+                    ":n": {"N": str(reservation.nanos)},
+                },
+            },
+            {
+                "UpdateExpression": "REMOVE #h.#id ADD outstanding_nanos :delta",
+                "ConditionExpression": "attribute_exists(#h.#id.#r) AND #h.#id.#n = :n",
+                "ExpressionAttributeValues": {
+                    ":delta": {"N": str(-reservation.nanos)},
+                    ":n": {"N": str(reservation.nanos)},
+                },
+            },
+        ]
+        if time.time() >= reservation.expires_at - _SWEEP_CLOCK_MARGIN_S and actual_nanos:
+            attempts.append(
+                {
+                    "UpdateExpression": "SET #h.#id = :held ADD outstanding_nanos :delta",
+                    "ConditionExpression": "attribute_not_exists(#h.#id)",
+                    "ExpressionAttributeValues": {":held": settled, ":delta": {"N": str(actual_nanos)}},
+                }
+            )
+        for attempt in attempts:
+            used = {k: v for k, v in names.items() if k in attempt["UpdateExpression"] + attempt["ConditionExpression"]}
+            try:
+                self._client.update_item(TableName=self._table, Key=key, ExpressionAttributeNames=used, **attempt)
+                return
+            except ccf:
+                continue
+            except Exception as exc:
+                raise _storage_error("update_item", exc) from exc
+
+    def release_rolled_holds(
+        self, user_id: str, period: str, tag: TagScope, hold_ids: Iterable[str]
+    ) -> tuple[int, int]:
+        """The aggregator, once the events of these holds' calls are in the rollups (and the ledger's
+        `spent_nanos` includes them): each settled hold leaves the ledger with its amount, in one
+        conditional update per hold, so a redelivery, a retry after a crash or a concurrent
+        evaluation finds it gone and releases nothing; a hold not settled yet is marked rolled (its
+        settle removes it). Returns (holds released, nanos released)."""
+        wanted = set(hold_ids)
+        if not wanted:
+            return 0, 0
+        ledger = self.get_ledger(user_id, period, tag=tag)
+        ccf = self._client.exceptions.ConditionalCheckFailedException
+        key = self._serialize({"user_id": user_id, "setting_type": ledger_sort_key(period, tag)})
+        released = released_nanos = 0
+        for hold_id in sorted(wanted & set(ledger.holds)):
+            hold = ledger.holds[hold_id]
+            names = {"#h": "holds", "#id": hold_id, "#n": "n", "#s": "s", "#r": "r"}
+            if hold.rolled:
+                continue
+            if hold.settled:
+                update: dict[str, Any] = {
+                    "UpdateExpression": "REMOVE #h.#id ADD outstanding_nanos :delta",
+                    "ConditionExpression": "attribute_exists(#h.#id.#s) AND #h.#id.#n = :n",
+                    "ExpressionAttributeValues": {":delta": {"N": str(-hold.nanos)}, ":n": {"N": str(hold.nanos)}},
+                }
+                names.pop("#r")
+            else:
+                update = {
+                    "UpdateExpression": "SET #h.#id.#r = :true",
+                    "ConditionExpression": "attribute_exists(#h.#id) AND attribute_not_exists(#h.#id.#s)",
+                    "ExpressionAttributeValues": {":true": {"BOOL": True}},
+                }
+                names.pop("#n")
+            try:
+                self._client.update_item(TableName=self._table, Key=key, ExpressionAttributeNames=names, **update)
+            except ccf:
+                continue  # released (or settled) by someone else meanwhile: their write counts
+            except Exception as exc:
+                raise _storage_error("update_item", exc) from exc
+            if hold.settled:
+                released += 1
+                released_nanos += hold.nanos
+        return released, released_nanos
 
     def _init_ledger(self, key: Mapping[str, Any], ttl: int) -> None:
         self._call(
@@ -448,6 +604,10 @@ class BudgetRepository(SettingsRepository):
             alert_from_item({k: self._de.deserialize(v) for k, v in raw.items()}) for raw in response.get("Items", [])
         ]
         return sorted(alerts, key=lambda a: (a.period, a.crossed_at, a.threshold_percent), reverse=True)
+
+
+def new_hold_id() -> str:
+    return secrets.token_hex(8)
 
 
 def alert_sort_key(period: str, percent: int, tag: TagScope | None = None) -> str:

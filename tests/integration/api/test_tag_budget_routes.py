@@ -108,10 +108,20 @@ def test_a_value_with_slashes_and_spaces_is_addressed_by_query(world: str, as_al
     assert "team=team/a b#1" in missing.text
 
 
+def test_a_strict_tag_budget_is_accepted_and_shows_what_is_reserved(world: str, as_alice: Api) -> None:
+    # Given a strict $1 block budget on customer c-42
+    response = as_alice("PUT", LIST, body={**C42, "action": "block", "strict": True})
+    assert response.status == 200, response.text
+    # Then it is stored strict, with nothing reserved yet
+    body = as_alice("GET", ONE, query={"key": "customer", "value": "c-42"}).json()
+    assert body["budget"]["strict"] is True
+    assert Decimal(body["status"]["reservedUsd"]) == 0
+
+
 @pytest.mark.parametrize(
     ("change", "said"),
     [
-        ({"strict": True, "action": "block"}, "strict mode is available on the tenant's budget only"),
+        ({"strict": True}, "strict mode enforces the limit: use it with the block or switch action"),
         ({"tagValue": "(other)"}, "tagValue"),
         ({"tagKey": "Customer"}, "tagKey"),
         ({"action": "switch"}, "switchTo"),
