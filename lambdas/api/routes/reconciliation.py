@@ -55,10 +55,24 @@ def reconciliation_service() -> ReconciliationService:
     tags=TAG,
     responses={200: ok(ReconciliationResponse), **error_responses(400, 401, 403)},
 )
-def get_reconciliation(userId: UserIdPath, start: Day = None, end: Day = None) -> Response[Any]:
+def get_reconciliation(
+    userId: UserIdPath,
+    start: Day = None,
+    end: Day = None,
+    where: Annotated[
+        str | None,
+        Query(
+            min_length=3,
+            max_length=300,
+            description="The summary's filter: `provider:<p>` narrows to p's bill; any other (a tag, model or "
+            "operation) answers the account's reconciliation with `scope: account` and a `note` (invoices carry "
+            "no tags or operations)",
+        ),
+    ] = None,
+) -> Response[Any]:
     tenant_of(router, userId)
     query_params_of(router, RECONCILIATION_PARAMS)
-    return json_response(reconciliation_service().report(userId, start, end))
+    return json_response(reconciliation_service().report(userId, start, end, where=where))
 
 
 @router.get(

@@ -17,13 +17,18 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, WithJsonSchema, field_validator
 
 from llmtally.api.errors import BadRequestError
-from llmtally.api.models import UsdAmount
+from llmtally.api.models import UsdAmount, WhereOut
 from llmtally.api.timeparams import parse_day
 from llmtally.events import Provider
 from llmtally.money import nanos_to_usd
 from llmtally.reconcile.core import KINDS, ReconciliationRow, day_totals, percent
 
-RECONCILIATION_PARAMS: Final = frozenset({"start", "end"})
+RECONCILIATION_PARAMS: Final = frozenset({"start", "end", "where"})
+#: Why a `where` other than a provider leaves the reconciliation account-level (the dashboard shows it).
+ACCOUNT_LEVEL_NOTE: Final = (
+    "Reconciliation is account-level under this filter: the providers' invoices carry no tags, operations "
+    "or per-call detail, so only a provider filter narrows it"
+)
 MAX_DAYS: Final = 93
 DEFAULT_DAYS: Final = 30
 EARLIEST_DAY: Final = date(2000, 1, 1)
@@ -119,6 +124,13 @@ class ReconciliationResponse(BaseModel):
     totals: ReconciliationTotalsOut
     alerts: list[ReconciliationAlertOut]
     sources: list[ReconciliationSourceOut]
+    where: WhereOut | None = Field(default=None, description="The `where` filter asked for, if any")
+    scope: Literal["account", "provider"] = Field(
+        default="account",
+        description="provider: rows, days, totals, alerts and sources are the `where` provider's only; account: "
+        "the whole account's (no filter, or a filter a bill cannot be cut by — see `note`)",
+    )
+    note: str | None = Field(default=None, description="Why a `where` did not narrow the reconciliation")
 
 
 class BillingKeyUpdate(BaseModel):
@@ -213,10 +225,18 @@ class ReconciliationService:
         self._credentials = credentials
         self._clock = clock
 
-    def report(self, user_id: str, start: str | None, end: str | None) -> ReconciliationResponse:
+    def report(
+        self, user_id: str, start: str | None, end: str | None, *, where: str | None = None
+    ) -> ReconciliationResponse:
+        """The stored reconciliation of [start, end]; under `where=provider:<p>` only p's rows (and
+        days, totals, alerts, sources); under another `where`, the account's, saying why."""
+        from llmtally.queries import Filter
+
+        chosen = Filter.parse(where) if where else None
+        only = chosen.value if chosen is not None and chosen.dimension == "provider" else None
         first, last = day_range(start, end, today=self._clock().date())
         store = self._store()
-        rows = store.rows(user_id, first, last)
+        rows = [r for r in store.rows(user_id, first, last) if only is None or r.provider.value == only]
         billed = sum(r.billed_cost_nanos for r in rows)
         metered = sum(r.metered_cost_nanos for r in rows)
         return ReconciliationResponse(
@@ -255,6 +275,7 @@ class ReconciliationService:
                     raised_at=datetime.fromisoformat(a["raised_at"].replace("Z", "+00:00")),
                 )
                 for a in store.alerts(user_id, first, last)
+                if only is None or a["provider"] == only
             ],
             sources=[
                 ReconciliationSourceOut(
@@ -265,7 +286,11 @@ class ReconciliationService:
                     error=status.get("error"),
                 )
                 for provider, status in sorted(store.source_statuses(user_id).items())
+                if only is None or provider.value == only
             ],
+            where=WhereOut(**chosen.as_dict()) if chosen else None,
+            scope="provider" if only is not None else "account",
+            note=ACCOUNT_LEVEL_NOTE if chosen is not None and only is None else None,
         )
 
     def keys(self, user_id: str) -> BillingKeysResponse:
