@@ -38,6 +38,8 @@ from llmtally.events import UserId
 from llmtally.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from llmtally.repositories.alert_deliveries import AlertDeliveryRepository
     from llmtally.repositories.secrets import SecretsRepository
 
@@ -393,52 +395,44 @@ class AlertNotifier:
             else self._deliveries.was_delivered(notice.user_id, notice.period, notice.threshold_percent, "slack")
         ):
             return "duplicate"
-        url = self._secrets.get_slack_webhook(notice.user_id)
+        outcome = self._post(notice.user_id, lambda: slack_payload(notice))
+        if outcome == "posted":
+            if notice.is_tag_budget:
+                self._deliveries.mark_delivered_id(notice.user_id, notice.alert_id, "slack")
+            else:
+                self._deliveries.mark_delivered(notice.user_id, notice.period, notice.threshold_percent, "slack")
+        return outcome
+
+    def deliver_reconciliation(self, notice: ReconciliationNotice) -> Outcome:
+        """Like `deliver`, for a reconciliation alert (deduped by its `alert_id`)."""
+        if self._deliveries.was_delivered_id(notice.user_id, notice.alert_id, "slack"):
+            return "duplicate"
+        outcome = self._post(notice.user_id, lambda: reconciliation_slack_payload(notice))
+        if outcome == "posted":
+            self._deliveries.mark_delivered_id(notice.user_id, notice.alert_id, "slack")
+        return outcome
+
+    def _post(self, user_id: str, payload: Callable[[], dict[str, Any]]) -> Outcome:
+        """Post to the user's stored Slack webhook: `posted`, `no_webhook` or `refused` (for good).
+
+        Raises `SlackDeliveryError` when a retry may succeed. Marking the delivery is the caller's.
+        """
+        url = self._secrets.get_slack_webhook(user_id)
         if url is None:
             return "no_webhook"
         try:
             check_slack_webhook_url(url.get_secret_value(), allowed_prefix=self._settings.slack_webhook_allowed_prefix)
         except ValueError:
             # Stored under another allowed prefix (or by hand): never post it; the user stores it again.
-            logger.warning("stored Slack webhook is not an allowed URL; not posted", extra={"user_id": notice.user_id})
+            logger.warning("stored Slack webhook is not an allowed URL; not posted", extra={"user_id": user_id})
             return "refused"
         try:
-            post_to_slack(url, slack_payload(notice))
+            post_to_slack(url, payload())
         except SlackDeliveryError as exc:
             if exc.retryable:
                 raise
             logger.warning(
-                "Slack refused the alert; the webhook needs attention",
-                extra={"user_id": notice.user_id, "status": exc.status},
+                "Slack refused the alert; the webhook needs attention", extra={"user_id": user_id, "status": exc.status}
             )
             return "refused"
-        if notice.is_tag_budget:
-            self._deliveries.mark_delivered_id(notice.user_id, notice.alert_id, "slack")
-        else:
-            self._deliveries.mark_delivered(notice.user_id, notice.period, notice.threshold_percent, "slack")
-        return "posted"
-
-    def deliver_reconciliation(self, notice: ReconciliationNotice) -> Outcome:
-        """Like `deliver`, for a reconciliation alert (deduped by its `alert_id`)."""
-        if self._deliveries.was_delivered_id(notice.user_id, notice.alert_id, "slack"):
-            return "duplicate"
-        url = self._secrets.get_slack_webhook(notice.user_id)
-        if url is None:
-            return "no_webhook"
-        try:
-            check_slack_webhook_url(url.get_secret_value(), allowed_prefix=self._settings.slack_webhook_allowed_prefix)
-        except ValueError:
-            logger.warning("stored Slack webhook is not an allowed URL; not posted", extra={"user_id": notice.user_id})
-            return "refused"
-        try:
-            post_to_slack(url, reconciliation_slack_payload(notice))
-        except SlackDeliveryError as exc:
-            if exc.retryable:
-                raise
-            logger.warning(
-                "Slack refused the alert; the webhook needs attention",
-                extra={"user_id": notice.user_id, "status": exc.status},
-            )
-            return "refused"
-        self._deliveries.mark_delivered_id(notice.user_id, notice.alert_id, "slack")
         return "posted"
