@@ -16,6 +16,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import llmtally
 from llmtally import aws
@@ -356,3 +358,36 @@ def test_events_carry_the_hold_so_redelivered_ingests_release_nothing_more(feed:
     # Then spent holds both once, nothing stays outstanding
     after = ledger("u-dup")
     assert (after.spent_nanos, after.outstanding_nanos, dict(after.holds)) == (sum(costs), 0, {})
+
+
+_EXAMPLES = iter(range(10**6))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    order=st.permutations([("settle", i) for i in range(3)] + [("release", i) for i in range(3)]),
+    repeats=st.lists(st.tuples(st.sampled_from(["settle", "release"]), st.integers(0, 2)), max_size=4),
+    costs=st.lists(st.integers(0, 40_000_000), min_size=3, max_size=3),
+)
+def test_any_order_of_settles_releases_and_repeats_counts_each_call_once(
+    alert_queue: str, order: list[tuple[str, int]], repeats: list[tuple[str, int]], costs: list[int]
+) -> None:
+    # Given three calls holding $0.05 each on c-42's ledger
+    user = f"u-prop-{next(_EXAMPLES)}"
+    budget = put_tag_budget(user, "1.00")
+    holds = [reserve(user, budget, "0.05", 900) for _ in range(3)]
+    repo = BudgetRepository()
+    period = budget.period(datetime.now(UTC)).key
+    # When their settles and the aggregator's releases come in any order, with repeats (SDK retries,
+    # redelivered events) anywhere after the first
+    for kind, index in [*order, *repeats]:
+        if kind == "settle":
+            repo.settle(holds[index], costs[index])
+        else:
+            repo.release_rolled_holds(user, period, C42, [holds[index].hold_id])
+        # Then at every step what is outstanding is exactly what the holds left hold
+        now = ledger(user)
+        assert now.outstanding_nanos == sum(h.nanos for h in now.holds.values()) >= 0
+    # and once every call was settled and rolled up, nothing is left
+    final = ledger(user)
+    assert (final.outstanding_nanos, dict(final.holds)) == (0, {})
