@@ -15,7 +15,7 @@ function saved(input: TagBudgetInput): TagBudget {
       thresholds: input.thresholds ?? [50, 80, 100],
       action: input.action,
       switchTo: input.switchTo ?? null,
-      strict: false,
+      strict: input.strict ?? false,
     },
     status: {
       period: "2026-11",
@@ -84,6 +84,45 @@ describe("Tag budgets", () => {
       "customer=acme",
       "customer=c-42",
     ]);
+  });
+
+  it("offers strict mode with block or switch, and shows what a strict budget has reserved", async () => {
+    // Given the section, with notify chosen: strict cannot be ticked
+    const user = userEvent.setup();
+    const { calls } = routes();
+    render(<TagBudgets userId="test" catalog={MODELS.providers} />);
+    await screen.findByTestId("tag-budget");
+    const strict = screen.getByLabelText(/Tag strict mode/);
+    expect(strict).toBeDisabled();
+    expect(screen.getByText("Choose block or switch to enforce the limit strictly.")).toBeInTheDocument();
+    // When block is chosen and strict ticked, and the budget added
+    await user.type(screen.getByLabelText("Tag value"), "c-42");
+    await user.type(screen.getByLabelText("Tag monthly limit (USD)"), "50");
+    await user.selectOptions(screen.getByLabelText("At 100%"), "block");
+    expect(strict).toBeEnabled();
+    await user.click(strict);
+    await user.click(screen.getByRole("button", { name: "Add tag budget" }));
+    // Then the API got strict with block, and the list says it is strict with what is reserved
+    expect(await screen.findByText("Budget for customer: c-42 saved")).toBeInTheDocument();
+    expect(calls.find((c) => c.method === "PUT")!.body).toMatchObject({ tagValue: "c-42", action: "block", strict: true });
+    await waitFor(() => expect(screen.getAllByTestId("tag-budget")).toHaveLength(2));
+    const added = screen.getAllByTestId("tag-budget").find((li) => li.getAttribute("data-tag") === "customer=c-42")!;
+    expect(added).toHaveTextContent("Strict, $0.0000 reserved");
+  });
+
+  it("never sends strict with notify, even if it was ticked before switching back", async () => {
+    const user = userEvent.setup();
+    const { calls } = routes();
+    render(<TagBudgets userId="test" catalog={MODELS.providers} />);
+    await screen.findByTestId("tag-budget");
+    await user.type(screen.getByLabelText("Tag value"), "c-9");
+    await user.type(screen.getByLabelText("Tag monthly limit (USD)"), "5");
+    await user.selectOptions(screen.getByLabelText("At 100%"), "block");
+    await user.click(screen.getByLabelText(/Tag strict mode/));
+    await user.selectOptions(screen.getByLabelText("At 100%"), "notify");
+    await user.click(screen.getByRole("button", { name: "Add tag budget" }));
+    expect(await screen.findByText("Budget for customer: c-9 saved")).toBeInTheDocument();
+    expect(calls.find((c) => c.method === "PUT")!.body).toMatchObject({ action: "notify", strict: false });
   });
 
   it("explains bad input next to the fields and sends nothing", async () => {

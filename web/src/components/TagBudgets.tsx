@@ -42,6 +42,7 @@ type Form = {
   action: BudgetAction;
   switchProvider: Provider | "";
   switchModel: string;
+  strict: boolean;
 };
 type Field = "key" | "value" | "limit" | "thresholds" | "switchModel";
 
@@ -55,6 +56,7 @@ function emptyForm(): Form {
     action: "notify",
     switchProvider: "",
     switchModel: "",
+    strict: false,
   };
 }
 
@@ -68,6 +70,7 @@ function formOf(item: TagBudget): Form {
     action: item.budget.action,
     switchProvider: item.budget.switchTo?.provider ?? "",
     switchModel: item.budget.switchTo?.model ?? "",
+    strict: item.budget.strict,
   };
 }
 
@@ -137,6 +140,8 @@ export default function TagBudgets({ userId, catalog }: { userId: string; catalo
       timezone: form.timezone,
       thresholds,
       action: form.action,
+      // Strict enforces the limit, so it goes with block or switch (the API refuses it with notify).
+      strict: form.action !== "notify" && form.strict,
     };
     if (form.action === "switch") input.switchTo = { provider: form.switchProvider as Provider, model: form.switchModel };
     return input;
@@ -228,6 +233,7 @@ export default function TagBudgets({ userId, catalog }: { userId: string; catalo
                       {formatUsd(item.status.spentUsd)} of {formatUsd(item.budget.monthlyLimitUsd)} ·{" "}
                       {BUDGET_STATE_LABELS[item.status.state]} · {ACTIONS.find((a) => a.value === item.budget.action)?.label}
                       {item.budget.switchTo ? ` (${providerName(item.budget.switchTo.provider)} ${item.budget.switchTo.model})` : ""}
+                      {item.budget.strict ? ` · Strict, ${formatUsd(item.status.reservedUsd)} reserved` : ""}
                     </span>
                   </div>
                   <div className="flex gap-2">
@@ -342,6 +348,24 @@ export default function TagBudgets({ userId, catalog }: { userId: string; catalo
             ))}
           </select>
         </div>
+        <label className="flex items-start gap-3 self-end text-sm">
+          <input
+            type="checkbox"
+            className="mt-0.5 h-4 w-4 accent-mono-900 dark:accent-mono-100"
+            checked={form.action !== "notify" && form.strict}
+            disabled={form.action === "notify"}
+            onChange={(e) => set("strict", e.target.checked)}
+            aria-describedby={`${ids}-strict-help`}
+          />
+          <span>
+            Tag strict mode
+            <span id={`${ids}-strict-help`} className="muted block text-xs">
+              {form.action === "notify"
+                ? "Choose block or switch to enforce the limit strictly."
+                : "Reserve each tagged call's worst-case cost before it runs, so concurrent calls cannot overshoot."}
+            </span>
+          </span>
+        </label>
         {form.action === "switch" ? (
           <>
             <div>
@@ -387,8 +411,7 @@ export default function TagBudgets({ userId, catalog }: { userId: string; catalo
       </div>
       <div className="mt-4 flex flex-wrap items-center justify-between gap-3">
         <p className="muted text-xs">
-          {server ? `${budgets.length} of ${server.maxTagBudgets} tag budgets.` : ""} Strict reservations are for the monthly
-          budget only.
+          {server ? `${budgets.length} of ${server.maxTagBudgets} tag budgets.` : ""}
         </p>
         <button
           type="button"
