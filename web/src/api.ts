@@ -395,7 +395,7 @@ export async function getDaily(userId: string, period: Period, where: Where | nu
 export function getEntries(
   userId: string,
   period: Period,
-  options: { limit?: number; cursor?: string | null } = {},
+  options: { limit?: number; cursor?: string | null; where?: Where | null } = {},
 ): Promise<EntriesPage> {
   const query = new URLSearchParams({
     start: period.start,
@@ -403,6 +403,7 @@ export function getEntries(
     tz: period.tz,
     limit: String(options.limit ?? 25),
   });
+  if (options.where) query.set("where", whereParam(options.where));
   if (options.cursor) query.set("cursor", options.cursor);
   return json(`/api/llm-usage/${user(userId)}?${query}`);
 }
@@ -414,11 +415,16 @@ export const CSV_MAX_PAGES = 50;
  * The period's raw entries as CSV (every ledger column, as the API renders them). The API pages a
  * large export with the `X-Next-Cursor` header; the pages are joined under one header line.
  */
-export async function getEntriesCsv(userId: string, period: Period): Promise<{ csv: string; complete: boolean }> {
+export async function getEntriesCsv(
+  userId: string,
+  period: Period,
+  where: Where | null = null,
+): Promise<{ csv: string; complete: boolean }> {
   const parts: string[] = [];
   let cursor: string | null = null;
   for (let page = 0; page < CSV_MAX_PAGES; page += 1) {
     const query = new URLSearchParams({ start: period.start, end: period.end, tz: period.tz });
+    if (where) query.set("where", whereParam(where));
     if (cursor) query.set("cursor", cursor);
     // The export's own path (its own throttle when deployed; `?format=csv` would be redirected here).
     const response = await send(`/api/llm-usage/${user(userId)}/export?${query}`, { accept: "text/csv" });
@@ -562,6 +568,15 @@ export function deleteTagBudget(userId: string, key: string, value: string): Pro
 
 // ---- Cost insights (snake_case like the summary, usage area) ----
 
+/** What an insight under the filter chip covers (null / [] without one; docs/dashboard.md). */
+export interface InsightScope {
+  where?: Where | null;
+  /** Under a tag value: UTC months it was past the tag's bound (its calls then are in (other)). */
+  folded_months?: string[];
+  /** Why a figure under the filter is partial or means something else. */
+  note?: string | null;
+}
+
 export interface Forecast {
   user_id: string;
   timezone: string;
@@ -577,6 +592,8 @@ export interface Forecast {
   method: string;
 }
 
+export type ScopedForecast = Forecast & InsightScope;
+
 export interface Anomaly {
   date: string;
   cost_usd: number;
@@ -585,7 +602,7 @@ export interface Anomaly {
   direction: "high" | "low";
 }
 
-export interface AnomaliesResponse {
+export interface AnomaliesResponse extends InsightScope {
   user_id: string;
   timezone: string;
   days: number;
@@ -614,23 +631,28 @@ export interface OperationRecommendation {
   candidates: RecommendationCandidate[];
 }
 
-export interface RecommendationsResponse {
+export interface RecommendationsResponse extends InsightScope {
   user_id: string;
   days: number;
   operations: OperationRecommendation[];
 }
 
-export function getForecast(userId: string, tz: string): Promise<Forecast> {
-  return json(`/api/llm-usage/${user(userId)}/forecast?${new URLSearchParams({ tz })}`);
+export function getForecast(userId: string, tz: string, where: Where | null = null): Promise<ScopedForecast> {
+  const query = new URLSearchParams({ tz });
+  if (where) query.set("where", whereParam(where));
+  return json(`/api/llm-usage/${user(userId)}/forecast?${query}`);
 }
 
-export function getAnomalies(userId: string, period: Period): Promise<AnomaliesResponse> {
+export function getAnomalies(userId: string, period: Period, where: Where | null = null): Promise<AnomaliesResponse> {
   const query = new URLSearchParams({ days: String(period.days), tz: period.tz });
+  if (where) query.set("where", whereParam(where));
   return json(`/api/llm-usage/${user(userId)}/anomalies?${query}`);
 }
 
-export function getRecommendations(userId: string, days: number): Promise<RecommendationsResponse> {
-  return json(`/api/llm-usage/${user(userId)}/recommendations?${new URLSearchParams({ days: String(days) })}`);
+export function getRecommendations(userId: string, days: number, where: Where | null = null): Promise<RecommendationsResponse> {
+  const query = new URLSearchParams({ days: String(days) });
+  if (where) query.set("where", whereParam(where));
+  return json(`/api/llm-usage/${user(userId)}/recommendations?${query}`);
 }
 
 // -- reconciliation (docs/reconciliation.md) ------------------------------------------------------
@@ -679,14 +701,25 @@ export interface ReconciliationResponse {
   };
   alerts: { alert_id: string; date: string; provider: Provider; kind: "drift" | "unmetered"; message: string }[];
   sources: { provider: Provider; last_run_at: string; window_start: string; window_end: string; error: string | null }[];
+  /** The filter asked for; `scope` says whether it narrowed the bill (provider) or not (account, with `note`). */
+  where?: Where | null;
+  scope?: "account" | "provider";
+  note?: string | null;
 }
 
 /** The last `days` UTC days (today included; at most 93, the API's limit). */
-export function getReconciliation(userId: string, days: number, today: Date = new Date()): Promise<ReconciliationResponse> {
+export function getReconciliation(
+  userId: string,
+  days: number,
+  today: Date = new Date(),
+  where: Where | null = null,
+): Promise<ReconciliationResponse> {
   const end = today.toISOString().slice(0, 10);
   const span = Math.max(1, Math.min(93, days));
   const start = new Date(Date.parse(`${end}T00:00:00Z`) - (span - 1) * 86_400_000).toISOString().slice(0, 10);
-  return json(`/api/llm-usage/${user(userId)}/reconciliation?${new URLSearchParams({ start, end })}`);
+  const query = new URLSearchParams({ start, end });
+  if (where) query.set("where", whereParam(where));
+  return json(`/api/llm-usage/${user(userId)}/reconciliation?${query}`);
 }
 
 // -- ingest keys (docs/ingest.md): bearer keys for POST /api/usage-events and the OTLP receiver ----

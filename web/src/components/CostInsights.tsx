@@ -4,8 +4,20 @@
  * small inline error and the rest of the page is untouched. Money is only formatted here, never
  * computed: the API's figures are exact and shown as they come.
  */
-import type { MouseEvent } from "react";
-import type { BudgetAlert, BudgetResponse, Forecast, RecommendationsResponse } from "../api";
+import type { MouseEvent, ReactNode } from "react";
+import {
+  whereLabel,
+  type Budget,
+  type BudgetAlert,
+  type BudgetResponse,
+  type BudgetStatus,
+  type Forecast,
+  type InsightScope,
+  type RecommendationsResponse,
+  type TagBudget,
+  type TagBudgetsResponse,
+  type Where,
+} from "../api";
 import { BUDGET_STATE_LABELS, formatNumber, formatUsd, humanize, monthName, providerName } from "../format";
 import { ROUTES } from "../router";
 import type { Resource } from "../useResource";
@@ -117,40 +129,108 @@ function ForecastFigures({ forecast, limitUsd }: { forecast: Forecast; limitUsd:
   );
 }
 
+/** Which budget the card shows under the page's filter chip. */
+type BudgetView =
+  | { kind: "account"; limit: Budget | null; status: BudgetStatus | null; note: string | null }
+  | { kind: "tag"; label: string; limit: Budget; status: BudgetStatus }
+  | { kind: "no-tag-budget"; label: string };
+
+/** The note under a provider/model/operation filter: budgets exist for the account and per tag value only. */
+export const ACCOUNT_BUDGET_NOTE =
+  "The budget is the account's: budgets are set for the whole account and per tag value, not per provider, model or operation.";
+
+/** A tag filter's key (`tag:customer` → `customer`), else null. */
+export function tagKeyOf(where: Where | null): string | null {
+  return where && where.dimension.startsWith("tag:") ? where.dimension.slice(4) : null;
+}
+
+/** The tag budget of the chip's tag value, if any (`undefined` while the list is not loaded). */
+export function tagBudgetFor(where: Where | null, tagBudgets: Resource<TagBudgetsResponse> | null): TagBudget | null | undefined {
+  const key = tagKeyOf(where);
+  if (!where || key === null || !tagBudgets || tagBudgets.state !== "ok") return undefined;
+  return tagBudgets.value.budgets.find((b) => b.tagKey === key && b.tagValue === where.value) ?? null;
+}
+
+function ScopeNote({ children, testId }: { children: ReactNode; testId: string }) {
+  return (
+    <p className="muted text-xs" data-testid={testId}>
+      {children}
+    </p>
+  );
+}
+
 /**
  * The budget (limit, spend, a bar with threshold ticks, state) and the month-end forecast. With
  * no budget it is the forecast alone, titled so, with a link to set one.
+ *
+ * Under the page's filter chip: a tag filter (`customer: acme`) shows that tag value's budget, or
+ * says there is none with a link to set one; a provider, model or operation filter shows the
+ * account's budget and says so. The forecast is the filter's (the page asks it with `where`), and
+ * is compared with a limit only when the limit is the same filter's.
  */
 export function BudgetCard({
   budget,
   forecast,
   retryBudget,
   retryForecast,
+  where = null,
+  tagBudgets = null,
+  retryTagBudgets,
 }: {
   budget: Resource<BudgetResponse>;
-  forecast: Resource<Forecast>;
+  forecast: Resource<Forecast & InsightScope>;
   retryBudget: () => void;
   retryForecast: () => void;
+  where?: Where | null;
+  tagBudgets?: Resource<TagBudgetsResponse> | null;
+  retryTagBudgets?: () => void;
 }) {
-  const current = budget.state === "ok" ? budget.value : null;
-  const limit = current?.budget ?? null;
-  const status = current?.status ?? null;
+  const tagKey = tagKeyOf(where);
+  const label = where ? whereLabel(where) : "";
+  // The resource whose loading/error the card shows: the tag budgets under a tag filter, else the account's.
+  const source: Resource<unknown> = tagKey !== null && tagBudgets ? tagBudgets : budget;
+  const retrySource = tagKey !== null && tagBudgets ? (retryTagBudgets ?? retryBudget) : retryBudget;
+  let view: BudgetView | null = null;
+  if (tagKey !== null) {
+    const match = tagBudgetFor(where, tagBudgets);
+    if (match) view = { kind: "tag", label, limit: match.budget, status: match.status };
+    else if (match === null) view = { kind: "no-tag-budget", label };
+  } else if (budget.state === "ok") {
+    view = {
+      kind: "account",
+      limit: budget.value.budget,
+      status: budget.value.status,
+      note: where && budget.value.budget ? ACCOUNT_BUDGET_NOTE : null,
+    };
+  }
+  const limit = view && view.kind !== "no-tag-budget" ? view.limit : null;
+  const status = view && view.kind !== "no-tag-budget" ? view.status : null;
+  // A forecast under a non-tag filter is a part of the account's spend: not compared with its limit.
+  const comparable = !where || view?.kind === "tag";
   const forecastPart =
     forecast.state === "ok" ? (
-      <ForecastFigures
-        forecast={forecast.value}
-        limitUsd={limit && (!status || status.period === forecast.value.period) ? limit.monthlyLimitUsd : null}
-      />
+      <>
+        {where ? (
+          <ScopeNote testId="forecast-scope">
+            Forecast of {label} only{forecast.value.note ? ` — ${forecast.value.note}` : ""}.
+          </ScopeNote>
+        ) : null}
+        <ForecastFigures
+          forecast={forecast.value}
+          limitUsd={comparable && limit && (!status || status.period === forecast.value.period) ? limit.monthlyLimitUsd : null}
+        />
+      </>
     ) : forecast.state === "error" ? (
       <InlineError what="the forecast" message={forecast.message} onRetry={retryForecast} />
     ) : (
       <Loading what="the forecast" />
     );
 
+  const title = view?.kind === "tag" ? `Budget · ${label}` : limit ? "Budget" : where ? `Month-end forecast · ${label}` : "Month-end forecast";
   return (
     <Section
       id="budget-card"
-      title={limit ? "Budget" : "Month-end forecast"}
+      title={title}
       description={
         limit ? `${status ? monthName(status.period) : "This month"} · ${limit.timezone}` : "What this month will likely cost."
       }
@@ -171,10 +251,12 @@ export function BudgetCard({
       }
     >
       <div className="space-y-4">
-        {budget.state === "error" ? <InlineError what="the budget" message={budget.message} onRetry={retryBudget} /> : null}
-        {budget.state === "loading" ? <Loading what="the budget" /> : null}
+        {source.state === "error" ? (
+          <InlineError what={tagKey !== null ? "the tag budgets" : "the budget"} message={source.message} onRetry={retrySource} />
+        ) : null}
+        {source.state === "loading" ? <Loading what="the budget" /> : null}
         {limit ? (
-          <div data-testid="budget-card">
+          <div data-testid="budget-card" data-scope={view?.kind}>
             <dl className="grid grid-cols-3 gap-2">
               <div>
                 <dt className="text-xs text-mono-600 dark:text-mono-400">Limit</dt>
@@ -211,8 +293,17 @@ export function BudgetCard({
                 </p>
               </>
             ) : null}
+            {view?.kind === "account" && view.note ? <ScopeNote testId="budget-scope">{view.note}</ScopeNote> : null}
           </div>
-        ) : budget.state === "ok" ? (
+        ) : view?.kind === "no-tag-budget" ? (
+          <p className="muted text-sm" data-testid="no-tag-budget">
+            No budget for {view.label}.{" "}
+            <a href={ROUTES.configuration} onClick={goToConfiguration} className="font-medium text-mono-900 underline dark:text-mono-100">
+              Set a tag budget
+            </a>{" "}
+            to get alerts and a limit for it.
+          </p>
+        ) : view?.kind === "account" ? (
           <p className="muted text-sm" data-testid="no-budget">
             No monthly budget set.{" "}
             <a href={ROUTES.configuration} onClick={goToConfiguration} className="font-medium text-mono-900 underline dark:text-mono-100">
@@ -232,17 +323,22 @@ export function RecommendationsPanel({
   recommendations,
   retry,
   top = 3,
+  where = null,
 }: {
   recommendations: Resource<RecommendationsResponse>;
   retry: () => void;
   top?: number;
+  where?: Where | null;
 }) {
   return (
     <Section
       id="recommendations"
-      title="Recommendations"
-      description="What the same requests would have cost on other models, at the price book's prices."
+      title={where ? `Recommendations · ${whereLabel(where)}` : "Recommendations"}
+      description={`What the same requests${where ? ` of ${whereLabel(where)}` : ""} would have cost on other models, at the price book's prices.`}
     >
+      {where && recommendations.state === "ok" && recommendations.value.note ? (
+        <ScopeNote testId="recommendations-note">{recommendations.value.note}.</ScopeNote>
+      ) : null}
       {recommendations.state === "error" ? (
         <InlineError what="recommendations" message={recommendations.message} onRetry={retry} />
       ) : recommendations.state === "loading" ? (

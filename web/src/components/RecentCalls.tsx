@@ -2,10 +2,13 @@
  * The period's most recent calls (raw entries, newest first): model, operation, status, tokens,
  * cost and tags as chips. A call whose provider never reported usage (a stream closed early or
  * that ended without it) is marked "usage missing" and its figures shown as lower bounds ("≥"),
- * so it never reads as a $0 success. "Load more" follows the API's cursor.
+ * so it never reads as a $0 success. "Load more" follows the API's cursor. Under the page's filter
+ * chip the API filters the calls (`where`); a tag matches the value the call was rolled up under, so
+ * the list is exactly the calls the filtered totals count (a page may then be short: the cursor says
+ * whether more follow).
  */
 import { useCallback, useEffect, useState } from "react";
-import { ApiError, getEntries, type Period, type UsageEntry } from "../api";
+import { ApiError, getEntries, whereLabel, type Period, type UsageEntry, type Where } from "../api";
 import { formatNumber, formatUsd, humanize, providerName } from "../format";
 import { InlineError } from "./CostInsights";
 import { AlertIcon, SpinnerIcon } from "./icons";
@@ -104,39 +107,39 @@ function EntryRow({ entry, tz }: { entry: UsageEntry; tz: string }) {
   );
 }
 
-export default function RecentCalls({ userId, period }: { userId: string; period: Period }) {
+export default function RecentCalls({ userId, period, where = null }: { userId: string; period: Period; where?: Where | null }) {
   const [view, setView] = useState<State>({ state: "loading" });
   const [attempt, setAttempt] = useState(0);
 
   useEffect(() => {
     let live = true;
     setView({ state: "loading" });
-    getEntries(userId, period, { limit: RECENT_PAGE }).then(
+    getEntries(userId, period, { limit: RECENT_PAGE, where }).then(
       (page) => live && setView({ state: "ok", entries: page.entries, cursor: page.next_cursor, more: "idle" }),
       (err: unknown) => live && setView({ state: "error", message: message(err) }),
     );
     return () => {
       live = false;
     };
-  }, [userId, period, attempt]);
+  }, [userId, period, where, attempt]);
 
   const loadMore = useCallback(async () => {
     if (view.state !== "ok" || !view.cursor) return;
     const { entries, cursor } = view;
     setView({ ...view, more: "loading" });
     try {
-      const page = await getEntries(userId, period, { limit: RECENT_PAGE, cursor });
+      const page = await getEntries(userId, period, { limit: RECENT_PAGE, cursor, where });
       setView({ state: "ok", entries: [...entries, ...page.entries], cursor: page.next_cursor, more: "idle" });
     } catch (err) {
       setView({ state: "ok", entries, cursor, more: { error: message(err) } });
     }
-  }, [view, userId, period]);
+  }, [view, userId, period, where]);
 
   return (
     <Section
       id="recent-calls"
-      title="Recent calls"
-      description={`Newest first, times in ${period.tz}. Calls marked “usage missing” never had their usage reported: their tokens and cost are lower bounds.`}
+      title={where ? `Recent calls · ${whereLabel(where)}` : "Recent calls"}
+      description={`${where ? `Only the calls of ${whereLabel(where)}. ` : ""}Newest first, times in ${period.tz}. Calls marked “usage missing” never had their usage reported: their tokens and cost are lower bounds.`}
     >
       {view.state === "loading" ? (
         <div className="flex items-center gap-2 py-2 text-sm text-mono-500" aria-busy="true">
@@ -146,7 +149,18 @@ export default function RecentCalls({ userId, period }: { userId: string; period
       ) : view.state === "error" ? (
         <InlineError what="recent calls" message={view.message} onRetry={() => setAttempt((n) => n + 1)} />
       ) : view.entries.length === 0 ? (
-        <p className="muted py-4 text-center text-sm">No calls in this period.</p>
+        view.cursor ? (
+          <div className="py-4 text-center text-sm">
+            <p className="muted" data-testid="sparse-page">
+              No matching call in the newest calls read so far; older calls may match.
+            </p>
+            <button type="button" className="btn-secondary mt-2" onClick={() => void loadMore()} disabled={view.more === "loading"}>
+              Look further back
+            </button>
+          </div>
+        ) : (
+          <p className="muted py-4 text-center text-sm">No calls in this period{where ? ` for ${whereLabel(where)}` : ""}.</p>
+        )
       ) : (
         <>
           <div className="-mx-4 overflow-x-auto px-4 sm:mx-0 sm:px-0">

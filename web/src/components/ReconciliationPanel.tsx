@@ -6,7 +6,14 @@
  * computed: the API's figures are exact.
  */
 import { useCallback, useState } from "react";
-import { getReconciliation, type ReconciliationCause, type ReconciliationResponse, type ReconciliationRow } from "../api";
+import {
+  getReconciliation,
+  whereLabel,
+  type ReconciliationCause,
+  type ReconciliationResponse,
+  type ReconciliationRow,
+  type Where,
+} from "../api";
 import { formatUsd, providerName } from "../format";
 import { ROUTES } from "../router";
 import { useResource } from "../useResource";
@@ -154,8 +161,13 @@ export function ReconciliationTable({ data, showMatches }: { data: Reconciliatio
   );
 }
 
-export default function ReconciliationPanel({ userId, days }: { userId: string; days: number }) {
-  const fetcher = useCallback(() => getReconciliation(userId, days), [userId, days]);
+/**
+ * Under the page's filter chip the API narrows the bill to a provider filter's provider; any other
+ * filter (a tag, model or operation) leaves it account-level — invoices carry no tags or operations —
+ * and the panel says so above the figures (the API's `scope` and `note`).
+ */
+export default function ReconciliationPanel({ userId, days, where = null }: { userId: string; days: number; where?: Where | null }) {
+  const fetcher = useCallback(() => getReconciliation(userId, days, new Date(), where), [userId, days, where]);
   const { resource, retry } = useResource(fetcher);
   const [showMatches, setShowMatches] = useState(false);
   const description = "What the providers billed against what llmtally metered, per UTC day and model (reconciled daily).";
@@ -191,6 +203,17 @@ export default function ReconciliationPanel({ userId, days }: { userId: string; 
         </p>
       ) : (
         <div className="space-y-4">
+          {where ? (
+            <p
+              className="rounded-md border border-mono-300 px-3 py-2 text-sm text-mono-800 dark:border-mono-700 dark:text-mono-200"
+              data-testid="reconciliation-scope"
+              data-scope={resource.value.scope ?? "account"}
+            >
+              {resource.value.scope === "provider"
+                ? `Only ${providerName(where.value)}'s bill (${whereLabel(where)}).`
+                : `Whole account, not ${whereLabel(where)}: ${resource.value.note ?? "the providers' invoices cannot be cut by this filter."}`}
+            </p>
+          ) : null}
           <Figures data={resource.value} />
           {resource.value.sources
             .filter((s) => s.error)

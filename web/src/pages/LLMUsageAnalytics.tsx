@@ -9,14 +9,25 @@ import {
   getForecast,
   getRecommendations,
   getSummary,
+  getTagBudgets,
+  whereLabel,
+  whereParam,
   type Breakdown,
   type DailyRow,
   type Period,
+  type InsightScope,
   type UsageSummary,
   type Where,
 } from "../api";
 import BreakdownPanel, { FilterChip } from "../components/BreakdownPanel";
-import { BudgetAlertsList, BudgetCard, InlineError, RecommendationsPanel } from "../components/CostInsights";
+import {
+  BudgetAlertsList,
+  BudgetCard,
+  InlineError,
+  RecommendationsPanel,
+  tagBudgetFor,
+  tagKeyOf,
+} from "../components/CostInsights";
 import DailyTrendChart from "../components/DailyTrendChart";
 import ReconciliationPanel from "../components/ReconciliationPanel";
 import RecentCalls from "../components/RecentCalls";
@@ -43,7 +54,7 @@ import {
   providerName,
   timezones,
 } from "../format";
-import { useResource } from "../useResource";
+import { useResource, type Resource } from "../useResource";
 
 export const PERIODS = [7, 30, 90] as const;
 
@@ -53,6 +64,17 @@ export function periodFor(days: number, tz: string, now: Date = new Date()): Per
 }
 
 type Loaded = { summary: UsageSummary; daily: DailyRow[]; period: Period };
+
+/**
+ * An insight as loading while the answer on screen is for another filter (useResource keeps the last
+ * value during a new request): a whole-account figure never shows under a filter chip, even briefly.
+ */
+export function forWhere<T extends InsightScope>(resource: Resource<T>, where: Where | null): Resource<T> {
+  if (resource.state !== "ok") return resource;
+  const shown = resource.value.where ?? null;
+  const same = shown === null ? where === null : where !== null && shown.dimension === where.dimension && shown.value === where.value;
+  return same ? resource : { state: "loading" };
+}
 
 function StatCard({
   label,
@@ -125,6 +147,11 @@ function byCost(record: Record<string, Breakdown>): [string, Breakdown][] {
   return Object.entries(record).sort((a, b) => b[1].cost_usd - a[1].cost_usd || b[1].requests - a[1].requests);
 }
 
+/** A filter as a file name part (`tag:customer:acme` → `tag-customer-acme`). */
+function fileSafe(text: string): string {
+  return text.replace(/[^A-Za-z0-9._-]+/g, "-").slice(0, 80);
+}
+
 function saveFile(name: string, text: string): void {
   const url = URL.createObjectURL(new Blob([text], { type: "text/csv;charset=utf-8" }));
   const link = document.createElement("a");
@@ -144,7 +171,10 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
   const [error, setError] = useState<string | null>(null);
   const [exporting, setExporting] = useState(false);
   const [exportNote, setExportNote] = useState<{ kind: "success" | "error"; text: string } | null>(null);
-  // The filter chip (`customer: acme`): the summary, the daily trend and the breakdown follow it.
+  // The filter chip (`customer: acme`): every widget follows it (docs/dashboard.md): the totals, the
+  // trend, the breakdown, recent calls and the CSV export are the filter's calls; the insights are
+  // computed from the filter's rollups; the budget card shows the tag value's budget (or the account's,
+  // saying so); the reconciliation is narrowed to a provider or says it is account-level.
   const [where, setWhere] = useState<Where | null>(null);
   // ~400 zones: the <option> elements are built once per zone change, not on every render.
   const zoneOptions = useMemo(
@@ -161,18 +191,32 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
   // Cost control: independent requests, each with its own inline error (one failing breaks nothing).
   const fetchBudget = useCallback(() => getBudget(userId), [userId]);
   const fetchAlerts = useCallback(() => getBudgetAlerts(userId, 20), [userId]);
-  const fetchAnomalies = useCallback(() => getAnomalies(userId, periodFor(days, tz)), [userId, days, tz]);
-  const fetchRecommendations = useCallback(() => getRecommendations(userId, days), [userId, days]);
+  const fetchAnomalies = useCallback(() => getAnomalies(userId, periodFor(days, tz), where), [userId, days, tz, where]);
+  const fetchRecommendations = useCallback(() => getRecommendations(userId, days, where), [userId, days, where]);
+  const tagFilter = tagKeyOf(where) !== null;
+  const fetchTagBudgets = useCallback(() => getTagBudgets(userId), [userId]);
   const budget = useResource(fetchBudget);
+  const tagBudgets = useResource(tagFilter ? fetchTagBudgets : null);
   const alerts = useResource(fetchAlerts);
   const anomalies = useResource(fetchAnomalies);
   const recommendations = useResource(fetchRecommendations);
-  // The forecast describes the budget's month, so it is asked in the budget's timezone; without
-  // a budget (or when the budget cannot be read), in the page's.
-  const forecastTz =
-    budget.resource.state === "loading" ? null : budget.resource.state === "ok" ? (budget.resource.value.budget?.timezone ?? tz) : tz;
-  const fetchForecast = useCallback(() => getForecast(userId, forecastTz ?? "UTC"), [userId, forecastTz]);
+  // The forecast describes the budget's month, so it is asked in the budget's timezone (under a tag
+  // filter, that tag value's budget's); without a budget (or when it cannot be read), in the page's.
+  const tagBudget = tagFilter ? tagBudgetFor(where, tagBudgets.resource) : undefined;
+  const forecastTz = tagFilter
+    ? tagBudgets.resource.state === "loading"
+      ? null
+      : (tagBudget?.budget.timezone ?? tz)
+    : budget.resource.state === "loading"
+      ? null
+      : budget.resource.state === "ok"
+        ? (budget.resource.value.budget?.timezone ?? tz)
+        : tz;
+  const fetchForecast = useCallback(() => getForecast(userId, forecastTz ?? "UTC", where), [userId, forecastTz, where]);
   const forecast = useResource(forecastTz === null ? null : fetchForecast);
+  const scopedForecast = forWhere(forecast.resource, where);
+  const scopedAnomalies = forWhere(anomalies.resource, where);
+  const scopedRecommendations = forWhere(recommendations.resource, where);
 
   const load = useCallback(
     async (signal: { live: boolean }) => {
@@ -204,12 +248,13 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
     setExporting(true);
     setExportNote(null);
     try {
-      const { csv, complete } = await getEntriesCsv(userId, period);
-      saveFile(`llm-usage-${userId}-${period.start}-to-${period.end}.csv`, csv);
+      const { csv, complete } = await getEntriesCsv(userId, period, where);
+      const suffix = where ? `-${fileSafe(whereParam(where))}` : "";
+      saveFile(`llm-usage-${userId}-${period.start}-to-${period.end}${suffix}.csv`, csv);
       const rows = Math.max(0, csv.split("\n").filter((line) => line.trim()).length - 1);
       setExportNote({
         kind: "success",
-        text: `Exported ${formatNumber(rows)} entries${complete ? "" : " (the first pages only: narrow the period for the rest)"}.`,
+        text: `Exported ${formatNumber(rows)} entries${where ? ` of ${whereLabel(where)}` : ""}${complete ? "" : " (the first pages only: narrow the period for the rest)"}.`,
       });
     } catch (err) {
       setExportNote({ kind: "error", text: `Export failed: ${err instanceof Error ? err.message : String(err)}` });
@@ -281,9 +326,14 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
         <div className="flex flex-wrap items-center gap-2 text-sm" data-testid="filter-bar">
           <span className="muted">Filtered by</span>
           <FilterChip where={where} onClear={() => setWhere(null)} />
-          <span className="muted text-xs">
-            The totals, the daily trend and the breakdown follow the filter; the budget, insights, reconciliation and
-            recent calls show the whole account.
+          <span className="muted text-xs" data-testid="filter-scope">
+            Every figure below is {whereLabel(where)}'s: totals, trend, breakdown, forecast, unusual days,
+            recommendations, recent calls and the CSV export.{" "}
+            {tagKeyOf(where) !== null
+              ? "The budget card shows this tag value's budget; the reconciliation stays account-level (invoices carry no tags)."
+              : where.dimension === "provider"
+                ? "The budget card shows the account's budget; the reconciliation is this provider's bill."
+                : "The budget card shows the account's budget; the reconciliation stays account-level (invoices carry no operations or per-call detail)."}
           </span>
         </div>
       ) : null}
@@ -352,9 +402,12 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
             <div className="lg:col-span-2">
               <BudgetCard
                 budget={budget.resource}
-                forecast={forecast.resource}
+                forecast={scopedForecast}
                 retryBudget={budget.retry}
                 retryForecast={forecast.retry}
+                where={where}
+                tagBudgets={tagFilter ? tagBudgets.resource : null}
+                retryTagBudgets={tagBudgets.retry}
               />
             </div>
             <div className="space-y-4 self-start">
@@ -428,10 +481,16 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
             ) : (
               <DailyTrendChart
                 days={data.daily}
-                // (unusual days are the whole account's: not drawn over a filtered series)
-                anomalies={!where && anomalies.resource.state === "ok" ? anomalies.resource.value.anomalies : undefined}
+                // (under a filter, the filter's own unusual days: the API scores the filtered series)
+                anomalies={scopedAnomalies.state === "ok" ? scopedAnomalies.value.anomalies : undefined}
               />
             )}
+            {where && scopedAnomalies.state === "ok" && scopedAnomalies.value.note ? (
+              <p className="muted mt-2 text-xs" data-testid="anomalies-note">
+                Unusual days of {whereLabel(where)}: {scopedAnomalies.value.note}
+                {scopedAnomalies.value.folded_months?.length ? " (days of those months are not judged)" : ""}.
+              </p>
+            ) : null}
             {anomalies.resource.state === "error" ? (
               <div className="mt-3">
                 <InlineError what="unusual days" message={anomalies.resource.message} onRetry={anomalies.retry} />
@@ -442,11 +501,11 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
           <BreakdownPanel userId={userId} period={data.period} where={where} onFilter={setWhere} />
 
           <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
-            <RecommendationsPanel recommendations={recommendations.resource} retry={recommendations.retry} />
+            <RecommendationsPanel recommendations={scopedRecommendations} retry={recommendations.retry} where={where} />
             <BudgetAlertsList alerts={alerts.resource} retry={alerts.retry} />
           </div>
 
-          <ReconciliationPanel userId={userId} days={days} />
+          <ReconciliationPanel userId={userId} days={days} where={where} />
 
           {!empty ? (
             <Section id="by-model" title="Usage by Model">
@@ -486,7 +545,7 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
             </Section>
           ) : null}
 
-          {!empty ? <RecentCalls userId={userId} period={data.period} /> : null}
+          {!empty ? <RecentCalls userId={userId} period={data.period} where={where} /> : null}
         </div>
       ) : null}
     </div>

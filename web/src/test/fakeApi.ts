@@ -246,17 +246,33 @@ export function recommendationsFor(days: number): RecommendationsResponse {
   };
 }
 
+/** The API's echo of a `where` parameter (`tag:customer:acme` → {dimension: "tag:customer", value: "acme"}). */
+export function whereOf(where: string | null): { dimension: string; value: string } | null {
+  if (!where) return null;
+  const [dimension, ...value] = where.split(":");
+  return dimension === "tag"
+    ? { dimension: `tag:${value[0]}`, value: value.slice(1).join(":") }
+    : { dimension: dimension!, value: value.join(":") };
+}
+
+/** The scope fields every insight answer carries (the filter echoed; no folded month, no note). */
+function scopeOf(url: URL) {
+  return { where: whereOf(url.searchParams.get("where")), folded_months: [], note: null };
+}
+
 /** The cost-control routes (budget, alerts, forecast, anomalies, recommendations) for user "test". */
 export function costControlRoutes(budget: BudgetResponse = BUDGET, alerts: BudgetAlert[] = ALERTS) {
   return {
     "GET /api/llm-settings/test/budget": () => ({ body: budget }),
     "GET /api/llm-settings/test/budget/alerts": () => ({ body: { alerts } }),
-    "GET /api/llm-usage/test/forecast": (url: URL) => ({ body: forecastFor(url.searchParams.get("tz") ?? "UTC") }),
+    "GET /api/llm-usage/test/forecast": (url: URL) => ({
+      body: { ...forecastFor(url.searchParams.get("tz") ?? "UTC"), ...scopeOf(url) },
+    }),
     "GET /api/llm-usage/test/anomalies": (url: URL) => ({
-      body: anomaliesFor(Number(url.searchParams.get("days")), url.searchParams.get("tz") ?? "UTC"),
+      body: { ...anomaliesFor(Number(url.searchParams.get("days")), url.searchParams.get("tz") ?? "UTC"), ...scopeOf(url) },
     }),
     "GET /api/llm-usage/test/recommendations": (url: URL) => ({
-      body: recommendationsFor(Number(url.searchParams.get("days"))),
+      body: { ...recommendationsFor(Number(url.searchParams.get("days"))), ...scopeOf(url) },
     }),
     ...breakdownRoutes(),
     // The configuration page's tag-budget section (components/TagBudgets.tsx) reads this on load.
@@ -335,12 +351,7 @@ export function breakdownFor(by: string, where: string | null, limit = 10): Brea
   const rest = sorted.slice(limit);
   const restCost = rest.reduce((sum, [, , c]) => sum + c, 0);
   const restRequests = rest.reduce((sum, [, n]) => sum + n, 0);
-  const [dimension, ...value] = (where ?? "").split(":");
-  const whereOut = where
-    ? dimension === "tag"
-      ? { dimension: `tag:${value[0]}`, value: value.slice(1).join(":") }
-      : { dimension: dimension!, value: value.join(":") }
-    : null;
+  const whereOut = whereOf(where);
   return {
     user_id: "test",
     timezone: "UTC",
