@@ -7,6 +7,7 @@ import socket
 import sys
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import boto3
@@ -43,6 +44,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test can reach a real AWS account: credentials are fake and the region fixed."""
+    set_fake_aws_credentials(monkeypatch)
+
+
+def set_fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
@@ -81,6 +86,22 @@ def _moto_server() -> Iterator[MotoServer]:
         yield MotoServer(f"http://127.0.0.1:{port}")
     finally:
         server.stop()
+
+
+@contextmanager
+def seeding_moto(server: MotoServer) -> Iterator[MotoServer]:
+    """For a module-scoped fixture that fills the moto server once (tests/support/snapshot.py): the
+    environment a test gets from `_fake_aws_credentials` and `moto` — fake credentials, a reset server
+    the library points at — and no client cached before or after."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        set_fake_aws_credentials(monkeypatch)
+        server.reset()
+        monkeypatch.setenv("LLMTALLY_ENDPOINT_URL", server.endpoint_url)
+        _forget_clients()
+        try:
+            yield server
+        finally:
+            _forget_clients()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from llmtally.forecast import SERIES_DAYS, forecast_month
 from llmtally.ingest import RawEntry
 from llmtally.money import nanos_to_usd
 from llmtally.repositories.usage import UsageRepository
+from tests.conftest import MotoServer, seeding_moto
 from tests.integration.api.conftest import ADMIN_CLAIMS, ALICE, BOB
 from tests.integration.api.test_usage_routes import get, send
 from tests.integration.test_aggregate import (  # noqa: F401  (an autouse fixture: keeps moto's transactions fast)
@@ -31,6 +32,7 @@ from tests.integration.test_aggregate import (  # noqa: F401  (an autouse fixtur
 )
 from tests.support.apigw import request
 from tests.support.pipeline import reset_ingest_state
+from tests.support.snapshot import TableSnapshot, restore_snapshot, take_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +48,35 @@ def pipeline(stack: Any) -> Iterator[str]:
     reset_ingest_state()
 
 
-@pytest.fixture
-def history(pipeline: str) -> list[UsageEvent]:
+@pytest.fixture(scope="module")
+def seeded_history(_moto_server: MotoServer) -> tuple[list[UsageEvent], TableSnapshot]:
     """Alice: one Claude Opus 4.1 conversation a day for 35 days at noon UTC (weekends lighter, a spike
-    four days ago), and a gpt-5-nano detection rule every third day. Nothing today."""
+    four days ago), and a gpt-5-nano detection rule every third day. Nothing today. Through the
+    ingest and aggregate handlers once per module: the events, and every table after."""
+    from llmtally.settings import get_settings
+    from llmtally.tables import create_tables
+
+    with seeding_moto(_moto_server) as server:
+        create_tables(server.client("dynamodb"), get_settings().names)
+        reset_ingest_state()
+        events = history_events()
+        send(events, stream_arn())
+        snapshot = take_snapshot(server.client("dynamodb"))
+        reset_ingest_state()
+    return events, snapshot
+
+
+@pytest.fixture
+def history(
+    pipeline: str, stack: MotoServer, seeded_history: tuple[list[UsageEvent], TableSnapshot]
+) -> list[UsageEvent]:
+    """The seeded history's tables, restored into this test's fresh moto server."""
+    events, snapshot = seeded_history
+    restore_snapshot(stack.client("dynamodb"), snapshot)
+    return events
+
+
+def history_events() -> list[UsageEvent]:
     rng = random.Random(9)
     noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
     events: list[UsageEvent] = []
@@ -70,7 +97,6 @@ def history(pipeline: str) -> list[UsageEvent]:
                     tokens=5_000,
                 )
             )
-    send(events, pipeline)
     return events
 
 
