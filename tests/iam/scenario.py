@@ -231,6 +231,8 @@ def api_setup(s: Scenario) -> None:
     )
     s.api("PUT", settings + "/budget", f"/api/llm-settings/{BOB}/budget", user=BOB, body={**budget, "action": "notify"})
     tag_budget = {"tagKey": "customer", "tagValue": "c-42", "monthlyLimitUsd": "5", "timezone": "UTC"}
+    # strict: the producer reserves and settles on the tag's ledger, the aggregator releases there
+    tag_budget |= {"action": "block", "strict": True}
     s.api("PUT", settings + "/budget/tags", f"/api/llm-settings/{ALICE}/budget/tags", body=tag_budget)
     admin_key = {"provider": "openai", "adminKey": ADMIN_KEY}  # for reconciliation
     s.api("PUT", settings + "/billing-keys", f"/api/llm-settings/{ALICE}/billing-keys", body=admin_key)
@@ -338,8 +340,9 @@ def producer_publish(s: Scenario) -> None:
 
 
 def producer_provider(s: Scenario) -> None:
-    """A service calling a provider for a user: preferences, the stored key, the strict budget's
-    reservation and settlement, the response cache, the usage event."""
+    """A service calling a provider for a user: preferences, the stored key, the strict budgets'
+    reservations and settlements (the tenant's and customer c-42's), the response cache, the usage event."""
+    import llmtally
     from llmtally.providers import provider_for_user
     from llmtally.publisher import UsagePublisher
 
@@ -348,7 +351,8 @@ def producer_provider(s: Scenario) -> None:
         try:
             provider = provider_for_user(ALICE, publisher=publisher, http_client=_provider_options(None)["http_client"])
             for _ in range(2):  # the second is answered by the response cache
-                provider.generate(prompt="Summarize the failed logins of the last hour", request_id="iam-tier")
+                with llmtally.attribution(tags={"customer": "c-42"}):
+                    provider.generate(prompt="Summarize the failed logins of the last hour", request_id="iam-tier")
             if not publisher.flush(10):
                 s.problem("producer-provider", f"publisher dropped events: {publisher.stats()}")
         except Exception as exc:
@@ -563,7 +567,9 @@ def api_reads(s: Scenario) -> None:
     s.api("GET", tags, f"/api/llm-settings/{ALICE}/budget/tags")
     s.api("GET", tags + "/alerts", f"/api/llm-settings/{ALICE}/budget/tags/alerts")
     c42 = {"key": "customer", "value": "c-42"}
-    s.api("GET", "/api/llm-settings/{userId}/budget/tag", f"/api/llm-settings/{ALICE}/budget/tag", query=c42)
+    tag = s.api("GET", "/api/llm-settings/{userId}/budget/tag", f"/api/llm-settings/{ALICE}/budget/tag", query=c42)
+    if tag is not None and tag.status == 200 and Decimal(str(tag.json()["status"]["reservedUsd"])) != 0:
+        s.problem("aggregate", f"c-42's strict holds were not released after aggregation: {tag.text[:300]}")
     s.api("DELETE", "/api/llm-settings/{userId}/budget/tag", f"/api/llm-settings/{ALICE}/budget/tag", query=c42)
     deleted = s.api("DELETE", "/api/llm-settings/{userId}/budget", f"/api/llm-settings/{ALICE}/budget")
     if deleted is not None and deleted.status == 200 and deleted.json().get("deleted") is not True:
