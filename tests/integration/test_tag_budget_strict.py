@@ -28,11 +28,12 @@ from llmtally.budgets import (
     Budget,
     BudgetAction,
     BudgetExceededError,
+    SwitchTarget,
     TagScope,
     parse_tag_hold,
 )
 from llmtally.entries import RawEntry
-from llmtally.events import UsageEvent
+from llmtally.events import Provider, UsageEvent
 from llmtally.ingest import raw_entry_item
 from llmtally.money import usd_to_nanos
 from llmtally.pricing import PriceBook
@@ -65,7 +66,7 @@ def feed(alert_queue: str) -> Iterator[StreamFeed]:
 
 
 def put_tag_budget(user_id: str, usd: str, tag: TagScope = C42, **options: Any) -> Budget:
-    budget = Budget(limit_nanos=usd_to_nanos(Decimal(usd)), action=BudgetAction.BLOCK, strict=True, **options)
+    budget = Budget(limit_nanos=usd_to_nanos(Decimal(usd)), **{"action": BudgetAction.BLOCK, "strict": True, **options})
     repository = BudgetRepository()
     repository.put_budget(user_id, budget, tag=tag)
     repository.seed_spent(user_id, budget.period(datetime.now(UTC)), 0, tag=tag)
@@ -391,3 +392,23 @@ def test_any_order_of_settles_releases_and_repeats_counts_each_call_once(
     # and once every call was settled and rolled up, nothing is left
     final = ledger(user)
     assert (final.outstanding_nanos, dict(final.holds)) == (0, {})
+
+
+def test_a_strict_tag_budget_with_switch_sends_a_call_that_does_not_fit_to_its_cheaper_target(
+    alert_queue: str,
+) -> None:
+    # Given c-42's strict $0.01 budget that switches to Haiku: Sonnet's worst case for this call
+    # ($0.0151) does not fit, Haiku's ($0.0050) does
+    haiku = SwitchTarget(provider=Provider.ANTHROPIC, model="claude-haiku-4-5-20251001")
+    put_tag_budget("u-switch", "0.01", action=BudgetAction.SWITCH, switch_to=haiku)
+    api, sink = plain(), Sink()
+    provider = BudgetedProvider(anthropic(api, sink, "u-switch"), guard=BudgetGuard())
+    # When a call is made for c-42
+    with llmtally.attribution(tags={"customer": "c-42"}):
+        provider.generate("q", max_tokens=1000)
+    # Then it went to Haiku, held on c-42's ledger and settled there
+    assert api.body()["model"] == "claude-haiku-4-5-20251001"
+    assert provider.switched_calls == 1
+    (hold,) = ledger("u-switch").holds.values()
+    assert hold.settled
+    assert TAG_HOLD_METADATA in sink.events[0].metadata
