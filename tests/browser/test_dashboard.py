@@ -20,7 +20,7 @@ import socket
 import subprocess
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -365,6 +365,98 @@ def _entries_cost_by_customer(stack: Any, start: str, end: str, tz: str) -> dict
             return totals
 
 
+def _raw_entries(stack: Any, start: str, end: str, tz: str) -> list[dict[str, Any]]:
+    """Every raw entry of the local days [start, end] in `tz`, newest first, through the entries route."""
+    entries: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        query = f"start={start}&end={end}&tz={tz}&limit=500" + (f"&cursor={cursor}" if cursor else "")
+        page = _api(stack, f"/api/llm-usage/{USER}?{query}")
+        entries += page["entries"]
+        cursor = page.get("next_cursor") or ""
+        if not cursor:
+            return entries
+
+
+def _assert_every_widget_is_acmes(stack: Any, page: Any, start: str, end: str, tz: str) -> None:
+    """Under the chip customer: acme, the recent calls, the forecast, the unusual days and the
+    recommendations are acme's: the page equals the API under the filter and a recomputation from
+    the raw entries (acme's calls only), to the nano-dollar."""
+    from llmtally.anomalies import WARMUP_DAYS, detect_anomalies
+    from llmtally.forecast import SERIES_DAYS, forecast_month
+    from llmtally.money import nanos_to_usd, usd_to_nanos
+
+    def acme(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in entries if (e.get("tags") or {}).get("customer") == "acme"]
+
+    def daily_nanos(entries: list[dict[str, Any]], zone: str, first: date, days: int) -> list[int]:
+        sums = [0] * days
+        for entry in entries:
+            day = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).astimezone(ZoneInfo(zone)).date()
+            if 0 <= (day - first).days < days:
+                sums[(day - first).days] += usd_to_nanos(Decimal(entry["cost_usd"]))
+        return sums
+
+    where = "where=tag:customer:acme"
+    # Recent calls: acme's newest calls of the period, in the API's order
+    page.get_by_role("heading", name="Recent calls · customer: acme").wait_for()
+    mine = acme(_raw_entries(stack, start, end, tz))
+    assert mine
+    rows = page.get_by_test_id("entry-row")
+    page.wait_for_function(
+        "n => document.querySelectorAll('[data-testid=entry-row]').length === n", arg=min(25, len(mine))
+    )
+    shown = [rows.nth(i).get_attribute("data-event-id") for i in range(rows.count())]
+    assert shown == [e["event_id"] for e in mine][:25]
+    listed = _api(stack, f"/api/llm-usage/{USER}?start={start}&end={end}&tz={tz}&limit=500&{where}")
+    assert [e["event_id"] for e in listed["entries"]] == [e["event_id"] for e in mine]
+
+    # Forecast: acme's month, in the zone of acme's tag budget if one exists, else the page's
+    budgets = _api(stack, f"/api/llm-settings/{USER}/budget/tags")["budgets"]
+    zone = next((b["budget"]["timezone"] for b in budgets if (b["tagKey"], b["tagValue"]) == ("customer", "acme")), tz)
+    page.get_by_test_id("forecast-scope").wait_for()
+    api = _api(stack, f"/api/llm-usage/{USER}/forecast?tz={zone}&{where}")
+    assert api["where"] == {"dimension": "tag:customer", "value": "acme"}
+    today = date.fromisoformat(api["period_start"][:10]) + timedelta(days=api["days_elapsed"] - 1)
+    first = today - timedelta(days=SERIES_DAYS - 1)
+    history = acme(_raw_entries(stack, first.isoformat(), today.isoformat(), zone))
+    expected = forecast_month(daily_nanos(history, zone, first, SERIES_DAYS), today)
+    assert Decimal(api["forecast_usd"]) == nanos_to_usd(expected.forecast_nanos)
+    assert Decimal(api["month_to_date_usd"]) == nanos_to_usd(expected.month_to_date_nanos)
+    assert Decimal(page.get_by_test_id("forecast-usd").get_attribute("data-value")) == Decimal(api["forecast_usd"])
+
+    # Unusual days: the detector on acme's own series over the page's 30 days
+    total = 30 + WARMUP_DAYS
+    first = date.fromisoformat(end) - timedelta(days=total - 1)
+    series = daily_nanos(acme(_raw_entries(stack, first.isoformat(), end, tz)), tz, first, total)
+    found = detect_anomalies(series, first, 30)
+    anomalies = _api(stack, f"/api/llm-usage/{USER}/anomalies?days=30&tz={tz}&{where}")
+    assert [(a["date"], Decimal(a["cost_usd"])) for a in anomalies["anomalies"]] == [
+        (a.day.isoformat(), nanos_to_usd(a.cost_nanos)) for a in found
+    ]
+    marked = page.locator("[data-testid=daily-bar][data-anomaly]")
+    assert sorted(marked.nth(i).get_attribute("data-date") for i in range(marked.count())) == sorted(
+        a.day.isoformat() for a in found
+    )
+
+    # Recommendations: acme's cost per operation over the last 30 UTC days
+    page.get_by_role("heading", name="Recommendations · customer: acme").wait_for()
+    page.get_by_test_id("recommendation").first.wait_for()
+    utc_today = datetime.now(ZoneInfo("UTC")).date()
+    recent = acme(_raw_entries(stack, (utc_today - timedelta(days=29)).isoformat(), utc_today.isoformat(), "UTC"))
+    per_operation: dict[str, Decimal] = {}
+    for entry in recent:
+        per_operation[entry["operation_type"]] = per_operation.get(entry["operation_type"], Decimal(0)) + Decimal(
+            entry["cost_usd"]
+        )
+    items = page.get_by_test_id("recommendation")
+    on_page = {
+        items.nth(i).get_attribute("data-operation"): Decimal(items.nth(i).get_attribute("data-cost"))
+        for i in range(items.count())
+    }
+    assert on_page == per_operation
+
+
 def test_tagged_calls_show_as_a_per_customer_breakdown_and_filter_the_page(stack: Any, browser: Any) -> None:
     from llmtally.demo import publish_demo
 
@@ -411,6 +503,7 @@ def test_tagged_calls_show_as_a_per_customer_breakdown_and_filter_the_page(stack
         ),
     )
     assert Decimal(_cards(page)["total-cost"]) == expected["acme"]
+    _assert_every_widget_is_acmes(stack, page, start, end, tz)
 
     # And the breakdown CSV downloads the same rows
     with page.expect_download() as info:

@@ -355,6 +355,7 @@ export function RecommendationsPanel({
                 className="border-b border-mono-200 pb-4 last:border-b-0 last:pb-0 dark:border-mono-800"
                 data-testid="recommendation"
                 data-operation={op.operation_type}
+                data-cost={String(op.cost_usd)}
               >
                 <div className="flex flex-wrap items-baseline justify-between gap-2">
                   <h3 className="font-medium text-mono-900 dark:text-mono-100">{humanize(op.operation_type)}</h3>

@@ -66,6 +66,8 @@ function EntryRow({ entry, tz }: { entry: UsageEntry; tz: string }) {
     <tr
       className="border-b border-mono-100 align-top last:border-b-0 dark:border-mono-850"
       data-testid="entry-row"
+      data-event-id={entry.event_id}
+      data-cost={String(entry.cost_usd)}
       data-usage-missing={missing ? "true" : undefined}
     >
       <td className="py-2 pr-3 whitespace-nowrap text-mono-700 dark:text-mono-300">
