@@ -609,6 +609,11 @@ def test_screenshots_of_both_pages(stack: Any, browser: Any, scheme: str) -> Non
     page.get_by_test_id("filter-chip").wait_for()
     selector.select_option("model")
     page.locator("[data-testid=breakdown-table][data-by='model']").wait_for()
+    # every widget follows the chip: acme's tag budget, acme's forecast, acme's recent calls
+    page.locator("[data-testid=budget-card][data-scope=tag]").wait_for()
+    page.get_by_test_id("forecast-scope").wait_for()
+    page.get_by_role("heading", name="Recent calls · customer: acme").wait_for()
+    page.get_by_test_id("reconciliation-scope").or_(page.get_by_test_id("reconciliation-unconfigured")).wait_for()
     page.screenshot(path=str(SCREENSHOTS / f"usage-analytics-filtered-{scheme}.png"), full_page=True)
     page.context.close()
 
