@@ -553,6 +553,16 @@ export async function getBudgetAlerts(userId: string, limit = 20): Promise<Budge
   return body.alerts ?? [];
 }
 
+/**
+ * One tag value's budget alerts, newest first: the tag budgets' alerts (`…/budget/tags/alerts`, at
+ * most 200, every tag value's) kept to `key`=`value`, at most `limit`.
+ */
+export async function getTagBudgetAlerts(userId: string, key: string, value: string, limit = 20): Promise<BudgetAlert[]> {
+  const query = new URLSearchParams({ limit: "200" });
+  const body = await json<{ alerts?: BudgetAlert[] }>(`/api/llm-settings/${user(userId)}/budget/tags/alerts?${query}`);
+  return (body.alerts ?? []).filter((a) => a.tagKey === key && a.tagValue === value).slice(0, limit);
+}
+
 export function getTagBudgets(userId: string): Promise<TagBudgetsResponse> {
   return json(`/api/llm-settings/${user(userId)}/budget/tags`);
 }

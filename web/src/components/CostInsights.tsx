@@ -396,17 +396,37 @@ function when(instant: string): string {
   return date.toLocaleString("en-US", { month: "short", day: "numeric", year: "numeric", hour: "numeric", minute: "2-digit" });
 }
 
-/** The thresholds crossed, newest first, as the API returns them. */
-export function BudgetAlertsList({ alerts, retry }: { alerts: Resource<BudgetAlert[]>; retry: () => void }) {
+/**
+ * The thresholds crossed, newest first, as the API returns them. Under a tag filter the page passes
+ * that tag value's budget's alerts; under another filter the account budget's, and says so.
+ */
+export function BudgetAlertsList({
+  alerts,
+  retry,
+  where = null,
+}: {
+  alerts: Resource<BudgetAlert[]>;
+  retry: () => void;
+  where?: Where | null;
+}) {
+  const tag = tagKeyOf(where) !== null;
   return (
-    <Section id="budget-alerts" title="Budget alerts" description="Thresholds crossed, newest first.">
+    <Section
+      id="budget-alerts"
+      title={where && tag ? `Budget alerts · ${whereLabel(where)}` : "Budget alerts"}
+      description={
+        where && !tag
+          ? "The account budget's thresholds crossed, newest first (budgets are per account and per tag value)."
+          : "Thresholds crossed, newest first."
+      }
+    >
       {alerts.state === "error" ? (
         <InlineError what="budget alerts" message={alerts.message} onRetry={retry} />
       ) : alerts.state === "loading" ? (
         <Loading what="budget alerts" />
       ) : alerts.value.length === 0 ? (
         <p className="muted py-4 text-center text-sm" data-testid="no-alerts">
-          No budget alerts yet.
+          {where && tag ? `No alerts for ${whereLabel(where)}'s budget yet.` : "No budget alerts yet."}
         </p>
       ) : (
         <ul className="space-y-3" data-testid="budget-alerts">

@@ -1,8 +1,8 @@
 import { render, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it, vi } from "vitest";
-import type { ReconciliationResponse, UsageEntry } from "../api";
-import { costControlRoutes, dailyFor, installFetch, summaryFor, whereOf, type Recorded } from "../test/fakeApi";
+import type { BudgetAlert, ReconciliationResponse, UsageEntry } from "../api";
+import { ALERTS, costControlRoutes, dailyFor, installFetch, summaryFor, whereOf, type Recorded } from "../test/fakeApi";
 import LLMUsageAnalytics, { forWhere } from "./LLMUsageAnalytics";
 
 /** Every widget follows the filter chip (docs/dashboard.md, "Breakdowns, the filter chip and tag budgets"). */
@@ -63,8 +63,14 @@ function routes() {
       body: `timestamp,event_id\r\n2026-12-06T09:15:02.250Z,${url.searchParams.get("where") ? "acme-1" : "all-1"}\r\n`,
     }),
     "GET /api/llm-usage/test/reconciliation": (url) => ({ body: reconciliation(url) }),
+    "GET /api/llm-settings/test/budget/tags/alerts": () => ({ body: { alerts: TAG_ALERTS } }),
   });
 }
+
+const TAG_ALERTS: BudgetAlert[] = [
+  { ...ALERTS[0]!, alertId: "test:customer=globex:2026-11:80", limitUsd: 5, spentUsd: 4.1, tagKey: "customer", tagValue: "globex" },
+  { ...ALERTS[1]!, alertId: "test:customer=acme:2026-11:50", limitUsd: 50, spentUsd: 25.5, tagKey: "customer", tagValue: "acme" },
+];
 
 async function pick(user: ReturnType<typeof userEvent.setup>, by: string, value: string) {
   const select = await screen.findByLabelText("Breakdown by");
@@ -120,6 +126,27 @@ describe("The filter chip: every widget follows it", () => {
     expect(scope).toHaveAttribute("data-scope", "account");
     expect(scope).toHaveTextContent("Whole account, not customer: acme");
     expect(scope).toHaveTextContent("invoices carry no tags");
+  });
+
+  it("lists the tag value's budget alerts under a tag filter, the account's (said so) under another", async () => {
+    // Given the account's alerts and two tag budgets' alerts (acme's and globex's)
+    const user = userEvent.setup();
+    const { calls } = routes();
+    render(<LLMUsageAnalytics userId="test" initialTz="UTC" />);
+    // When the page is filtered by customer: acme
+    await pick(user, "tag:customer", "acme");
+    // Then the alerts are acme's budget's only
+    const region = await screen.findByRole("region", { name: "Budget alerts · customer: acme" });
+    await waitFor(() => expect(within(region).getAllByRole("listitem")).toHaveLength(1));
+    expect(region).toHaveTextContent("50% of $50.00 reached");
+    expect(calls.some((c) => c.url.startsWith("/api/llm-settings/test/budget/tags/alerts?"))).toBe(true);
+    // When the chip is replaced by a provider filter
+    await user.click(screen.getByRole("button", { name: "Remove the filter customer: acme" }));
+    await pick(user, "provider", "OpenAI");
+    // Then the account budget's alerts are listed, and the section says whose they are
+    const account = await screen.findByRole("region", { name: "Budget alerts" });
+    await waitFor(() => expect(within(account).getAllByRole("listitem")).toHaveLength(2));
+    expect(account).toHaveTextContent("The account budget's thresholds crossed");
   });
 
   it("says a tag value has no budget and links to set one", async () => {

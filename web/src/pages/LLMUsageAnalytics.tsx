@@ -9,12 +9,14 @@ import {
   getForecast,
   getRecommendations,
   getSummary,
+  getTagBudgetAlerts,
   getTagBudgets,
   whereLabel,
   whereParam,
   type Breakdown,
   type DailyRow,
   type Period,
+  type BudgetAlert,
   type InsightScope,
   type UsageSummary,
   type Where,
@@ -64,6 +66,13 @@ export function periodFor(days: number, tz: string, now: Date = new Date()): Per
 }
 
 type Loaded = { summary: UsageSummary; daily: DailyRow[]; period: Period };
+
+/** Alerts as loading while those on screen belong to another budget (the account's, or another tag value's). */
+export function alertsFor(resource: Resource<BudgetAlert[]>, key: string | null, value: string | null): Resource<BudgetAlert[]> {
+  if (resource.state !== "ok") return resource;
+  const mine = resource.value.every((a) => (key === null ? !a.tagKey : a.tagKey === key && a.tagValue === value));
+  return mine ? resource : { state: "loading" };
+}
 
 /**
  * An insight as loading while the answer on screen is for another filter (useResource keeps the last
@@ -190,7 +199,13 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
 
   // Cost control: independent requests, each with its own inline error (one failing breaks nothing).
   const fetchBudget = useCallback(() => getBudget(userId), [userId]);
-  const fetchAlerts = useCallback(() => getBudgetAlerts(userId, 20), [userId]);
+  // Under a tag filter, that tag value's budget's alerts; otherwise the account budget's.
+  const alertTag = tagKeyOf(where);
+  const alertValue = alertTag !== null && where ? where.value : null;
+  const fetchAlerts = useCallback(
+    () => (alertTag !== null && alertValue !== null ? getTagBudgetAlerts(userId, alertTag, alertValue, 20) : getBudgetAlerts(userId, 20)),
+    [userId, alertTag, alertValue],
+  );
   const fetchAnomalies = useCallback(() => getAnomalies(userId, periodFor(days, tz), where), [userId, days, tz, where]);
   const fetchRecommendations = useCallback(() => getRecommendations(userId, days, where), [userId, days, where]);
   const tagFilter = tagKeyOf(where) !== null;
@@ -502,7 +517,7 @@ export default function LLMUsageAnalytics({ userId, initialTz }: { userId: strin
 
           <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
             <RecommendationsPanel recommendations={scopedRecommendations} retry={recommendations.retry} where={where} />
-            <BudgetAlertsList alerts={alerts.resource} retry={alerts.retry} />
+            <BudgetAlertsList alerts={alertsFor(alerts.resource, alertTag, alertValue)} retry={alerts.retry} where={where} />
           </div>
 
           <ReconciliationPanel userId={userId} days={days} where={where} />
