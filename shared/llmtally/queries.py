@@ -227,6 +227,13 @@ class Filter:
             )
         if len(value) > 256:
             raise InvalidQueryError("a where value has at most 256 characters")
+        if value == NO_TAG_VALUE and dimension.startswith(TAG_PREFIX):
+            # Not a value anything is rolled up under (a sent value has no parentheses): answering it
+            # from the tag's rollups would be a silent zero.
+            raise InvalidQueryError(
+                f"where {text[:80]!r}: {NO_TAG_VALUE} (the calls without the key) is the breakdown's remainder, "
+                "not a filter; filter on a value, (other), provider, model or operation"
+            )
         return cls(parse_dimension(dimension), value)
 
     def as_dict(self) -> dict[str, str]:

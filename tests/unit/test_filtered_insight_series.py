@@ -7,12 +7,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from llmtally.api.insights import InsightsService
 from llmtally.pricing import default_price_book
-from llmtally.queries import Filter, local_midnight
+from llmtally.queries import Filter, InvalidQueryError, local_midnight
 from llmtally.recommendations import operation_totals
 from llmtally.rollups import Counters
 from tests.unit.test_queries import WHERES, ZONES, MemoryRollups, _attrs, tagged_entries
@@ -59,3 +60,12 @@ def test_the_daily_cost_series_under_a_filter_equals_brute_force(
         if 0 <= index < days:
             expected[index] += e.cost_nanos
     assert costs == expected
+
+
+def test_the_untagged_remainder_is_refused_as_a_filter_rather_than_answered_zero() -> None:
+    # When a where names the breakdown's (none) row (no call is rolled up under it)
+    # Then it is refused with the reason, on every route that parses where (they share the parser)
+    with pytest.raises(InvalidQueryError, match=r"\(none\) \(the calls without the key\) is the breakdown's remainder"):
+        Filter.parse("tag:customer:(none)")
+    # And (other), a value calls are rolled up under, is a filter
+    assert Filter.parse("tag:customer:(other)") == Filter("tag:customer", "(other)")
