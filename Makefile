@@ -6,9 +6,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+PYTEST := $(PY) -m pytest -n 2 --dist loadgroup -q
 
 .DEFAULT_GOAL := help
-.PHONY: help preflight install run test test-unit test-integration test-infra lint fmt bench schema synth clean
+.PHONY: help preflight install run test checks test-python test-unit test-integration test-infra lint fmt bench schema synth clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -28,8 +29,16 @@ run: $(STAMP) ## install, build the dashboard (when web/ exists) and start the l
 preflight: ## check what `make test` needs beyond .venv (python3 3.11+, node 20.19+, Chromium); as root, apt-installs chromium
 	@PYTHON=$(PYTHON) .ci/preflight
 
-test: preflight $(STAMP) lint web test-web ## lint, type-check, the dashboard's tests, then every pytest tier
-	$(PY) -m pytest -n 2 --dist loadgroup -q
+test: checks ## lint, type-check, the dashboard's build and tests, then every pytest tier
+	$(PYTEST)
+
+# The checks are independent of each other: `make -j2 --output-sync=target checks` (what CI runs) runs
+# two at a time — mypy's cold run on one core, npm ci + vite build + vitest on the other — and prints
+# each one's output in one block when it ends.
+checks: preflight $(STAMP) lint web test-web ## everything `make test` runs before pytest
+
+test-python: $(STAMP) ## every pytest tier, nothing before (what `make test` runs after `checks`)
+	$(PYTEST)
 
 test-unit: $(STAMP) ## the fast tier only
 	$(PY) -m pytest -q tests/unit
