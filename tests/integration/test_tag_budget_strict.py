@@ -37,7 +37,7 @@ from llmtally.events import Provider, UsageEvent
 from llmtally.ingest import raw_entry_item
 from llmtally.money import usd_to_nanos
 from llmtally.pricing import PriceBook
-from llmtally.providers import SecretKeyStore, client_for_user
+from llmtally.providers import SecretKeyStore, aprovider_for_user, client_for_user
 from llmtally.providers.budget import BudgetedProvider, BudgetGuard
 from llmtally.providers.native import guard_of
 from llmtally.repositories import budgets as budget_repository
@@ -412,3 +412,48 @@ def test_a_strict_tag_budget_with_switch_sends_a_call_that_does_not_fit_to_its_c
     (hold,) = ledger("u-switch").holds.values()
     assert hold.settled
     assert TAG_HOLD_METADATA in sink.events[0].metadata
+
+
+def test_async_adapter_calls_and_streams_reserve_and_settle_off_the_event_loop(stored: str) -> None:
+    # Given c-42's strict budget, and a guard whose storage calls note the thread they run on
+    put_tag_budget(stored, "1.00")
+    storage_threads: list[int] = []
+
+    class Watched(BudgetRepository):
+        def reserve(self, *args: Any, **kwargs: Any) -> Reservation:
+            storage_threads.append(threading.get_ident())
+            return super().reserve(*args, **kwargs)
+
+        def settle(self, reservation: Reservation, actual_nanos: int) -> None:
+            storage_threads.append(threading.get_ident())
+            super().settle(reservation, actual_nanos)
+
+    reply = fixture_text("anthropic", "stream_cache.sse")
+    api, sink = MockAPI([json_reply(fixture_json("anthropic", "message_plain.json")), sse_reply(reply)]), Sink()
+
+    async def main() -> int:
+        provider = await aprovider_for_user(
+            stored,
+            preferences={"defaultProvider": "anthropic", "queryModel": "claude-sonnet-4-6"},
+            key_store=SecretKeyStore(),
+            publisher=sink,
+            budget_guard=BudgetGuard(Watched()),
+            http_client=api.client(),
+            async_http_client=api.aclient(),
+            price_book=PriceBook(),
+        )
+        # When an agenerate and an astream are made for c-42
+        with llmtally.attribution(tags={"customer": "c-42"}):
+            await provider.agenerate("q", max_tokens=500)
+            async for _ in provider.astream("hi", max_tokens=100):
+                pass
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    # Then both reserved and settled on c-42's ledger, each storage call off the loop's thread
+    assert len(storage_threads) == 4
+    assert loop_thread not in storage_threads
+    holds = ledger(stored).holds
+    assert len(holds) == 2
+    assert all(h.settled for h in holds.values())
+    assert {parse_tag_hold(e.metadata[TAG_HOLD_METADATA]) is not None for e in sink.events} == {True}
