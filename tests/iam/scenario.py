@@ -230,8 +230,8 @@ def api_setup(s: Scenario) -> None:
         body={**budget, "strict": True, "slackWebhookUrl": s.slack.webhook_url},
     )
     s.api("PUT", settings + "/budget", f"/api/llm-settings/{BOB}/budget", user=BOB, body={**budget, "action": "notify"})
-    tag_budget = {"tagKey": "customer", "tagValue": "c-42", "monthlyLimitUsd": "5", "timezone": "UTC"}
     # strict: the producer reserves and settles on the tag's ledger, the aggregator releases there
+    tag_budget: dict[str, Any] = {"tagKey": "customer", "tagValue": "c-42", "monthlyLimitUsd": "5", "timezone": "UTC"}
     tag_budget |= {"action": "block", "strict": True}
     s.api("PUT", settings + "/budget/tags", f"/api/llm-settings/{ALICE}/budget/tags", body=tag_budget)
     admin_key = {"provider": "openai", "adminKey": ADMIN_KEY}  # for reconciliation
