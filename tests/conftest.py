@@ -39,6 +39,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
         if groups:
             item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
+    items.sort(key=_longest_first)
+
+
+#: The work units (one test, or an `xdist_group`) that take minutes, longest first, measured with
+#: `--durations` in CI runs (see docs/BENCHMARKS.md, "Test suite time"). xdist hands units out in
+#: collection order (`pytest_configure` turns off its reordering by unit size): these start first,
+#: while both workers are free, and the many short tests fill in around them — instead of the
+#: invariant (one test, ~6 min) starting halfway through and running alone at the end.
+LONGEST_FIRST = (
+    "tests/integration/test_pipeline_invariant.py::",  # one test: 500 examples
+    "@browser",  # the local stack and Chromium, 11 flows
+    "@infra",  # the CDK synthesis, then 116 template tests
+    "@iam",  # the synthesis and the IAM emulator
+    "@local-stack",  # the local stack's end-to-end flows
+    "tests/integration/test_rollup_migration.py::",
+    "@usage-routes",  # the seeded pipeline, then reads
+    "@insights-routes",
+)
+
+
+def _longest_first(item: pytest.Item) -> int:
+    """The unit's rank in LONGEST_FIRST (any other test after them, in collection order: the sort is stable)."""
+    return next((rank for rank, part in enumerate(LONGEST_FIRST) if part in item.nodeid), len(LONGEST_FIRST))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under `--dist loadgroup`, xdist hands out work units in collection order (LONGEST_FIRST first),
+    not reordered by how many tests each holds (it would put the 116 quick CDK template tests before
+    the six-minute invariant)."""
+    if getattr(config.option, "dist", None) == "loadgroup":
+        config.option.loadscopereorder = False
 
 
 @pytest.fixture(autouse=True)

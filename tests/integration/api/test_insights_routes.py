@@ -34,7 +34,8 @@ from tests.support.apigw import request
 from tests.support.pipeline import reset_ingest_state
 from tests.support.snapshot import TableSnapshot, restore_snapshot, take_snapshot
 
-pytestmark = pytest.mark.integration
+# One worker runs the module: the seeded pipeline (`seeded_history`) runs once per run, not once per worker.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("insights-routes")]
 
 TZ = "Asia/Kolkata"
 HISTORY_DAYS = 35

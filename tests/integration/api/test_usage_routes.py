@@ -41,7 +41,8 @@ from tests.support.lambda_events import FakeLambdaContext, sqs_event, stream_eve
 from tests.support.pipeline import reset_ingest_state
 from tests.support.snapshot import TableSnapshot, restore_snapshot, take_snapshot
 
-pytestmark = pytest.mark.integration
+# One worker runs the module: the seeded pipeline (`seeded_traffic`) runs once per run, not once per worker.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("usage-routes")]
 
 ZONES = ("UTC", "Asia/Kolkata", "Asia/Kathmandu", "America/St_Johns")
 SUMMARY_KEYS = {"total_requests", "total_tokens", "total_cost_usd", "by_provider", "by_operation", "by_model"}
