@@ -160,7 +160,7 @@ def test_a_release_that_fails_once_is_finished_by_the_retry_and_counted_once(fee
     failures = [0]
 
     def fail_first_release(params: dict[str, Any], **_: Any) -> None:
-        if "REMOVE #h.#id" in str(params.get("UpdateExpression")) and failures[0] == 0:
+        if "REMOVE #h.#i0" in str(params.get("UpdateExpression")) and failures[0] == 0:
             failures[0] += 1
             from botocore.exceptions import ClientError
 
@@ -179,23 +179,32 @@ def test_a_release_that_fails_once_is_finished_by_the_retry_and_counted_once(fee
     assert (after.spent_nanos, after.outstanding_nanos, dict(after.holds)) == (cost, 0, {})
 
 
-def test_concurrent_evaluations_of_one_batch_release_a_hold_once(alert_queue: str) -> None:
-    # Given a settled $0.03 hold on c-42's ledger and its event, evaluated by 8 aggregators at once
+def test_concurrent_evaluations_of_one_batch_release_each_hold_once(alert_queue: str) -> None:
+    # Given three settled $0.03 holds on c-42's ledger and their events in one batch, evaluated by
+    # 8 aggregators at once (the first hold also by one before them: a partly released batch)
     budget = put_tag_budget("u-race", "1.00")
     repo = BudgetRepository()
-    hold = reserve("u-race", budget, "0.05", 900)
-    repo.settle(hold, usd_to_nanos(Decimal("0.03")))
-    event = test_budgets.spend(
-        "u-race", "0.03", datetime.now(UTC), **{TAG_HOLD_METADATA: f"{hold.hold_id}@{hold.reserved_at}"}
-    ).model_copy(update={"tags": {"customer": "c-42"}})
-    entry = RawEntry.from_item(
-        raw_entry_item(event, PriceBook().price_event(event), ttl_days=90, now=datetime.now(UTC))
-    )
-    keepers = [BudgetKeeper(tag_total=lambda *_: usd_to_nanos(Decimal("0.03"))) for _ in range(8)]
+    entries = []
+    for _ in range(3):
+        hold = reserve("u-race", budget, "0.05", 900)
+        repo.settle(hold, usd_to_nanos(Decimal("0.03")))
+        event = test_budgets.spend(
+            "u-race", "0.03", datetime.now(UTC), **{TAG_HOLD_METADATA: f"{hold.hold_id}@{hold.reserved_at}"}
+        ).model_copy(update={"tags": {"customer": "c-42"}})
+        entries.append(
+            RawEntry.from_item(
+                raw_entry_item(event, PriceBook().price_event(event), ttl_days=90, now=datetime.now(UTC))
+            )
+        )
+    spent = usd_to_nanos(Decimal("0.09"))
+    first = BudgetKeeper(tag_total=lambda *_: spent)
+    first.begin(["u-race"], None, entries=entries[:1])
+    first.evaluate(["u-race"])
+    keepers = [BudgetKeeper(tag_total=lambda *_: spent) for _ in range(8)]
     barrier = threading.Barrier(len(keepers))
 
     def evaluate(keeper: BudgetKeeper) -> None:
-        keeper.begin(["u-race"], None, entries=[entry])
+        keeper.begin(["u-race"], None, entries=entries)
         barrier.wait()
         keeper.evaluate(["u-race"])
 
@@ -204,9 +213,9 @@ def test_concurrent_evaluations_of_one_batch_release_a_hold_once(alert_queue: st
         thread.start()
     for thread in threads:
         thread.join()
-    # Then the hold left the ledger once: outstanding is 0, never negative
+    # Then each hold left the ledger once: outstanding is 0, never negative
     after = ledger("u-race")
-    assert (after.spent_nanos, after.outstanding_nanos, dict(after.holds)) == (usd_to_nanos(Decimal("0.03")), 0, {})
+    assert (after.spent_nanos, after.outstanding_nanos, dict(after.holds)) == (spent, 0, {})
 
 
 def test_an_event_rolled_up_before_its_settle_is_released_by_the_settle(alert_queue: str) -> None:
@@ -367,7 +376,8 @@ _EXAMPLES = iter(range(10**6))
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     order=st.permutations([("settle", i) for i in range(3)] + [("release", i) for i in range(3)]),
-    repeats=st.lists(st.tuples(st.sampled_from(["settle", "release"]), st.integers(0, 2)), max_size=4),
+    # a repeat of index 3 releases all three at once (one batch naming every call; one update)
+    repeats=st.lists(st.tuples(st.sampled_from(["settle", "release"]), st.integers(0, 3)), max_size=4),
     costs=st.lists(st.integers(0, 40_000_000), min_size=3, max_size=3),
 )
 def test_any_order_of_settles_releases_and_repeats_counts_each_call_once(
@@ -382,10 +392,12 @@ def test_any_order_of_settles_releases_and_repeats_counts_each_call_once(
     # When their settles and the aggregator's releases come in any order, with repeats (SDK retries,
     # redelivered events) anywhere after the first
     for kind, index in [*order, *repeats]:
+        chosen = holds if index == 3 else [holds[index]]
         if kind == "settle":
-            repo.settle(holds[index], costs[index])
+            for hold in chosen:
+                repo.settle(hold, costs[holds.index(hold)])
         else:
-            repo.release_rolled_holds(user, period, C42, [holds[index].hold_id])
+            repo.release_rolled_holds(user, period, C42, [hold.hold_id for hold in chosen])
         # Then at every step what is outstanding is exactly what the holds left hold
         now = ledger(user)
         assert now.outstanding_nanos == sum(h.nanos for h in now.holds.values()) >= 0

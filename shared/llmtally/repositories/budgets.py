@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -106,6 +106,8 @@ _SWEEP_CLOCK_MARGIN_S: Final = 60
 #: beyond the pipeline's seconds and the stream's retries, so only an event that never arrives (the
 #: publisher's buffer lost it) is swept — conservative until then, never an overshoot.
 SETTLED_HOLD_S: Final = 86_400
+#: Settled holds released by one conditional update (keeps the expression far below DynamoDB's 4 KB).
+_RELEASE_CHUNK: Final = 25
 
 
 class NoRoomError(Exception):
@@ -460,46 +462,67 @@ class BudgetRepository(SettingsRepository):
         self, user_id: str, period: str, tag: TagScope, hold_ids: Iterable[str]
     ) -> tuple[int, int]:
         """The aggregator, once the events of these holds' calls are in the rollups (and the ledger's
-        `spent_nanos` includes them): each settled hold leaves the ledger with its amount, in one
-        conditional update per hold, so a redelivery, a retry after a crash or a concurrent
+        `spent_nanos` includes them): each settled hold leaves the ledger with its amount, by a
+        conditional REMOVE of the hold (all of a chunk in one update; if any of it was released
+        meanwhile, one update per hold), so a redelivery, a retry after a crash or a concurrent
         evaluation finds it gone and releases nothing; a hold not settled yet is marked rolled (its
         settle removes it). Returns (holds released, nanos released)."""
         wanted = set(hold_ids)
         if not wanted:
             return 0, 0
         ledger = self.get_ledger(user_id, period, tag=tag)
-        ccf = self._client.exceptions.ConditionalCheckFailedException
         key = self._serialize({"user_id": user_id, "setting_type": ledger_sort_key(period, tag)})
+        found = sorted(wanted & set(ledger.holds))
+        settled = [(hid, ledger.holds[hid].nanos) for hid in found if ledger.holds[hid].settled]
         released = released_nanos = 0
-        for hold_id in sorted(wanted & set(ledger.holds)):
-            hold = ledger.holds[hold_id]
-            names = {"#h": "holds", "#id": hold_id, "#n": "n", "#s": "s", "#r": "r"}
-            if hold.rolled:
+        for index in range(0, len(settled), _RELEASE_CHUNK):
+            chunk = settled[index : index + _RELEASE_CHUNK]
+            if len(chunk) > 1 and self._release(key, chunk):
+                released, released_nanos = released + len(chunk), released_nanos + sum(n for _, n in chunk)
                 continue
-            if hold.settled:
-                update: dict[str, Any] = {
-                    "UpdateExpression": "REMOVE #h.#id ADD outstanding_nanos :delta",
-                    "ConditionExpression": "attribute_exists(#h.#id.#s) AND #h.#id.#n = :n",
-                    "ExpressionAttributeValues": {":delta": {"N": str(-hold.nanos)}, ":n": {"N": str(hold.nanos)}},
-                }
-                names.pop("#r")
-            else:
-                update = {
-                    "UpdateExpression": "SET #h.#id.#r = :true",
-                    "ConditionExpression": "attribute_exists(#h.#id) AND attribute_not_exists(#h.#id.#s)",
-                    "ExpressionAttributeValues": {":true": {"BOOL": True}},
-                }
-                names.pop("#n")
-            try:
-                self._client.update_item(TableName=self._table, Key=key, ExpressionAttributeNames=names, **update)
-            except ccf:
-                continue  # released (or settled) by someone else meanwhile: their write counts
-            except Exception as exc:
-                raise _storage_error("update_item", exc) from exc
-            if hold.settled:
-                released += 1
-                released_nanos += hold.nanos
+            for one in chunk:
+                if self._release(key, [one]):
+                    released, released_nanos = released + 1, released_nanos + one[1]
+        for hold_id in found:
+            hold = ledger.holds[hold_id]
+            if hold.settled or hold.rolled:
+                continue
+            self._conditional_update(
+                key,
+                UpdateExpression="SET #h.#id.#r = :true",
+                ConditionExpression="attribute_exists(#h.#id) AND attribute_not_exists(#h.#id.#s)",
+                ExpressionAttributeNames={"#h": "holds", "#id": hold_id, "#s": "s", "#r": "r"},
+                ExpressionAttributeValues={":true": {"BOOL": True}},
+            )
         return released, released_nanos
+
+    def _release(self, key: Mapping[str, Any], holds: Sequence[tuple[str, int]]) -> bool:
+        """REMOVE these settled holds and their amounts, if every one is still there as read."""
+        names = {"#h": "holds", "#n": "n", "#s": "s"}
+        values: dict[str, Any] = {":delta": {"N": str(-sum(n for _, n in holds))}}
+        removes, conditions = [], []
+        for index, (hold_id, nanos) in enumerate(holds):
+            names[f"#i{index}"] = hold_id
+            values[f":n{index}"] = {"N": str(nanos)}
+            removes.append(f"#h.#i{index}")
+            conditions.append(f"attribute_exists(#h.#i{index}.#s) AND #h.#i{index}.#n = :n{index}")
+        return self._conditional_update(
+            key,
+            UpdateExpression="REMOVE " + ", ".join(removes) + " ADD outstanding_nanos :delta",
+            ConditionExpression=" AND ".join(conditions),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def _conditional_update(self, key: Mapping[str, Any], **update: Any) -> bool:
+        """One conditional UpdateItem: False when its condition failed (someone else's write counts)."""
+        try:
+            self._client.update_item(TableName=self._table, Key=key, **update)
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        except Exception as exc:
+            raise _storage_error("update_item", exc) from exc
+        return True
 
     def _init_ledger(self, key: Mapping[str, Any], ttl: int) -> None:
         self._call(
