@@ -22,8 +22,8 @@ rollups'), and costs one read of the value's month per tag budget per batch that
 
 Strict tag budgets: right after SETting a tag ledger's spend (which now includes the batch's
 events), the holds named by the batch's events (`TAG_HOLD_METADATA`, skipped records included) are
-released from the ledger of the period they were taken in, each by one conditional REMOVE keyed by
-its id (`BudgetRepository.release_rolled_holds`): the amount leaves `outstanding` exactly once,
+released from the ledger of the period they were taken in, by conditional REMOVEs keyed by their
+ids (`BudgetRepository.release_rolled_holds`): each amount leaves `outstanding` exactly once,
 after it entered `spent` (between the two it counts twice: conservative, never an overshoot). A
 failed release fails the batch like a failed alert, and the retry releases what is left.
 """

@@ -28,8 +28,9 @@ condition that `spent_nanos` is unchanged and `outstanding_nanos` still leaves r
 Strict holds on a tag ledger outlive their call: on a tag ledger `outstanding_nanos` is always the
 sum of its holds' `n`, and a hold goes through states keyed by its id (docs/budgets.md, "Strict tag
 budgets"): reserved `{n: worst case, x}` → settled `{n: real cost, x: later, s}` by the caller →
-removed by the aggregator once the call's event is in the rollups (`release_rolled_holds`, one
-conditional REMOVE per hold: whoever removes it first releases it, every repeat finds it gone).
+removed by the aggregator once the call's event is in the rollups (`release_rolled_holds`, a
+REMOVE conditional on the hold being there as read: whoever removes it first releases it, every
+repeat finds it gone).
 If the event is rolled up before the caller settles, the aggregator marks the hold `r` and the
 settle removes it whole. Every hold, whatever its state, is swept at its expiry (a crashed caller,
 an event that never arrived).
