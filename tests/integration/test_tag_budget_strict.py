@@ -469,3 +469,60 @@ def test_async_adapter_calls_and_streams_reserve_and_settle_off_the_event_loop(s
     assert len(holds) == 2
     assert all(h.settled for h in holds.values())
     assert {parse_tag_hold(e.metadata[TAG_HOLD_METADATA]) is not None for e in sink.events} == {True}
+
+
+def test_a_native_async_call_cancelled_while_reserving_gives_every_hold_back(stored: str) -> None:
+    # Given the tenant's strict budget and c-42's, and a ledger slow to answer the first reservation
+    BudgetRepository().put_budget(
+        stored, Budget(limit_nanos=usd_to_nanos(Decimal("10")), action=BudgetAction.BLOCK, strict=True)
+    )
+    put_tag_budget(stored, "1.00")
+    reserving, answer = threading.Event(), threading.Event()
+
+    class Slow(BudgetRepository):
+        def reserve(self, *args: Any, **kwargs: Any) -> Reservation:
+            taken = super().reserve(*args, **kwargs)
+            reserving.set()
+            answer.wait(10)
+            return taken
+
+    api, sink = MockAPI([json_reply(fixture_json("anthropic", "message_tool_use.json"))]), Sink()
+
+    async def main() -> None:
+        client = client_for_user(
+            stored,
+            "anthropic",
+            asynchronous=True,
+            publisher=sink,
+            preferences={"trackUsage": True},
+            key_store=SecretKeyStore(),
+            budget_guard=BudgetGuard(Slow()),
+            price_book=PriceBook(),
+            http_client=api.aclient(),
+        )
+
+        async def call() -> None:
+            with llmtally.attribution(tags={"customer": "c-42"}):
+                await client.messages.create(model="claude-sonnet-4-6", max_tokens=64, messages=MESSAGES)
+
+        # When the caller's task is cancelled while its holds are being taken
+        task = asyncio.create_task(call())
+        await asyncio.to_thread(reserving.wait, 10)
+        task.cancel()
+        answer.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        guard = guard_of(client)
+        assert guard is not None
+        for _ in range(500):  # until the worker thread has reserved and the holds are given back
+            await guard.settled()
+            held = [(await asyncio.to_thread(ledger, stored, tag)).holds for tag in (None, C42)]
+            if not any(held):
+                return
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    # Then no request, no event, and nothing held on either ledger
+    assert (api.requests, sink.events) == ([], [])
+    for tag in (None, C42):
+        assert (ledger(stored, tag).outstanding_nanos, dict(ledger(stored, tag).holds)) == (0, {})

@@ -302,6 +302,17 @@ class BudgetGuard:
                 raise
         return StrictHold(tuple(taken), hold_id, int(at.timestamp()))
 
+    def cancel(self, reservation: Any) -> None:
+        """Give a reservation (or each of a `StrictHold`'s) back whole: the call was never made."""
+        failure: Exception | None = None
+        for one in reservation.reservations if isinstance(reservation, StrictHold) else (reservation,):
+            try:
+                self.repository.cancel(one)
+            except Exception as exc:  # give the others back; the failed hold expires by itself
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
     def _give_back(self, user_id: str, taken: Sequence[Any]) -> None:
         for reservation in taken:
             try:

@@ -176,8 +176,8 @@ class BudgetClientGuard:
         if future.cancelled() or future.exception() is not None:
             return
         ticket = future.result()
-        if ticket is not None:
-            self._settle_off_loop(ticket.reservation, 0)
+        if ticket is not None:  # no call was made: the holds are given back whole
+            self._off_loop(self._cancel, ticket.reservation)
 
     def _refuse(self, status: BudgetStatus) -> None:
         from llmtally.providers.budget import _exceeded
@@ -274,12 +274,16 @@ class BudgetClientGuard:
 
     def _settle_off_loop(self, reservation: Any, nanos: int) -> None:
         """Settle now (no event loop in this thread), or on the loop's executor (never block a loop)."""
+        self._off_loop(self._settle, reservation, nanos)
+
+    def _off_loop(self, work: Any, *args: Any) -> None:
+        """Run a storage call now (no event loop in this thread), or on the loop's executor."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._settle(reservation, nanos)
+            work(*args)
             return
-        future = loop.run_in_executor(None, self._settle, reservation, nanos)
+        future = loop.run_in_executor(None, work, *args)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)
@@ -287,6 +291,15 @@ class BudgetClientGuard:
     def _forget(self, future: asyncio.Future[None]) -> None:
         with self._lock:
             self._pending.discard(future)
+
+    def _cancel(self, reservation: Any) -> None:
+        try:
+            self.guard.cancel(reservation)
+        except Exception as exc:  # the hold expires by itself
+            logger.warning(
+                "budget reservation not given back; it expires by itself",
+                extra={"user_id": self.user_id, "error_class": type(exc).__name__},
+            )
 
     def _settle(self, reservation: Any, nanos: int) -> None:
         try:
