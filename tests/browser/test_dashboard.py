@@ -402,12 +402,12 @@ def _assert_every_widget_is_acmes(stack: Any, page: Any, start: str, end: str, t
     page.get_by_role("heading", name="Recent calls · customer: acme").wait_for()
     mine = acme(_raw_entries(stack, start, end, tz))
     assert mine
-    rows = page.get_by_test_id("entry-row")
+    # (waits until the list on screen is exactly acme's newest 25: never a stale unfiltered one)
     page.wait_for_function(
-        "n => document.querySelectorAll('[data-testid=entry-row]').length === n", arg=min(25, len(mine))
+        "ids => JSON.stringify([...document.querySelectorAll('[data-testid=entry-row]')]"
+        ".map(row => row.getAttribute('data-event-id'))) === JSON.stringify(ids)",
+        arg=[e["event_id"] for e in mine][:25],
     )
-    shown = [rows.nth(i).get_attribute("data-event-id") for i in range(rows.count())]
-    assert shown == [e["event_id"] for e in mine][:25]
     listed = _api(stack, f"/api/llm-usage/{USER}?start={start}&end={end}&tz={tz}&limit=500&{where}")
     assert [e["event_id"] for e in listed["entries"]] == [e["event_id"] for e in mine]
 
@@ -434,9 +434,10 @@ def _assert_every_widget_is_acmes(stack: Any, page: Any, start: str, end: str, t
     assert [(a["date"], Decimal(a["cost_usd"])) for a in anomalies["anomalies"]] == [
         (a.day.isoformat(), nanos_to_usd(a.cost_nanos)) for a in found
     ]
-    marked = page.locator("[data-testid=daily-bar][data-anomaly]")
-    assert sorted(marked.nth(i).get_attribute("data-date") for i in range(marked.count())) == sorted(
-        a.day.isoformat() for a in found
+    page.wait_for_function(
+        "dates => JSON.stringify([...document.querySelectorAll('[data-testid=daily-bar][data-anomaly]')]"
+        ".map(bar => bar.getAttribute('data-date')).sort()) === JSON.stringify(dates)",
+        arg=sorted(a.day.isoformat() for a in found),
     )
 
     # Recommendations: acme's cost per operation over the last 30 UTC days
