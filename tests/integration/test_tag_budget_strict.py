@@ -526,3 +526,47 @@ def test_a_native_async_call_cancelled_while_reserving_gives_every_hold_back(sto
     assert (api.requests, sink.events) == ([], [])
     for tag in (None, C42):
         assert (ledger(stored, tag).outstanding_nanos, dict(ledger(stored, tag).holds)) == (0, {})
+
+
+def test_an_agenerate_cancelled_while_reserving_gives_every_hold_back(alert_queue: str) -> None:
+    # Given the tenant's strict budget and c-42's, and a ledger slow to answer the first reservation
+    user = "u-acancel"
+    BudgetRepository().put_budget(
+        user, Budget(limit_nanos=usd_to_nanos(Decimal("10")), action=BudgetAction.BLOCK, strict=True)
+    )
+    put_tag_budget(user, "1.00")
+    reserving, answer = threading.Event(), threading.Event()
+
+    class Slow(BudgetRepository):
+        def reserve(self, *args: Any, **kwargs: Any) -> Reservation:
+            taken = super().reserve(*args, **kwargs)
+            reserving.set()
+            answer.wait(10)
+            return taken
+
+    api, sink = plain(), Sink()
+    provider = BudgetedProvider(anthropic(api, sink, user), guard=BudgetGuard(Slow()))
+
+    async def main() -> None:
+        async def call() -> None:
+            with llmtally.attribution(tags={"customer": "c-42"}):
+                await provider.agenerate("q", max_tokens=500)
+
+        # When the caller's task is cancelled while its holds are being taken
+        task = asyncio.create_task(call())
+        await asyncio.to_thread(reserving.wait, 10)
+        task.cancel()
+        answer.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(500):  # until the worker thread has reserved and the holds are given back
+            held = [(await asyncio.to_thread(ledger, user, tag)).holds for tag in (None, C42)]
+            if not any(held):
+                return
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    # Then no request, no event, and nothing held on either ledger
+    assert (api.requests, sink.events) == ([], [])
+    for tag in (None, C42):
+        assert (ledger(user, tag).outstanding_nanos, dict(ledger(user, tag).holds)) == (0, {})

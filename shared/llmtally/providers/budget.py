@@ -629,7 +629,29 @@ class BudgetedProvider:
         if tags_clear and fresh and (status is None or not (status.budget.strict or status.exhausted)):
             return _Admitted(self.inner, model, metadata, None)  # nothing to decide, nothing to store
         # (to_thread copies the context: the thread sees the caller's attribution)
-        return await asyncio.to_thread(self._admit, prompt, model, metadata, call)
+        admitting = asyncio.ensure_future(asyncio.to_thread(self._admit, prompt, model, metadata, call))
+        try:
+            return await asyncio.shield(admitting)
+        except asyncio.CancelledError:
+            # Cancelled while reserving: no call will be made, so what the thread reserves is given back.
+            admitting.add_done_callback(self._give_back_orphan)
+            raise
+
+    def _give_back_orphan(self, admitting: asyncio.Future[_Admitted]) -> None:
+        if admitting.cancelled() or admitting.exception() is not None:
+            return
+        reservation = admitting.result().reservation
+        if reservation is not None:
+            asyncio.get_running_loop().run_in_executor(None, self._cancel, reservation)
+
+    def _cancel(self, reservation: Any) -> None:
+        try:
+            self.guard.cancel(reservation)
+        except Exception as exc:  # the hold expires by itself
+            logger.warning(
+                "budget reservation not given back; it expires by itself",
+                extra={"user_id": self.user_id, "error_class": type(exc).__name__},
+            )
 
     async def _asettle(self, reservation: Any, actual_nanos: int) -> None:
         # Off the loop; if the task is cancelled again meanwhile, the thread still settles.
