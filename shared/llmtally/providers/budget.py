@@ -35,6 +35,8 @@ that needs no decision beyond "go ahead". `astream` decides when it is first ite
 `BudgetExceededError` comes from the first `__anext__` (no request is made). A task cancelled
 mid-call or mid-stream settles its reservation (what the provider had billed that is known: none
 for a cancelled call) before the `CancelledError` propagates; its one event comes from tracking.
+A task cancelled while its holds are being taken makes no call: the worker thread finishes, and
+what it took is given back whole (`BudgetGuard.cancel`).
 """
 
 from __future__ import annotations
