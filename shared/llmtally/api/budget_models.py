@@ -43,7 +43,13 @@ class BudgetUpdate(BaseModel):
     ] = list(DEFAULT_THRESHOLDS)
     action: BudgetAction = BudgetAction.NOTIFY
     switchTo: SwitchTarget | None = None
-    strict: StrictBool = False
+    strict: Annotated[
+        StrictBool,
+        Field(
+            description="With block or switch: reserve each call's worst-case cost before it runs "
+            "(docs/budgets.md, strict mode); refused with notify."
+        ),
+    ] = False
     slackWebhookUrl: Annotated[
         SecretStr | None,
         Field(max_length=512, description="A Slack incoming-webhook URL; stored as a secret, never returned."),
@@ -97,7 +103,13 @@ class TagBudgetUpdate(BaseModel):
     ] = list(DEFAULT_THRESHOLDS)
     action: BudgetAction = BudgetAction.NOTIFY
     switchTo: SwitchTarget | None = None
-    strict: StrictBool = False
+    strict: Annotated[
+        StrictBool,
+        Field(
+            description="With block or switch: reserve each call's worst-case cost before it runs "
+            "(docs/budgets.md, strict mode); refused with notify."
+        ),
+    ] = False
 
     @field_validator("timezone")
     @classmethod

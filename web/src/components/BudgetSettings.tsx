@@ -167,7 +167,7 @@ function BudgetSettings({ userId, catalog }: { userId: string; catalog: CatalogP
       timezone: form.timezone,
       thresholds,
       action: form.action,
-      strict: form.strict,
+      strict: form.action !== "notify" && form.strict,
     };
     if (form.action === "switch") input.switchTo = { provider: form.switchProvider as Provider, model: form.switchModel };
     if (webhook) input.slackWebhookUrl = webhook;
@@ -398,14 +398,17 @@ function BudgetSettings({ userId, catalog }: { userId: string; catalog: CatalogP
             <input
               type="checkbox"
               className="mt-0.5 h-4 w-4 accent-mono-900 dark:accent-mono-100"
-              checked={form.strict}
+              checked={form.action !== "notify" && form.strict}
+              disabled={form.action === "notify"}
               onChange={(e) => set("strict", e.target.checked)}
               aria-describedby={`${ids}-strict-help`}
             />
             <span>
               Strict mode
               <span id={`${ids}-strict-help`} className="muted block text-xs">
-                Reserve each call's worst-case cost before it runs, so concurrent calls cannot overshoot.
+                {form.action === "notify"
+                  ? "Choose block or switch to enforce the limit strictly."
+                  : "Reserve each call's worst-case cost before it runs, so concurrent calls cannot overshoot."}
               </span>
             </span>
           </label>

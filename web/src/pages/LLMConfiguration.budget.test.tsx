@@ -93,6 +93,29 @@ describe("LLMConfiguration: monthly budget", () => {
     expect(form.getByRole("button", { name: "Remove budget" })).toBeInTheDocument();
   });
 
+  it("offers strict mode only with block or switch, so the form never sends what the API refuses", async () => {
+    // Given the form with notify chosen (the default): strict cannot be ticked, and the help says why
+    const user = userEvent.setup();
+    const { calls } = routes(NO_BUDGET);
+    render(<LLMConfiguration userId="test" />);
+    const form = await budgetForm();
+    const strict = form.getByRole("checkbox", { name: /Strict mode/ });
+    expect(strict).toBeDisabled();
+    expect(form.getByText("Choose block or switch to enforce the limit strictly.")).toBeInTheDocument();
+    // When block is chosen, strict ticked, then notify chosen again and the budget saved
+    await user.type(form.getByLabelText("Monthly budget (USD)"), "30");
+    await user.selectOptions(form.getByLabelText("Action at 100%"), "block");
+    expect(strict).toBeEnabled();
+    await user.click(strict);
+    await user.selectOptions(form.getByLabelText("Action at 100%"), "notify");
+    expect(strict).not.toBeChecked();
+    await user.click(form.getByRole("button", { name: "Save budget" }));
+    // Then the budget was saved as notify without strict (the API refuses strict with notify)
+    await screen.findByText("Budget saved");
+    const put = calls.find((c) => c.method === "PUT" && c.url === "/api/llm-settings/test/budget");
+    expect(put?.body).toMatchObject({ action: "notify", strict: false });
+  });
+
   it("never renders the Slack webhook URL back: the field is cleared and only 'Stored' is shown", async () => {
     const user = userEvent.setup();
     routes(NO_BUDGET);
