@@ -32,9 +32,9 @@ preflight: ## check what `make test` needs beyond .venv (python3 3.11+, node 20.
 test: checks ## lint, type-check, the dashboard's build and tests, then every pytest tier
 	$(PYTEST)
 
-# The checks are independent of each other: `make -j2 --output-sync=target checks` (what CI runs) runs
-# two at a time — mypy's cold run on one core, npm ci + vite build + vitest on the other — and prints
-# each one's output in one block when it ends.
+# The checks are independent of each other: `make -j2 --output-sync=target checks synth` (what CI
+# runs) runs two at a time — mypy's cold run on one core, npm ci + vite build + vitest and the CDK
+# synthesis on the other — and prints each one's output in one block when it ends.
 checks: preflight $(STAMP) lint web test-web ## everything `make test` runs before pytest
 
 test-python: $(STAMP) ## every pytest tier, nothing before (what `make test` runs after `checks`)
