@@ -110,6 +110,13 @@ class MotoServer:
 def _moto_server() -> Iterator[MotoServer]:
     from moto.server import ThreadedMotoServer
 
+    from llmtally.local import emulator
+
+    # The local stack's emulator fixes (llmtally.local.emulator): above all, one DynamoDB request at a
+    # time, as DynamoDB makes each conditional write atomic — moto serves requests on threads and
+    # evaluates a condition and applies the update as separate steps, so two concurrent strict
+    # reservations could both pass a condition only one of them may pass.
+    emulator.install()
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
