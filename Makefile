@@ -29,15 +29,16 @@ run: $(STAMP) ## install, build the dashboard (when web/ exists) and start the l
 preflight: ## check what `make test` needs beyond .venv (python3 3.11+, node 20.19+, Chromium); as root, apt-installs chromium
 	@PYTHON=$(PYTHON) .ci/preflight
 
-test: checks ## lint, type-check, the dashboard's build and tests, then every pytest tier
+test: ## lint, type-check, the dashboard's build and tests (two at a time), then every pytest tier
+	@$(MAKE) --no-print-directory -j2 --output-sync=target checks
 	$(PYTEST)
 
-# The checks are independent of each other: `make -j2 --output-sync=target checks synth` (what CI
-# runs) runs two at a time — mypy's cold run on one core, npm ci + vite build + vitest and the CDK
-# synthesis on the other — and prints each one's output in one block when it ends.
+# The checks are independent of each other: `make test` runs them two at a time — mypy's cold run on
+# one core, npm ci + vite build + vitest on the other — and prints each one's output in one block
+# when it ends; then pytest, streamed.
 checks: preflight $(STAMP) lint web test-web ## everything `make test` runs before pytest
 
-test-python: $(STAMP) ## every pytest tier, nothing before (what `make test` runs after `checks`)
+test-python: $(STAMP) ## every pytest tier, without the checks `make test` runs first
 	$(PYTEST)
 
 test-unit: $(STAMP) ## the fast tier only
