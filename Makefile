@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 PYTEST := $(PY) -m pytest -n 2 --dist loadgroup -q
 
 .DEFAULT_GOAL := help
-.PHONY: help preflight install run test checks test-python test-unit test-integration test-infra lint fmt bench schema synth clean
+.PHONY: help preflight install run test checks checks-after-preflight test-python test-unit test-integration test-infra lint fmt bench schema synth clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -29,14 +29,16 @@ run: $(STAMP) ## install, build the dashboard (when web/ exists) and start the l
 preflight: ## check what `make test` needs beyond .venv (python3 3.11+, node 20.19+, Chromium); as root, apt-installs chromium
 	@PYTHON=$(PYTHON) .ci/preflight
 
-test: ## lint, type-check, the dashboard's build and tests (two at a time), then every pytest tier
-	@$(MAKE) --no-print-directory -j2 --output-sync=target checks
+test: preflight ## preflight, then lint, type-check, the dashboard's build and tests (two at a time), then every pytest tier
+	@$(MAKE) --no-print-directory -j2 --output-sync=target checks-after-preflight
 	$(PYTEST)
 
-# The checks are independent of each other: `make test` runs them two at a time — mypy's cold run on
-# one core, npm ci + vite build + vitest on the other — and prints each one's output in one block
-# when it ends; then pytest, streamed.
-checks: preflight $(STAMP) lint web test-web ## everything `make test` runs before pytest
+# After the preflight (which stops `make test` at once, with one line, when something is missing), the
+# checks are independent of each other: `make test` runs them two at a time — pip install and then
+# mypy's cold run on one core, npm ci + vite build + vitest on the other — and prints each one's
+# output in one block when it ends; then pytest, streamed.
+checks: preflight checks-after-preflight ## everything `make test` runs before pytest
+checks-after-preflight: $(STAMP) lint web test-web
 
 test-python: $(STAMP) ## every pytest tier, without the checks `make test` runs first
 	$(PYTEST)
