@@ -7,9 +7,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST := $(PY) -m pytest -n 2 --dist loadgroup -q
+MYPY   := $(VENV)/bin/mypy shared lambdas bench tests cdk_app
 
 .DEFAULT_GOAL := help
-.PHONY: help preflight install run test checks checks-after-preflight test-python test-unit test-integration test-infra lint fmt bench schema synth clean
+.PHONY: help preflight install run test checks checks-after-preflight test-python test-python-and-types ruff typecheck test-unit test-integration test-infra lint fmt bench schema synth clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -29,19 +30,26 @@ run: $(STAMP) ## install, build the dashboard (when web/ exists) and start the l
 preflight: ## check what `make test` needs beyond .venv (python3 3.11+, node 20.19+, Chromium); as root, apt-installs chromium
 	@PYTHON=$(PYTHON) .ci/preflight
 
-test: preflight ## preflight, then lint, type-check, the dashboard's build and tests (two at a time), then every pytest tier
+test: preflight ## preflight, then the checks (two at a time), then every pytest tier with mypy beside it
 	@$(MAKE) --no-print-directory -j2 --output-sync=target checks-after-preflight
-	$(PYTEST)
+	@$(MAKE) --no-print-directory test-python-and-types
 
 # After the preflight (which stops `make test` at once, with one line, when something is missing), the
-# checks are independent of each other: `make test` runs them two at a time — pip install and then
-# mypy's cold run on one core, npm ci + vite build + vitest on the other — and prints each one's
-# output in one block when it ends; then pytest, streamed.
-checks: preflight checks-after-preflight ## everything `make test` runs before pytest
-checks-after-preflight: $(STAMP) lint web test-web
+# checks are independent of each other: `make test` runs them two at a time — pip install and ruff on
+# one core, npm ci + vite build + vitest on the other — each one's output printed in one block when it
+# ends. mypy's cold run (~100 s of one core) then runs beside pytest rather than before it; its
+# output is printed when pytest ends, and either failing fails `make test`.
+checks: preflight checks-after-preflight typecheck ## everything `make test` runs besides pytest
+checks-after-preflight: $(STAMP) ruff web test-web
 
 test-python: $(STAMP) ## every pytest tier, without the checks `make test` runs first
 	$(PYTEST)
+
+test-python-and-types: $(STAMP)
+	@log=$$(mktemp); $(MYPY) >"$$log" 2>&1 & types_pid=$$!; \
+	echo "$(PYTEST)  (mypy runs beside it)"; $(PYTEST); tests=$$?; \
+	wait $$types_pid; types=$$?; echo "$(MYPY)"; cat "$$log"; rm -f "$$log"; \
+	[ $$tests -eq 0 ] && [ $$types -eq 0 ]
 
 test-unit: $(STAMP) ## the fast tier only
 	$(PY) -m pytest -q tests/unit
@@ -52,10 +60,14 @@ test-integration: $(STAMP) ## the moto-server tier only
 test-infra: $(STAMP) ## the CDK tier only (template, cdk-nag, cfn-lint, one real asset bundling); needs node
 	$(PY) -m pytest -q tests/infra
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy
+lint: ruff typecheck ## ruff (lint + format check) and mypy
+
+ruff: $(STAMP) ## ruff's lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared lambdas bench tests cdk_app
+
+typecheck: $(STAMP) ## mypy (strict)
+	$(MYPY)
 
 fmt: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
