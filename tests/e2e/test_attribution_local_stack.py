@@ -83,29 +83,40 @@ def test_per_customer_cost_in_the_api_and_the_cli_equals_the_raw_entries(stack: 
     def by_customer() -> dict[str, Any]:
         return dict(stack.get(f"/api/llm-usage/{TENANT}/breakdown?by=tag:customer"))
 
-    # (a batch's rollup items are written one by one: wait for the tag rows too, not only the total)
-    body = wait_for(
-        "the five calls in the rollups",
-        by_customer,
-        lambda b: b["total"]["requests"] == 5 and sum(r["requests"] for r in b["rows"]) == 5,
+    entries = wait_for(
+        "the five raw entries",
+        lambda: stack.get(f"/api/llm-usage/{TENANT}?limit=100")["entries"],
+        lambda found: len(found) == 5,
     )
-    entries = stack.get(f"/api/llm-usage/{TENANT}?limit=100")["entries"]
-    assert len(entries) == 5
     expected: dict[str, tuple[int, Decimal]] = {}
     for entry in entries:
         customer = entry["tags"].get("customer", "(none)")
         requests, cost = expected.get(customer, (0, Decimal(0)))
         expected[customer] = (requests + 1, cost + Decimal(str(entry["cost_usd"])))
-    got = {row["value"]: (row["requests"], Decimal(str(row["cost_usd"]))) for row in body["rows"]}
-    # exactly the recomputation from the raw entries
-    assert got == expected
+
+    def rows(body: dict[str, Any]) -> dict[str, tuple[int, Decimal]]:
+        return {row["value"]: (row["requests"], Decimal(str(row["cost_usd"]))) for row in body["rows"]}
+
+    # exactly the recomputation from the raw entries, once the batch's rollup items have all landed:
+    # they are written one by one, and until a tag value's item is there its calls count in the
+    # `(none)` row (the total minus the tagged rows), so a count of five rows proves nothing yet
+    body = wait_for("the breakdown to equal the raw entries", by_customer, lambda b: rows(b) == expected)
+    assert rows(body) == expected
     assert body["rows"][0]["value"] == "acme"
     # And the same breakdown under a model filter, and acme's cost by model
     model = entries[0]["model"]
-    filtered = stack.get(f"/api/llm-usage/{TENANT}/breakdown?by=tag:customer&where=model:{model}")
-    assert {row["value"]: row["requests"] for row in filtered["rows"]} == {k: v[0] for k, v in expected.items()}
-    acme = stack.get(f"/api/llm-usage/{TENANT}/breakdown?by=model&where=tag:customer:acme")
-    assert [(row["value"], row["requests"]) for row in acme["rows"]] == [(model, 3)]
+    # (their items are other items of the same batch: waited for like the breakdown's)
+    wanted = {k: v[0] for k, v in expected.items()}
+    wait_for(
+        "the breakdown under a model filter",
+        lambda: stack.get(f"/api/llm-usage/{TENANT}/breakdown?by=tag:customer&where=model:{model}"),
+        lambda b: {row["value"]: row["requests"] for row in b["rows"]} == wanted,
+    )
+    wait_for(
+        "acme's cost by model",
+        lambda: stack.get(f"/api/llm-usage/{TENANT}/breakdown?by=model&where=tag:customer:acme"),
+        lambda b: [(row["value"], row["requests"]) for row in b["rows"]] == [(model, 3)],
+    )
     # And the tenant's tag keys are listed for the dashboard's selector
     keys = stack.get(f"/api/llm-usage/{TENANT}/tags")["keys"]
     assert [(k["key"], k["values"]) for k in keys] == [("customer", 2), ("feature", 1)]
