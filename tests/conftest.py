@@ -14,6 +14,11 @@ import boto3
 import pytest
 from hypothesis import HealthCheck, settings
 
+#: moto parses an update expression recursively; a packed rollup item's ADD of ~200 attributes
+#: needs more than the default 1,000 frames (llmtally.local.emulator raises it the same way for the
+#: moto servers; this covers the in-process `mock_aws` of the invariant and the unit tiers).
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))

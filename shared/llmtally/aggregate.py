@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from llmtally.errors import LLMTallyError
+from llmtally.packing import COUNTER_LETTERS, Attributes, PackedKey, encode, touches
 from llmtally.repositories.rollups import (
+    MAX_ATTRIBUTES_PER_WRITE,
     MAX_TRANSACTION_ITEMS,
     CheckpointAdvance,
     CheckpointConflictError,
@@ -47,11 +49,7 @@ from llmtally.rollups import (
     GRANULARITIES,
     Counters,
     Granularity,
-    RollupKey,
     RollupSource,
-    coalesce,
-    rollup_keys,
-    sum_counters,
 )
 
 if TYPE_CHECKING:
@@ -265,12 +263,18 @@ def _commit_transaction(
     """One transaction: the range's deltas (marked), its tenants' ledger updates and checkpoints.
     Returns the items written, or -1 if an earlier attempt had committed it."""
     advances = _advances(batch_range)
-    deltas = coalesce((entry for _, _, entry in batch_range), granularities)
-    marks = _marks(batch_range, granularities)
+    by_tenant: dict[str, list[Pending]] = {}
+    for item in batch_range:
+        by_tenant.setdefault(item[2].user_id, []).append(item)
+    deltas: list[MarkedDelta] = []
+    for items in by_tenant.values():
+        for chunks in _deltas(repo, items, granularities).values():
+            # `_transactions` keeps every item's delta within one write's bound, so one chunk each
+            deltas.extend(chunks)
     arn = batch_range[0][0].stream_arn
     try:
         ledger = budgets.ledger_items([entry for _, _, entry in batch_range]) if budgets is not None else []
-        written = repo.commit(deltas, advances, ledger, marks=marks, stream_arn=arn)
+        written = repo.commit(deltas, advances, ledger, stream_arn=arn)
     except CheckpointConflictError:
         if budgets is not None:
             budgets.forget_totals()
@@ -281,9 +285,6 @@ def _commit_transaction(
         # Else an item holds part of the range: an earlier attempt wrote it as a marked write (the
         # tenant had no budget then). Finish with marked writes; the ledger catches up with the
         # rollups' total on the tenant's next batch (docs/pipeline.md).
-        by_tenant: dict[str, list[Pending]] = {}
-        for item in batch_range:
-            by_tenant.setdefault(item[2].user_id, []).append(item)
         return sum(_apply_marked(repo, items, granularities) for items in by_tenant.values())
     except LLMTallyError:
         if budgets is not None:
@@ -294,34 +295,60 @@ def _commit_transaction(
     return written
 
 
+#: (padded sequence number, the record's packed attributes, its request count) per stored item.
+Contribution = tuple[str, Attributes, int]
+
+
 def _contributions(
-    items: Sequence[Pending], granularities: Sequence[Granularity]
-) -> dict[RollupKey, list[tuple[str, Counters]]]:
-    """Each rollup key's contributions, as (padded sequence number, counters), in stream order."""
-    per_key: dict[RollupKey, list[tuple[str, Counters]]] = {}
-    for _, padded, entry in items:
-        contribution = Counters.of(entry)
-        for key in rollup_keys(entry, granularities):
-            per_key.setdefault(key, []).append((padded, contribution))
+    repo: RollupRepository, items: Sequence[Pending], granularities: Sequence[Granularity]
+) -> dict[PackedKey, list[Contribution]]:
+    """Each stored item's contributions from one tenant's records, in stream order. The cells' codes
+    come from the tenant's dictionary (new cells get theirs before anything is written)."""
+    touched = [(padded, Counters.of(entry), list(touches(entry, granularities))) for _, padded, entry in items]
+    if not touched:
+        return {}
+    codes = repo.cell_codes(items[0][2].user_id, {cell for _, _, keys in touched for _, cell in keys})
+    per_key: dict[PackedKey, list[Contribution]] = {}
+    for padded, counters, keys in touched:
+        for key, cell in keys:
+            per_key.setdefault(key, []).append((padded, encode(codes[cell], counters), counters.requests))
     return per_key
 
 
-def _marks(items: Sequence[Pending], granularities: Sequence[Granularity]) -> dict[RollupKey, tuple[str, str]]:
-    return {key: (c[0][0], c[-1][0]) for key, c in _contributions(items, granularities).items()}
+def _chunked(key: PackedKey, contributions: Sequence[Contribution]) -> list[MarkedDelta]:
+    """A stored item's contributions as deltas of consecutive records, each within one write's bound."""
+    out: list[MarkedDelta] = []
+    attributes: Attributes = {}
+    requests, first, last = 0, "", ""
+    for padded, own, count in contributions:
+        if attributes and len(attributes.keys() | own.keys()) > MAX_ATTRIBUTES_PER_WRITE:
+            out.append(MarkedDelta(key, attributes, requests, first, last))
+            attributes, requests = {}, 0
+        if not attributes and not requests:
+            first = padded
+        for name, amount in own.items():
+            attributes[name] = attributes.get(name, 0) + amount
+        requests += count
+        last = padded
+    if attributes or requests:
+        out.append(MarkedDelta(key, attributes, requests, first, last))
+    return out
+
+
+def _deltas(
+    repo: RollupRepository, items: Sequence[Pending], granularities: Sequence[Granularity]
+) -> dict[PackedKey, list[MarkedDelta]]:
+    return {key: _chunked(key, c) for key, c in _contributions(repo, items, granularities).items()}
 
 
 def _apply_marked(repo: RollupRepository, items: Sequence[Pending], granularities: Sequence[Granularity]) -> int:
     """One tenant's records as marked writes (`RollupRepository.apply_marked`), then its checkpoint.
-    Returns the items written (rollup keys + the checkpoint)."""
-    per_key = _contributions(items, granularities)
-    writes = [
-        MarkedDelta(key, sum_counters(c for _, c in contribs), contribs[0][0], contribs[-1][0])
-        for key, contribs in per_key.items()
-    ]
+    Returns the items written (stored items + the checkpoint)."""
+    per_key = _contributions(repo, items, granularities)
+    writes = [_chunked(key, contributions) for key, contributions in per_key.items()]
 
-    def resolve(key: RollupKey, mark: str) -> tuple[Counters, str] | None:
-        rest = [(padded, c) for padded, c in per_key[key] if padded > mark]
-        return (sum_counters(c for _, c in rest), rest[-1][0]) if rest else None
+    def resolve(key: PackedKey, mark: str) -> list[MarkedDelta]:
+        return _chunked(key, [c for c in per_key[key] if c[0] > mark])
 
     arn, user_id = items[0][0].stream_arn, items[0][2].user_id
     repo.apply_marked(writes, arn, resolve)
@@ -335,6 +362,10 @@ def _ledger_items_per_tenant(budgets: BudgetKeeper | None) -> Callable[[str], in
     from llmtally.budget_alerts import LEDGER_ITEMS_PER_TENANT
 
     return lambda user_id: LEDGER_ITEMS_PER_TENANT if budgets.has_budget(user_id) else 0
+
+
+#: A transaction's item is one UpdateItem: its cells × counters stay within one write's bound.
+_MAX_CELLS_PER_TRANSACTION_ITEM: Final = MAX_ATTRIBUTES_PER_WRITE // len(COUNTER_LETTERS)
 
 
 def _transactions(
@@ -355,18 +386,24 @@ def _transactions(
     by_tenant: dict[tuple[str, str], list[Pending]] = {}
     for item in pending:
         by_tenant.setdefault((item[0].stream_arn, item[2].user_id), []).append(item)
-    chunks: list[tuple[list[Pending], set[RollupKey], int]] = []
+    chunks: list[tuple[list[Pending], set[PackedKey], int]] = []
     for (_, user_id), items in by_tenant.items():
         fixed = 1 + extra(user_id)
         current: list[Pending] = []
-        keys: set[RollupKey] = set()
+        cells: dict[PackedKey, set[str]] = {}
         for item in items:
-            own = set(rollup_keys(item[2], granularities))
-            if current and len(keys | own) + fixed > MAX_TRANSACTION_ITEMS:
-                chunks.append((current, keys, fixed))
-                current, keys = [], set()
+            own = list(touches(item[2], granularities))
+            grown = {key for key, cell in own if cell not in cells.get(key, ())}
+            if current and (
+                len(cells.keys() | {key for key, _ in own}) + fixed > MAX_TRANSACTION_ITEMS
+                or any(len(cells.get(key, ())) + 1 > _MAX_CELLS_PER_TRANSACTION_ITEM for key in grown)
+            ):
+                chunks.append((current, set(cells), fixed))
+                current, cells = [], {}
             current.append(item)
-            keys |= own
+            for key, cell in own:
+                cells.setdefault(key, set()).add(cell)
+        keys = set(cells)
         if current:
             chunks.append((current, keys, fixed))
     chunks.sort(key=lambda chunk: chunk[0][0][1])

@@ -36,3 +36,6 @@ def reset_clients() -> None:
     """Forget cached clients and settings (tests that change the environment call this)."""
     _client.cache_clear()
     get_settings.cache_clear()
+    from llmtally.repositories.rollups import forget_cell_codes
+
+    forget_cell_codes()

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from llmtally.events import TAG_KEY_PATTERN
 from llmtally.money import nanos_to_usd
+from llmtally.packing import partition_of
 from llmtally.repositories.rollups import RollupItem, RollupRepository
 from llmtally.rollups import (
     DIMENSIONS,
@@ -302,7 +303,13 @@ def _read(
     runs = plan_runs(decompose(low, high))
     requests = [(dimension, run) for dimension in dimensions for run in runs]
     repo = repository or RollupRepository()
-    return (repo.read_runs(user_id, requests, consistent=consistent) if requests else []), len(requests)
+    queries = len({(partition_of(dimension), run) for dimension, run in requests})
+    return (repo.read_runs(user_id, requests, consistent=consistent) if requests else []), queries
+
+
+def stored_items(items: Sequence[RollupItem]) -> int:
+    """The stored items behind the logical ones read (packed items hold many: `llmtally.packing`)."""
+    return int(getattr(items, "items_read", len(items)))
 
 
 def filtered_total(
@@ -387,7 +394,7 @@ def range_totals(
     by_dimension: dict[str, dict[str, Counters]] = {str(d): {} for d in dimensions}
     for item in items:
         by_dimension[item.key.dimension].setdefault(item.key.value, Counters()).add(item.counters)
-    return RangeTotals(by_dimension, items_read=len(items), queries=queries)
+    return RangeTotals(by_dimension, items_read=stored_items(items), queries=queries)
 
 
 def summarize(
@@ -413,7 +420,7 @@ def summarize(
     else:
         dimension = _partition_for([where.dimension, *BASE_BY])
         items, queries = _read(user_id, low, high, [dimension], repository)
-        items_read = len(items)
+        items_read = stored_items(items)
         by_dimension = {d: {} for d in BASE_BY}
         total = Counters()
         for item in items:
@@ -547,7 +554,7 @@ def daily_usage(
         )
         for day, c in zip(dates, sums, strict=True)
     ]
-    return DailySeries(rows, items_read=len(items), queries=len(runs), where=where)
+    return DailySeries(rows, items_read=stored_items(items), queries=len(runs), where=where)
 
 
 # -- breakdowns --------------------------------------------------------------------------------
@@ -699,7 +706,7 @@ def breakdown(
         other=other,
         folded_values=folded_count,
         total=BreakdownRow(TOTAL_ROW_VALUE, total),
-        items_read=len(items),
+        items_read=stored_items(items),
         queries=queries,
     )
 

@@ -2,7 +2,7 @@
 
 Pure logic, no I/O (the table is `llmtally.repositories.rollups.RollupRepository`).
 
-Key design (rollups table, `pk` / `sk`, both strings):
+Logical key design (how queries address rollups; `llmtally.packing` says how they are stored):
 
     pk = "R#{user_id}#{granularity}#{dimension}"      e.g. R#acme#1h#model
     sk = "{bucket start, UTC, YYYY-MM-DDTHH:MM}#{value}" e.g. 2026-11-28T13:00#anthropic#claude-sonnet-4-5
@@ -14,9 +14,9 @@ bare bucket string of the exclusive end: every item of that bucket sorts after i
 The total dimension has the single value `*`. A model's value is `{provider}#{model}` (a model name
 can never contain `#`), so the same model name under two providers is never merged.
 
-Granularities written are UTC-aligned 15 minutes, hour and day (`GRANULARITIES`; months are
-composed from days when read). Any 15-minute-aligned range [start, end) is the disjoint union of
-at most 3+23 leading and 23+3 trailing finer buckets around a run of whole days (`decompose`), so
+Granularities are UTC-aligned 15 minutes and day (`GRANULARITIES`; hours and months are composed
+when read). Any 15-minute-aligned range [start, end) is the disjoint union of at most 95 leading
+and 95 trailing quarters around a run of whole days (`decompose`), so
 a summary reads a number of items bounded by the days and dimension values in range, never by
 events; and any IANA local day (offsets of 30 and 45 minutes included: their midnights are
 15-minute aligned in UTC) is such a range.
@@ -86,10 +86,11 @@ class Granularity(StrEnum):
         return self.floor(at) == at
 
 
-#: What the aggregator writes and queries read: quarter, hour and day. A month is composed from its
-#: days at read time (≤ 31 items per value), which saves a quarter of the hot path's writes;
-#: month items of the layout before issue 17 may still be in the table and are never read.
-GRANULARITIES: Final = (Granularity.QUARTER, Granularity.HOUR, Granularity.DAY)
+#: What the aggregator writes and queries read: quarter and day. An hour is composed from its four
+#: quarters and a month from its days at read time; a day's edges in a local timezone from ≤ 95
+#: quarters each. Writing two granularities instead of three is a third fewer writes on the hot
+#: path (docs/pipeline.md, "Write cost").
+GRANULARITIES: Final = (Granularity.QUARTER, Granularity.DAY)
 
 
 class Dimension(StrEnum):

@@ -142,6 +142,9 @@ def to_create_table_kwargs(spec: TableSpec) -> dict[str, Any]:
 
 def create_tables(dynamodb_client: Any, names: ResourceNames) -> dict[str, TableSpec]:
     """Create every table that does not exist yet, with its TTL (tests and the local stack)."""
+    from llmtally.repositories.rollups import forget_cell_codes
+
+    forget_cell_codes()  # a new rollups table starts with no cell dictionary
     existing: set[str] = set()
     for page in dynamodb_client.get_paginator("list_tables").paginate():
         existing.update(page["TableNames"])

@@ -24,6 +24,7 @@ from llmtally import aws
 from llmtally.events import Provider, UsageEvent
 from llmtally.ingest import RawEntry, raw_entry_item
 from llmtally.money import nanos_to_usd
+from llmtally.packing import touches
 from llmtally.pricing import PriceBook, PriceOverride, PriceOverrideFile
 from llmtally.queries import daily_usage, summarize
 from llmtally.rebuild import rebuild_rollups
@@ -164,6 +165,21 @@ def stored_rollups(user_ids: Sequence[str]) -> dict[RollupKey, Counters]:
     }
 
 
+def dictionary_cells(user_ids: Sequence[str]) -> set[tuple[str, str]]:
+    """(tenant, cell) pairs in the tenants' cell dictionaries, read from the table."""
+    client = aws.client("dynamodb")
+    found: set[tuple[str, str]] = set()
+    for user in user_ids:
+        response = client.query(
+            TableName=ResourceNames().rollups_table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :c)",
+            ExpressionAttributeValues={":pk": {"S": f"D#{user}"}, ":c": {"S": "c#"}},
+            ConsistentRead=True,
+        )
+        found |= {(user, item["sk"]["S"].removeprefix("c#")) for item in response["Items"]}
+    return found
+
+
 def assert_rollups_match_raw(user_ids: Sequence[str]) -> None:
     expected = coalesce(raw_entries(user_ids))
     assert stored_rollups(user_ids) == expected
@@ -286,17 +302,24 @@ def test_a_large_batch_is_one_update_per_rollup_key_without_transactions(tables:
     # Given 60 events of two tenants over two days
     store(random_events(random.Random(3), 60, ["acme", "globex"], day_start(), 48))
     records = read_stream(tables)
+    known = dictionary_cells(["acme", "globex"])
     # When the batch is aggregated
     with failing_call("UpdateItem", nth=10**6) as updates:
         invoke(records, tables)
-    # Then no transaction was needed: one UpdateItem per distinct rollup key, one per checkpoint
+    # Then no transaction was needed: one UpdateItem per stored (packed) item, two per cell new to
+    # a tenant's dictionary, one per checkpoint
     entries = [RawEntry.from_dynamodb(r["dynamodb"]["NewImage"]) for r in records]
-    assert updates[0] == len(coalesce(entries)) + 2
+    stored = {key for entry in entries for key, _ in touches(entry)}
+    cells = {(entry.user_id, cell) for entry in entries for _, cell in touches(entry)}
+    assert dictionary_cells(["acme", "globex"]) == known | cells
+    assert updates[0] == len(stored) + 2 * len(cells - known) + 2
+    # far fewer than one per logical rollup (what the layout before packing wrote)
+    assert len(stored) * 4 < len(coalesce(entries))
     assert_rollups_match_raw(["acme", "globex"])
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["refused", "response-lost"])
-@pytest.mark.parametrize("nth", [1, 3, 120])
+@pytest.mark.parametrize("nth", [1, 3, 40])
 def test_a_failed_write_is_retried_from_the_first_uncommitted_record(
     tables: str, nth: int, after: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -417,18 +440,35 @@ def _repriced(entries: Sequence[RawEntry], book: PriceBook) -> dict[RollupKey, C
 
 def test_rebuild_is_idempotent_and_re_rating_keeps_the_billed_figure(tables: str) -> None:
     start = day_start(4)
-    store(random_events(random.Random(9), 50, ["acme"], start, 72))
+    rng = random.Random(9)
+    events = [
+        e.model_copy(update={"tags": {"customer": rng.choice(("c-1", "c-2"))}}) if rng.random() < 0.4 else e
+        for e in random_events(rng, 50, ["acme"], start, 72)
+    ]
+    store(events)
     deliver(read_stream(tables), tables)
+    repo = RollupRepository()
+
+    def stored() -> dict[RollupKey, Counters]:  # every dimension, the tag's included
+        return {i.key: i.counters for i in repo.iter_user_items("acme", {"customer"}) if not i.counters.is_zero()}
+
     # A rebuild of an exact table changes nothing
     progress: list[tuple[int, int]] = []
     report = rebuild_rollups("acme", start, start + timedelta(days=3), progress=lambda d, t: progress.append((d, t)))
     assert report["quarters_changed"] == 0
+    assert report["transactions"] == 0
     assert report["entries"] == 50
+    assert (
+        report["cost_usd_before"]
+        == report["cost_usd_after"]
+        == str(nanos_to_usd(sum(e.cost_nanos for e in raw_entries(["acme"]))))
+    )
     assert progress == [(1, 3), (2, 3), (3, 3)]
-    assert_rollups_match_raw(["acme"])
+    assert stored() == coalesce(raw_entries(["acme"]))
 
     # When a partial range (an odd quarter to an odd quarter, splitting hours, days and the month)
-    # is re-rated, then the rollups equal a recomputation: re-rated inside, billed outside
+    # is re-rated, then the rollups equal a recomputation: re-rated inside, billed outside, in the
+    # tag's items too
     book = _priced_book(7)
     low, high = start + timedelta(hours=5, minutes=45), start + timedelta(days=2, hours=3, minutes=15)
     report = rebuild_rollups("acme", low, high, reprice=book)
@@ -439,7 +479,7 @@ def test_rebuild_is_idempotent_and_re_rating_keeps_the_billed_figure(tables: str
     expected = coalesce(outside)
     for key, counters in _repriced(inside, book).items():
         expected.setdefault(key, Counters()).add(counters)
-    assert stored_rollups(["acme"]) == {k: v for k, v in expected.items() if not v.is_zero()}
+    assert stored() == {k: v for k, v in expected.items() if not v.is_zero()}
     summary = summarize("acme", start, start + timedelta(days=3))
     assert summary.billed_cost_usd == nanos_to_usd(sum(e.cost_nanos for e in entries))
     assert summary.total_cost_usd != summary.billed_cost_usd
@@ -447,7 +487,29 @@ def test_rebuild_is_idempotent_and_re_rating_keeps_the_billed_figure(tables: str
     # And running it again writes nothing; a plain rebuild restores the billed figures
     assert rebuild_rollups("acme", low, high, reprice=book)["quarters_changed"] == 0
     rebuild_rollups("acme", start, start + timedelta(days=3))
-    assert_rollups_match_raw(["acme"])
+    assert stored() == coalesce(raw_entries(["acme"]))
+    # (a day in Asia/Kolkata starts at 18:30 UTC: its edges are read from the rebuilt quarters)
+    kolkata = ZoneInfo("Asia/Kolkata")
+    for day in daily_usage("acme", 5, "Asia/Kolkata", today=(start + timedelta(days=3)).date()).days:
+        midnight = datetime.combine(day.date, datetime.min.time(), kolkata)
+        mine = [e for e in entries if midnight <= e.timestamp < midnight + timedelta(days=1)]
+        assert (day.requests, day.cost_usd) == (len(mine), nanos_to_usd(sum(e.cost_nanos for e in mine)))
+
+    # And a quarter whose difference is more than one UpdateItem carries (28 cells never
+    # aggregated: ~8 counters each) is written in pieces, conditional one after the other
+    quarter = start + timedelta(days=3, hours=1)
+    crowded = [
+        usage_event("acme", quarter + timedelta(seconds=index), provider=provider, model=model, operation=operation)
+        for index, (provider, model, operation) in enumerate(
+            (p, m, o) for p, models in MODELS.items() for m in models for o in OPERATIONS
+        )
+    ]
+    store(crowded)
+    report = rebuild_rollups("acme", quarter, quarter + timedelta(minutes=15))
+    assert report["quarters_changed"] == 1
+    assert report["transactions"] >= 2
+    assert stored() == coalesce(raw_entries(["acme"]))
+    assert rebuild_rollups("acme", quarter, quarter + timedelta(minutes=15))["transactions"] == 0
 
 
 def test_rebuild_refuses_ranges_outside_the_raw_retention(tables: str) -> None:

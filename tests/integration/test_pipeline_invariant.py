@@ -52,7 +52,7 @@ from llmtally.repositories.cardinality import (
     TagRegistry,
     tag_month,
 )
-from llmtally.repositories.rollups import RollupItem
+from llmtally.repositories.rollups import RollupRepository, forget_cell_codes
 from llmtally.resources import ResourceNames
 from llmtally.rollups import Counters, coalesce, entry_tags, sum_counters
 from llmtally.tables import create_tables
@@ -217,6 +217,7 @@ def empty_tables() -> None:
 
     for table in dynamodb_backends[DEFAULT_ACCOUNT_ID][os.environ["AWS_DEFAULT_REGION"]].tables.values():
         table.items.clear()
+    forget_cell_codes()
 
 
 def scan(table: str) -> list[dict[str, Any]]:
@@ -275,11 +276,9 @@ def check_example(fresh_tables: Callable[[], Stream], data: st.DataObject, monke
     assert [(e.tags, e.usage_source) for e in entries] == [(e.tags, e.usage_source) for e in events]
     check_tag_bounds(entries)
     # every rollup = a recomputation from the raw entries (checkpoint items aside)
-    rollups = {
-        (item := RollupItem.from_attributes(raw)).key: item.counters
-        for raw in scan(names.rollups_table)
-        if raw["pk"].startswith("R#")
-    }
+    repo = RollupRepository()
+    tag_keys = {key for entry in entries for key in entry_tags(entry)}
+    rollups = {item.key: item.counters for tenant in tenants for item in repo.iter_user_items(tenant, tag_keys)}
     assert {k: v for k, v in rollups.items() if not v.is_zero()} == coalesce(entries)
     # reads in several zones, under any `where` = brute force over the raw entries
     zone = ZoneInfo(data.draw(st.sampled_from(ZONES), label="zone"))

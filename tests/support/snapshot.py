@@ -40,6 +40,9 @@ def take_snapshot(dynamodb: Any) -> TableSnapshot:
 
 def restore_snapshot(dynamodb: Any, snapshot: TableSnapshot) -> None:
     """Put every item back (the tables must exist, empty), retrying what DynamoDB leaves unprocessed."""
+    from llmtally.repositories.rollups import forget_cell_codes
+
+    forget_cell_codes()  # the restored cell dictionaries, not the cached ones
     for table, rows in snapshot.items.items():
         for start in range(0, len(rows), BATCH):
             pending: dict[str, Any] = {table: [{"PutRequest": {"Item": row}} for row in rows[start : start + BATCH]]}

@@ -26,6 +26,10 @@ attributes, the three message counts included, to read one flag: O(queue depth) 
 burst of 10,000 events crawled at ~20 events/s. Sending now skips the counts (it never reads
 them), and the counts, when asked for, are taken in one pass.
 
+moto parses an update expression recursively, a few frames per clause: an `ADD` of ~200
+attributes (a packed rollup item's delta, `llmtally.packing`; DynamoDB's own bound is the 4 KB
+expression) overflowed Python's default recursion limit of 1,000 (HTTP 500). The limit is raised.
+
 EventBridge compiled the same eight JSONPath expressions (a parser generator run) for every event
 it delivered to a target; the compiled expressions are now cached.
 
@@ -35,6 +39,7 @@ Idempotent; it changes only the process it runs in.
 from __future__ import annotations
 
 import copy
+import sys
 import threading
 import time
 from functools import lru_cache
@@ -45,6 +50,8 @@ _install_lock = threading.Lock()
 #: One DynamoDB request at a time (see the module doc).
 _dynamodb = threading.RLock()
 _local = threading.local()
+#: Enough for moto to parse the longest update expression the aggregator sends (see the module doc).
+_RECURSION_LIMIT = 10_000
 
 
 class _TableCopySkipped:
@@ -68,6 +75,7 @@ def install() -> None:
     with _install_lock:
         if _installed:
             return
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), _RECURSION_LIMIT))
         import moto.dynamodb.models as dynamodb_models
         from moto.dynamodb.models import DynamoDBBackend
 

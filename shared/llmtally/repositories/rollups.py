@@ -1,16 +1,19 @@
-"""The rollups table: coalesced deltas committed with stream checkpoints, and bucket-range reads.
+"""The rollups table: packed rollup items committed with stream checkpoints, and bucket-range reads.
 
-Item shapes (key design in `llmtally.rollups`):
+Item shapes (layout in `llmtally.packing`, logical keys in `llmtally.rollups`):
 
-- rollup: `pk = R#{user}#{granularity}#{dimension}`, `sk = {bucket}#{value}` (the tenant,
-  granularity, dimension, bucket and value are all in the keys), the counters of
-  `llmtally.rollups.Counters` that were ever non-zero (integers only: moto corrupts ADD of
-  fractions and real DynamoDB never needs them; an absent counter is 0), `expires_at` =
-  bucket end + `rollup_ttl_days`, and `hw_{stream}`: the padded sequence number of the last
-  stream record the item holds (`apply_marked`, docs/pipeline.md "Delivery guarantees").
+- packed rollup: `pk = P#{user}#{granularity}[#{tag key}]`, `sk = {bucket}[#{tag value}]`, one
+  attribute per (cell code, counter) that was ever non-zero (integers only: moto corrupts ADD of
+  fractions and real DynamoDB never needs them; an absent counter is 0), `n` = the requests it
+  holds, `expires_at` = bucket end + `rollup_ttl_days`, and `hw_{stream}`: the padded sequence
+  number of the last stream record the item holds (`apply_marked`, docs/pipeline.md "Delivery
+  guarantees").
+- cell dictionary: `pk = D#{user}` (`llmtally.repositories.cell_codes`).
 - checkpoint: `pk = C#{user}`, `sk = {stream ARN}`, `seq` = the last applied stream sequence
   number zero-padded to 40 digits (the API's maximum length; a padded string compares like the
   number, and 40 digits would not fit a DynamoDB N's 38 digits of precision).
+- the layout before the packed one (`pk = R#…`, one item per logical key) is read only by
+  `llmtally.migrate` (docs/pipeline.md, "Migration").
 """
 
 from __future__ import annotations
@@ -24,13 +27,24 @@ from typing import Any, Final
 
 from llmtally.errors import LLMTallyError, StorageError
 from llmtally.events import format_timestamp
+from llmtally.packing import (
+    REQUESTS_ATTRIBUTE,
+    Attributes,
+    PackedKey,
+    codes_in,
+    decode,
+    dimensions_of,
+    explode,
+    packed_partition,
+    partition_of,
+)
 from llmtally.repositories._dynamodb import batch_get
+from llmtally.repositories.cell_codes import CellCodes
 from llmtally.rollups import (
     COUNTER_FIELDS,
     BucketRun,
     Counters,
     RollupKey,
-    partition_key,
 )
 from llmtally.settings import Settings, get_settings
 
@@ -41,6 +55,10 @@ MAX_TRANSACTION_ITEMS: Final = 100
 _QUERY_THREADS: Final = 8
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 
+
+#: The most counter attributes one UpdateItem ADDs (an expression is at most 4 KB: "#a123 :a123, "
+#: is 12 bytes); a larger delta is cut into writes of consecutive records (`llmtally.aggregate`).
+MAX_ATTRIBUTES_PER_WRITE: Final = 200
 
 #: Concurrent UpdateItem calls of one tenant's marked writes (each item is independent).
 WRITE_THREADS: int = 8
@@ -54,18 +72,20 @@ def mark_attribute(stream_arn: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class MarkedDelta:
-    """ADD `delta` to `key` unless the item's mark says it already holds a record in [first, last]:
-    `first`/`last` are the (padded) sequence numbers of the first and last records it sums."""
+    """ADD `attributes` (and `requests` to `n`) to a packed item unless its mark says it already
+    holds a record in [first, last]: `first`/`last` are the (padded) sequence numbers of the first
+    and last records the delta sums."""
 
-    key: RollupKey
-    delta: Counters
+    key: PackedKey
+    attributes: Attributes
+    requests: int
     first: str
     last: str
 
 
-#: `resolve(key, mark)`: the delta of the records after `mark` that count in `key`, and the last
-#: of them — or None when the item already holds them all.
-Resolve = Callable[[RollupKey, str], tuple[Counters, str] | None]
+#: `resolve(key, mark)`: the deltas of the records after `mark` that count in `key` (in stream
+#: order, each small enough for one UpdateItem) — empty when the item already holds them all.
+Resolve = Callable[[PackedKey, str], list[MarkedDelta]]
 
 
 class CheckpointConflictError(LLMTallyError):
@@ -103,11 +123,17 @@ class RollupItem:
 
 @dataclass(frozen=True, slots=True)
 class ExpectedState:
-    """What a rebuild read from an item: the write is conditional on it being unchanged."""
+    """What a rebuild read from a packed item: the write is conditional on it being unchanged
+    (every aggregation that touches an item adds at least one request to its `n`)."""
 
     requests: int
-    cost_nanos: int
     exists: bool
+
+
+class RunItems(list[RollupItem]):
+    """Logical rollup items read, and how many stored (packed) items they came from."""
+
+    items_read: int = 0
 
 
 class RollupRepository:
@@ -120,6 +146,7 @@ class RollupRepository:
         self._client = client if client is not None else aws.client("dynamodb", self._settings)
         self.table = self._settings.names.rollups_table
         self.ttl_days = self._settings.rollup_ttl_days
+        self._codes = CellCodes(self._client, self.table)
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -135,27 +162,26 @@ class RollupRepository:
 
     def commit(
         self,
-        deltas: Mapping[RollupKey, Counters],
+        deltas: Sequence[MarkedDelta],
         advances: Sequence[CheckpointAdvance],
         extra_items: Sequence[dict[str, Any]] = (),
-        marks: Mapping[RollupKey, tuple[str, str]] | None = None,
         stream_arn: str = "",
     ) -> int:
         """ADD every delta and advance every checkpoint in ONE transaction (all or nothing).
 
         Each checkpoint's condition — still below the first record being applied — makes a
         replay a no-op: CheckpointConflictError, nothing written. `extra_items` (budget ledger
-        updates) ride in the same transaction. With `marks` ((first, last) record per key), each
-        rollup item also carries the stream's high-water mark like a marked write
-        (`apply_marked`), conditional on it being below `first`: an item an earlier marked
-        attempt already wrote cancels the transaction too. Returns the items written.
+        updates) ride in the same transaction. Each packed item also carries the stream's
+        high-water mark like a marked write (`apply_marked`), conditional on it being below the
+        delta's `first`: an item an earlier marked attempt already wrote cancels the transaction
+        too. Returns the items written.
         """
-        items = [self._delta_update(key, delta) for key, delta in deltas.items()]
-        if marks is not None:
-            attribute = mark_attribute(stream_arn)
-            for key, item in zip(deltas, items, strict=True):
-                first, last = marks[key]
-                self._mark(item["Update"], attribute, last, below=first)
+        attribute = mark_attribute(stream_arn)
+        items = []
+        for delta in deltas:
+            update = self._delta_update(delta.key, delta.attributes, delta.requests)
+            self._mark(update["Update"], attribute, delta.last, below=delta.first)
+            items.append(update)
         items.extend(extra_items)
         now = format_timestamp(datetime.now(UTC))
         items.extend(
@@ -178,51 +204,59 @@ class RollupRepository:
         self.transact(items)
         return len(items)
 
-    def apply_marked(self, writes: Sequence[MarkedDelta], stream_arn: str, resolve: Resolve) -> int:
-        """ADD each delta with its own UpdateItem, exactly once, without a transaction.
+    def apply_marked(self, writes: Sequence[Sequence[MarkedDelta]], stream_arn: str, resolve: Resolve) -> int:
+        """ADD each item's deltas with UpdateItems of their own, exactly once, without a transaction.
 
-        Each item carries its stream's high-water mark (`mark_attribute`): the last record it
-        holds. A write is conditional on the mark being below its first record and sets it to its
-        last, so a write that already landed (a retry, an answer lost) fails its condition; then
-        the item's mark is read and only the records after it are added (`resolve`), conditional
-        on the mark read. A tenant's records arrive in stream order and one invocation holds a
-        tenant at a time, so the item's counters are always the sum of its records up to its mark.
-        Returns the UpdateItem calls made."""
+        `writes` holds one sequence per item: its deltas in stream order (several when one
+        UpdateItem could not carry them all: `MAX_ATTRIBUTES_PER_WRITE`), applied one after the
+        other; different items are written concurrently. Each item carries its stream's high-water
+        mark (`mark_attribute`): the last record it holds. A write is conditional on the mark being
+        below its first record and sets it to its last, so a write that already landed (a retry, an
+        answer lost) fails its condition; then the item's mark is read and only the records after it
+        are added (`resolve`), conditional on the mark read. A tenant's records arrive in stream
+        order and one invocation holds a tenant at a time, so the item's counters are always the sum
+        of its records up to its mark. Returns the UpdateItem calls made."""
         if not writes:
             return 0
         attribute = mark_attribute(stream_arn)
         if WRITE_THREADS <= 1 or len(writes) == 1:
-            return sum(self._apply_one(w, attribute, resolve) for w in writes)
+            return sum(self._apply_item(w, attribute, resolve) for w in writes)
         with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(writes))) as pool:
-            return sum(pool.map(lambda w: self._apply_one(w, attribute, resolve), writes))
+            return sum(pool.map(lambda w: self._apply_item(w, attribute, resolve), writes))
 
-    def _apply_one(self, write: MarkedDelta, attribute: str, resolve: Resolve) -> int:
+    def _apply_item(self, writes: Sequence[MarkedDelta], attribute: str, resolve: Resolve) -> int:
+        calls = 0
+        for write in writes:
+            calls += 1
+            if self._write_marked(write, attribute, below=write.first):
+                continue
+            # Refused: an earlier attempt holds part of this item's records. Read how far it got and
+            # add only what comes after (the rest of `writes` included), each write conditional on
+            # the mark it follows.
+            mark = self._read_mark(write.key, attribute)
+            calls += 1
+            for rest in resolve(write.key, mark):
+                calls += 1
+                if not self._write_marked(rest, attribute, equal=mark):
+                    raise CheckpointConflictError("a rollup item moved while it was being written")
+                mark = rest.last
+            break
+        return calls
+
+    def _write_marked(self, write: MarkedDelta, attribute: str, *, below: str = "", equal: str = "") -> bool:
+        """One conditional UpdateItem; False when the mark's condition refused it."""
         from botocore.exceptions import ClientError
 
-        update = self._delta_update(write.key, write.delta)["Update"]
-        self._mark(update, attribute, write.last, below=write.first)
-        try:
-            self._call("update_item", **update)
-            return 1
-        except StorageError as exc:
-            cause = exc.__cause__
-            if not (isinstance(cause, ClientError) and cause.response["Error"].get("Code") == _CONDITION_FAILED):
-                raise
-        mark = self._read_mark(write.key, attribute)
-        rest = resolve(write.key, mark)
-        if rest is None:
-            return 2
-        delta, last = rest
-        update = self._delta_update(write.key, delta)["Update"]
-        self._mark(update, attribute, last, equal=mark)
+        update = self._delta_update(write.key, write.attributes, write.requests)["Update"]
+        self._mark(update, attribute, write.last, below=below, equal=equal)
         try:
             self._call("update_item", **update)
         except StorageError as exc:
             cause = exc.__cause__
             if isinstance(cause, ClientError) and cause.response["Error"].get("Code") == _CONDITION_FAILED:
-                raise CheckpointConflictError("a rollup item moved while it was being written") from exc
+                return False
             raise
-        return 3
+        return True
 
     @staticmethod
     def _mark(update: dict[str, Any], attribute: str, last: str, *, below: str = "", equal: str = "") -> None:
@@ -240,7 +274,7 @@ class RollupRepository:
             values[":hwb"] = {"S": below}
             update["ConditionExpression"] = "attribute_not_exists(#hw) OR #hw < :hwb"
 
-    def _read_mark(self, key: RollupKey, attribute: str) -> str:
+    def _read_mark(self, key: PackedKey, attribute: str) -> str:
         response = self._call(
             "get_item",
             TableName=self.table,
@@ -295,18 +329,23 @@ class RollupRepository:
         except BotoCoreError as exc:
             raise StorageError(f"rollup transaction failed: {type(exc).__name__}") from exc
 
-    def _delta_update(self, key: RollupKey, delta: Counters, expected: ExpectedState | None = None) -> dict[str, Any]:
-        # Only non-zero counters are ADDed (an absent attribute reads as 0): fewer clauses, and the
-        # item's descriptive fields are all in its keys (`RollupKey.parse`), so nothing else is SET
-        # but the TTL, which is a function of the key (idempotent).
+    def _delta_update(
+        self, key: PackedKey, attributes: Attributes, requests: int, expected: ExpectedState | None = None
+    ) -> dict[str, Any]:
+        # Only non-zero attributes are ADDed (an absent attribute reads as 0); the item's
+        # descriptive fields are all in its keys (`PackedKey.parse`), so nothing else is SET but the
+        # TTL, which is a function of the key (idempotent).
         names: dict[str, str] = {}
         values: dict[str, Any] = {":e": {"N": str(key.expires_at(self.ttl_days))}}
         adds = []
-        for index, (name, amount) in enumerate(delta.as_dict().items()):
+        if requests:
+            values[":n"] = {"N": str(requests)}
+            adds.append(f"{REQUESTS_ATTRIBUTE} :n")
+        for index, (name, amount) in enumerate(sorted(attributes.items())):
             if amount:
-                names[f"#c{index}"] = name
-                values[f":c{index}"] = {"N": str(amount)}
-                adds.append(f"#c{index} :c{index}")
+                names[f"#a{index}"] = name
+                values[f":a{index}"] = {"N": str(amount)}
+                adds.append(f"#a{index} :a{index}")
         expression = "SET expires_at = :e"
         if adds:
             expression += " ADD " + ", ".join(adds)
@@ -318,86 +357,114 @@ class RollupRepository:
         }
         if expected is not None:
             if expected.exists:
-                clauses = []
-                for placeholder, name, amount in (
-                    ("rq", "requests", expected.requests),
-                    ("cn", "cost_nanos", expected.cost_nanos),
-                ):
-                    names[f"#{placeholder}"] = name
-                    values[f":{placeholder}"] = {"N": str(amount)}
-                    clause = f"#{placeholder} = :{placeholder}"
-                    # a counter that was never non-zero is absent
-                    clauses.append(f"(attribute_not_exists(#{placeholder}) OR {clause})" if amount == 0 else clause)
-                update["ConditionExpression"] = " AND ".join(clauses)
+                values[":rq"] = {"N": str(expected.requests)}
+                update["ConditionExpression"] = f"{REQUESTS_ATTRIBUTE} = :rq"
             else:
                 update["ConditionExpression"] = "attribute_not_exists(pk)"
         if names:
             update["ExpressionAttributeNames"] = names
         return {"Update": update}
 
-    def conditional_delta(self, key: RollupKey, delta: Counters, expected: ExpectedState) -> dict[str, Any]:
-        """A transaction item for a rebuild: ADD `delta` only if `key` still holds what was read."""
-        return self._delta_update(key, delta, expected)
+    def conditional_delta(
+        self, key: PackedKey, attributes: Attributes, requests: int, expected: ExpectedState
+    ) -> dict[str, Any]:
+        """A transaction item for a rebuild: ADD `attributes` only if `key` still holds what was read."""
+        return self._delta_update(key, attributes, requests, expected)
 
-    def delta(self, key: RollupKey, delta: Counters) -> dict[str, Any]:
-        """A transaction item that ADDs `delta` to `key` unconditionally."""
-        return self._delta_update(key, delta)
+    def delta(self, key: PackedKey, attributes: Attributes, requests: int = 0) -> dict[str, Any]:
+        """A transaction item that ADDs `attributes` to `key` unconditionally."""
+        return self._delta_update(key, attributes, requests)
+
+    # -- the cell dictionary -------------------------------------------------------------------
+
+    def cell_codes(self, user_id: str, cells: Iterable[str]) -> dict[str, int]:
+        """The tenant's codes for `cells`, assigning new ones (before any item uses them)."""
+        return self._codes.codes(user_id, cells)
+
+    def _cells(self, user_id: str, codes: Iterable[int]) -> dict[int, str]:
+        return self._codes.cells(user_id, codes)
 
     # -- reads -------------------------------------------------------------------------------
 
-    def query_run(self, user_id: str, dimension: str, run: BucketRun, *, consistent: bool = False) -> list[RollupItem]:
-        """Every item of one dimension in a run of consecutive buckets: one Query (paginated)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
-            "ExpressionAttributeValues": {
-                ":pk": {"S": partition_key(user_id, run.granularity, dimension)},
-                ":low": {"S": run.sk_low},
-                ":high": {"S": run.sk_high},
+    def query_packed(self, user_id: str, tag_key: str, run: BucketRun, *, consistent: bool = False) -> list[PackedItem]:
+        """Every stored item of one partition (the base cells, or one tag key's values) in a run of
+        consecutive buckets: one Query (paginated)."""
+        return self._query(
+            {
+                "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": packed_partition(user_id, run.granularity, tag_key)},
+                    ":low": {"S": run.sk_low},
+                    ":high": {"S": run.sk_high},
+                },
+                "ConsistentRead": consistent,
             },
-            "ProjectionExpression": "pk, sk, " + ", ".join(COUNTER_FIELDS),
-            "ConsistentRead": consistent,
-        }
-        items: list[RollupItem] = []
-        while True:
-            response = self._call("query", **kwargs)
-            items.extend(_rollup_item(raw) for raw in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return items
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            user_id,
+        )
 
     def read_runs(
         self, user_id: str, requests: Sequence[tuple[str, BucketRun]], *, consistent: bool = False
-    ) -> list[RollupItem]:
-        """Several runs' items; the Queries run concurrently (each is independent)."""
-        if len(requests) <= 1:
-            return [item for dim, run in requests for item in self.query_run(user_id, dim, run, consistent=consistent)]
-        with ThreadPoolExecutor(max_workers=min(_QUERY_THREADS, len(requests))) as pool:
-            results = pool.map(lambda req: self.query_run(user_id, req[0], req[1], consistent=consistent), requests)
-            return [item for chunk in results for item in chunk]
+    ) -> RunItems:
+        """The logical items of each (dimension, run) requested. Dimensions held by the same stored
+        items (the base ones; a tag key's two) share one Query per run; the Queries run
+        concurrently. `items_read` on the answer counts the stored items."""
+        wanted: dict[tuple[str, BucketRun], list[str]] = {}
+        for dimension, run in requests:
+            dims = wanted.setdefault((partition_of(dimension), run), [])
+            if dimension not in dims:
+                dims.append(dimension)
+        reads = list(wanted)
+
+        def one(read: tuple[str, BucketRun]) -> list[PackedItem]:
+            return self.query_packed(user_id, read[0], read[1], consistent=consistent)
+
+        if len(reads) <= 1:
+            results = [one(read) for read in reads]
+        else:
+            with ThreadPoolExecutor(max_workers=min(_QUERY_THREADS, len(reads))) as pool:
+                results = list(pool.map(one, reads))
+        out = RunItems()
+        for read, items in zip(reads, results, strict=True):
+            out.items_read += len(items)
+            for item in items:
+                out.extend(RollupItem(key, c) for key, c in explode(item.key, item.cells, wanted[read]).items())
+        return out
+
+    def iter_packed(self, user_id: str, tag_keys: Iterable[str] = ()) -> Iterator[PackedItem]:
+        """Every stored rollup item of a tenant: the base partitions and those of `tag_keys`."""
+        from llmtally.rollups import GRANULARITIES
+
+        for granularity in GRANULARITIES:
+            for tag_key in ["", *sorted(set(tag_keys))]:
+                yield from self._query(
+                    {
+                        "KeyConditionExpression": "pk = :pk",
+                        "ExpressionAttributeValues": {":pk": {"S": packed_partition(user_id, granularity, tag_key)}},
+                        "ConsistentRead": True,
+                    },
+                    user_id,
+                )
 
     def iter_user_items(self, user_id: str, tag_keys: Iterable[str] = ()) -> Iterator[RollupItem]:
-        """Every rollup item of a tenant in the base dimensions and those of `tag_keys` (tests and
-        the invariant checker; a Query per partition)."""
-        from llmtally.rollups import DIMENSIONS, GRANULARITIES, tag_cell_dimension, tag_dimension
+        """Every logical rollup item of a tenant in the base dimensions and those of `tag_keys`
+        (tests and the invariant checker; a Query per partition)."""
+        for item in self.iter_packed(user_id, tag_keys):
+            for key, counters in explode(item.key, item.cells, dimensions_of(item.key.tag_key)).items():
+                yield RollupItem(key, counters)
 
-        dimensions = [str(d) for d in DIMENSIONS]
-        for key in sorted(set(tag_keys)):
-            dimensions += [tag_dimension(key), tag_cell_dimension(key)]
-        for granularity in GRANULARITIES:
-            for dimension in dimensions:
-                kwargs: dict[str, Any] = {
-                    "TableName": self.table,
-                    "KeyConditionExpression": "pk = :pk",
-                    "ExpressionAttributeValues": {":pk": {"S": partition_key(user_id, granularity, dimension)}},
-                    "ConsistentRead": True,
-                }
-                while True:
-                    response = self._call("query", **kwargs)
-                    yield from (_rollup_item(raw) for raw in response.get("Items", []))
-                    if "LastEvaluatedKey" not in response:
-                        break
-                    kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    def _query(self, kwargs: dict[str, Any], user_id: str) -> list[PackedItem]:
+        kwargs = {"TableName": self.table, **kwargs}
+        raw: list[Mapping[str, Any]] = []
+        while True:
+            response = self._call("query", **kwargs)
+            raw.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        if not raw:
+            return []
+        cells = self._cells(user_id, {code for item in raw for code in codes_in(item)})
+        return [PackedItem.from_raw(item, cells) for item in raw]
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -410,7 +477,26 @@ class RollupRepository:
             raise StorageError(f"rollups {operation} failed: {type(exc).__name__}") from exc
 
 
-def _rollup_item(raw: Mapping[str, Any]) -> RollupItem:
-    key = RollupKey.parse(raw["pk"]["S"], raw["sk"]["S"])
-    counters = Counters(**{name: int(raw[name]["N"]) if name in raw else 0 for name in COUNTER_FIELDS})
-    return RollupItem(key, counters)
+@dataclass(frozen=True, slots=True)
+class PackedItem:
+    """A stored rollup item read back: its key, its cells' counters and its request count."""
+
+    key: PackedKey
+    cells: dict[str, Counters]
+    requests: int
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any], cells: Mapping[int, str]) -> PackedItem:
+        values = {name: value["N"] for name, value in raw.items() if "N" in value}
+        return cls(
+            PackedKey.parse(raw["pk"]["S"], raw["sk"]["S"]),
+            decode(values, cells),
+            int(values.get(REQUESTS_ATTRIBUTE, 0)),
+        )
+
+
+def forget_cell_codes() -> None:
+    """Drop the cached cell dictionaries (tests that empty the table)."""
+    from llmtally.repositories import cell_codes
+
+    cell_codes.forget_all()
