@@ -21,7 +21,7 @@ every write that adds a call moves (a rebuild's writes are conditional on it).
 
 Keys:
 
-    base: pk = P#{user}#{granularity}            sk = {bucket}
+    base: pk = P#{user}#{granularity}            sk = {bucket}#
     tag:  pk = P#{user}#{granularity}#{tag key}  sk = {bucket}#{tag value}
 
 The bucket is fixed width, so a run of consecutive buckets is one sort-key range, as before.
@@ -102,8 +102,9 @@ class PackedKey:
 
     @property
     def sk(self) -> str:
-        bucket = format_bucket(self.bucket)
-        return f"{bucket}#{self.tag_value}" if self.tag_key else bucket
+        # Always `{bucket}#…` (a base item's value is empty): it sorts after the bare bucket string,
+        # which is what makes `BETWEEN first AND end` exclude the end bucket (`BucketRun.sk_high`).
+        return f"{format_bucket(self.bucket)}#{self.tag_value}"
 
     @property
     def bucket_end(self) -> datetime:
@@ -119,10 +120,8 @@ class PackedKey:
         parts = pk.split("#", 3)
         user_id, granularity = parts[1], Granularity(parts[2])
         tag_key = parts[3] if len(parts) > 3 else ""
-        if tag_key:
-            bucket, value = sk.split("#", 1)
-            return cls(user_id, granularity, tag_key, parse_bucket(bucket), value)
-        return cls(user_id, granularity, "", parse_bucket(sk))
+        bucket, value = sk.split("#", 1)
+        return cls(user_id, granularity, tag_key, parse_bucket(bucket), value)
 
 
 def packed_partition(user_id: str, granularity: Granularity, tag_key: str = "") -> str:
