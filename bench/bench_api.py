@@ -12,10 +12,11 @@
 3. GET /api/llm-usage/{userId}/summary (30 local days, UTC and Asia/Kolkata) and /daily at 10k and
    100k events of one tenant: the route's latency in-process and the rollup items it reads, against
    the seed's design (every raw entry of the range read and summed: items read = events; its
-   in-memory summing time measured in the same run). Rollups are `coalesce` of the events, served
-   from memory indexed like DynamoDB (`IndexedRollups`): moto's Query scans a whole partition in
-   Python (2.8–35 s per request at these sizes), which would time the emulator, not the API. On AWS
-   add the Queries' round trips (they run concurrently, up to 8 at a time).
+   in-memory summing time measured in the same run). Rollups are the events' packed items, served
+   from memory indexed like DynamoDB (`IndexedRollups`; `items read` counts stored items): moto's
+   Query scans a whole partition in Python (2.8–35 s per request at these sizes), which would time
+   the emulator, not the API. On AWS add the Queries' round trips (they run concurrently, up to 8
+   at a time).
 Figures print; nothing is asserted (docs/BENCHMARKS.md records them).
 """
 
@@ -143,32 +144,45 @@ USAGE_USER = "bench-usage"
 
 
 class IndexedRollups:
-    """The rollups table in memory, indexed like DynamoDB (partition → sorted sort keys): a Query is a
-    bisect plus the items it returns, so the figure is the API's own cost (parsing, planning the
-    buckets, composing, writing JSON). moto's in-process Query scans its whole partition in Python
+    """The rollups table in memory as it is stored (packed items, `llmtally.packing`), indexed like
+    DynamoDB (partition → sorted sort keys): a Query is a bisect plus the items it returns, which are
+    decoded and exploded into logical items as `RollupRepository.read_runs` does, so the figure is
+    the API's own cost (parsing, planning the buckets, decoding, composing, writing JSON) and
+    `items_read` counts stored items. moto's in-process Query scans its whole partition in Python
     (seconds per summary at these sizes), which would measure the emulator instead."""
 
     def __init__(self, entries: list[Any]) -> None:
-        from llmtally.rollups import coalesce
+        from bench.bench_pipeline import RecordingRollups
 
-        partitions: dict[str, list[tuple[str, Any, Any]]] = {}
-        for key, counters in coalesce(entries).items():
-            partitions.setdefault(key.pk, []).append((key.sk, key, counters))
+        table = RecordingRollups()
+        table.load(entries)
+        partitions: dict[str, list[tuple[str, Any, dict[str, int]]]] = {}
+        for key, item in table.state.items():
+            partitions.setdefault(key.pk, []).append((key.sk, key, item.attributes))
         self.partitions = {pk: sorted(rows, key=lambda row: row[0]) for pk, rows in partitions.items()}
         self.sort_keys = {pk: [row[0] for row in rows] for pk, rows in self.partitions.items()}
+        self.cells = {user: {code: cell for cell, code in codes.items()} for user, codes in table.codes.items()}
 
-    def read_runs(self, user_id: str, requests: Any, *, consistent: bool = False) -> list[Any]:
+    def read_runs(self, user_id: str, requests: Any, *, consistent: bool = False) -> Any:
         from bisect import bisect_left, bisect_right
 
-        from llmtally.repositories.rollups import RollupItem
-        from llmtally.rollups import partition_key
+        from llmtally.packing import decode, explode, packed_partition, partition_of
+        from llmtally.repositories.rollups import RollupItem, RunItems
 
-        out: list[Any] = []
+        wanted: dict[tuple[str, Any], list[str]] = {}
         for dimension, run in requests:
-            pk = partition_key(user_id, run.granularity, dimension)
+            dimensions = wanted.setdefault((partition_of(dimension), run), [])
+            if dimension not in dimensions:
+                dimensions.append(dimension)
+        out = RunItems()
+        for (tag_key, run), dimensions in wanted.items():
+            pk = packed_partition(user_id, run.granularity, tag_key)
             keys = self.sort_keys.get(pk, [])
             rows = self.partitions.get(pk, [])[bisect_left(keys, run.sk_low) : bisect_right(keys, run.sk_high)]
-            out.extend(RollupItem(key, counters) for _, key, counters in rows)
+            out.items_read += len(rows)
+            for _, key, attributes in rows:
+                cells = decode(attributes, self.cells[user_id])
+                out.extend(RollupItem(k, c) for k, c in explode(key, cells, dimensions).items())
         return out
 
 

@@ -14,14 +14,20 @@ and number (`number_bytes`), `expires_at` and, for a marked write, the stream hi
 The layouts (each a function of the event to the items it touches and the attribute names its
 counters take there):
 
-- `in use`: one item per (granularity, dimension, value) — total, provider, model, operation,
-  cell, and per tag key `tag:` and `tagcell:` — with the counters' own names; quarter, hour and day.
-  Its row calibrates the model against `bench pipeline`'s figure from the real aggregator.
+- `before`: the layout issue 17 landed (replaced by the packed one): one item per (granularity,
+  dimension, value) — total, provider, model, operation, cell, and per tag key `tag:` and
+  `tagcell:` — with the counters' own names; quarter, hour and day. It reproduced `bench
+  pipeline`'s figures from the real aggregator then (3,406 / 11,328 against 3,402 / 11,327).
 - `packed`: one item per (tenant, granularity, bucket) holding every cell's counters (total,
   provider, model and operation are sums of cells at read time), and per tag key one item per
   (bucket, tag value) holding that value's cells. Attribute names are a per-tenant cell code
-  (an ordinal: `c0`, `c1`, … — a dictionary item per tenant would hold it) and a one-letter counter
-  code; `packed, full names` spells both out, to show why the dictionary matters.
+  (an ordinal: `c0`, `c1`, …) and a one-letter counter code; `packed, full names` spells both out,
+  to show why the dictionary matters.
+- `in use` (marked `<- in use`): packed as `llmtally.packing` stores it — quarter and day written
+  (hours and months composed at read time), attributes `{code}{letter}`, `billed_cost_nanos` as
+  its difference from `cost_nanos`, `n`, the exact packed keys, and the cell dictionary's writes
+  (2 per new cell). `bench pipeline` measures the same layout through the real aggregator on a
+  shorter stream (20,000 events: the dictionary's one-off writes weigh more there).
 - `+ compaction`: only quarters are written on the hot path for the layers named; a scheduled job
   folds each hour whose quarters changed since its last run into the hour's and the day's items
   (each written only if it changed, whole, priced by size, no mark). Its units are counted here
@@ -41,6 +47,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from bench.bench_pipeline import MARK_BYTES, Entry, events, number_bytes
+from llmtally.packing import COUNTER_LETTERS, PackedKey
 from llmtally.rollups import COUNTER_FIELDS, Counters, Granularity
 
 QUARTER, HOUR, DAY = Granularity.QUARTER, Granularity.HOUR, Granularity.DAY
@@ -70,6 +77,10 @@ class Layout:
     #: Granularities a compaction folds from quarters, per layer.
     compacted: dict[str, tuple[Granularity, ...]]
     full_names: bool = False
+    #: As stored since the packed layout landed: `billed_cost_nanos` as its difference from
+    #: `cost_nanos` (absent until a re-rating), `n` (the item's requests), the exact packed keys,
+    #: and the cell dictionary's writes (2 per new cell).
+    as_stored: bool = False
 
 
 def _cell(entry: Entry) -> str:
@@ -96,6 +107,15 @@ def packed(entry: Entry, codes: dict[str, str]) -> Iterable[Touch]:
         yield ("tag", f"tag:{key}={value}", code)
 
 
+def packed_stored(entry: Entry, codes: dict[str, str]) -> Iterable[Touch]:
+    """The packed layout as `llmtally.packing` stores it: attribute `{code}{letter}`, code an ordinal."""
+    cell = _cell(entry)
+    code = codes.setdefault(cell, str(len(codes)))
+    yield ("base", "cells", code)
+    for key, value in entry.tags.items():
+        yield ("tag", f"{key}={value}", code)
+
+
 def packed_full(entry: Entry, codes: dict[str, str]) -> Iterable[Touch]:
     cell = _cell(entry)
     yield ("base", "cells", f"{cell}.")
@@ -104,11 +124,15 @@ def packed_full(entry: Entry, codes: dict[str, str]) -> Iterable[Touch]:
 
 
 ALL = (QUARTER, HOUR, DAY)
+QUARTER_DAY = (QUARTER, DAY)
+#: The layout in use: `bench pipeline` measures it through the real aggregator.
+IN_USE = "in use: packed, 15m + 1d, billed as difference"
 LAYOUTS = (
-    Layout("in use (issue 17 as landed), modelled", in_use, {"base": ALL, "tag": ALL}, {}, full_names=True),
+    Layout("before: issue 17 as landed, modelled", in_use, {"base": ALL, "tag": ALL}, {}, full_names=True),
     Layout("packed, full names", packed_full, {"base": ALL, "tag": ALL}, {}, full_names=True),
     Layout("packed", packed, {"base": ALL, "tag": ALL}, {}),
     Layout("packed, tags 15m + 1h", packed, {"base": ALL, "tag": (QUARTER, HOUR)}, {}),
+    Layout(IN_USE, packed_stored, {"base": QUARTER_DAY, "tag": QUARTER_DAY}, {}, as_stored=True),
     Layout("packed, tags 15m + hourly compaction", packed, {"base": ALL, "tag": (QUARTER,)}, {"tag": (HOUR, DAY)}),
     Layout(
         "packed, all 15m + hourly compaction",
@@ -124,35 +148,48 @@ ItemKey = tuple[str, Granularity, datetime, str]  # (tenant, granularity, bucket
 class PricedTable:
     """Items as attribute maps; every write priced by DynamoDB's rule."""
 
-    def __init__(self) -> None:
+    def __init__(self, key_bytes: Callable[[ItemKey], int] = lambda key: KEY_BYTES) -> None:
         self.items: dict[ItemKey, Attributes] = defaultdict(dict)
         self.units = 0
+        self.key_bytes = key_bytes
 
-    @staticmethod
-    def size(attributes: Attributes, extra: int) -> int:
-        return KEY_BYTES + extra + sum(len(name) + number_bytes(value) for name, value in attributes.items() if value)
+    def size(self, key: ItemKey, attributes: Attributes, extra: int) -> int:
+        named = sum(len(name) + number_bytes(value) for name, value in attributes.items() if value)
+        return self.key_bytes(key) + extra + named
 
     def add(self, key: ItemKey, delta: Attributes) -> None:
-        """A marked UpdateItem: ADD the delta, SET the mark."""
+        """A marked UpdateItem: ADD the delta, SET the mark (an absent item is 0 bytes before)."""
+        item = self.items.get(key)
+        before = self.size(key, item, MARK_BYTES) if item is not None else 0
         item = self.items[key]
-        before = self.size(item, MARK_BYTES)
         for name, value in delta.items():
             item[name] = item.get(name, 0) + value
-        self.units += math.ceil(max(before, self.size(item, MARK_BYTES)) / 1024)
+        self.units += math.ceil(max(before, self.size(key, item, MARK_BYTES)) / 1024)
 
     def put(self, key: ItemKey, attributes: Attributes) -> None:
         """A compaction's PutItem of the whole item (skipped by the caller when nothing changed)."""
-        before = self.size(self.items[key], VERSION_BYTES) if key in self.items else 0
+        before = self.size(key, self.items[key], VERSION_BYTES) if key in self.items else 0
         self.items[key] = attributes
-        self.units += math.ceil(max(before, self.size(attributes, VERSION_BYTES)) / 1024)
+        self.units += math.ceil(max(before, self.size(key, attributes, VERSION_BYTES)) / 1024)
 
 
-def _attributes(counters: Counters, prefix: str, full_names: bool) -> Attributes:
-    return {
-        f"{prefix}{name if full_names else COUNTER_CODES[name]}": value
-        for name, value in counters.as_dict().items()
-        if value
-    }
+def _attributes(counters: Counters, prefix: str, layout: Layout) -> Attributes:
+    values = counters.as_dict()
+    letters = COUNTER_LETTERS if layout.as_stored else COUNTER_CODES
+    if layout.as_stored:
+        values["billed_cost_nanos"] -= counters.cost_nanos
+    out = {f"{prefix}{name if layout.full_names else letters[name]}": value for name, value in values.items() if value}
+    if layout.as_stored:
+        out["n"] = counters.requests
+    return out
+
+
+def packed_key_bytes(key: ItemKey) -> int:
+    """The exact key and `expires_at` of a packed item (`llmtally.packing.PackedKey`)."""
+    tenant, granularity, bucket, identity = key
+    tag = identity.split("=", 1) if "=" in identity else None
+    stored = PackedKey(tenant, granularity, tag[0] if tag else "", bucket, tag[1] if tag else "")
+    return 2 + len(stored.pk) + 2 + len(stored.sk) + len("expires_at") + number_bytes(2_000_000_000)
 
 
 def _sum_into(target: Attributes, source: Attributes) -> None:
@@ -162,7 +199,7 @@ def _sum_into(target: Attributes, source: Attributes) -> None:
 
 def run(layout: Layout, stream: Sequence[Entry]) -> tuple[float, float]:
     """(hot-path units, compaction units) per 1,000 events."""
-    table = PricedTable()
+    table = PricedTable(packed_key_bytes) if layout.as_stored else PricedTable()
     codes: dict[str, dict[str, str]] = defaultdict(dict)
     layer_of: dict[str, str] = {}
     dirty: Dirty = set()
@@ -171,11 +208,12 @@ def run(layout: Layout, stream: Sequence[Entry]) -> tuple[float, float]:
     for start in range(0, len(stream), BATCH):
         batch = stream[start : start + BATCH]
         deltas: dict[ItemKey, Attributes] = defaultdict(dict)
+        cells_before = sum(len(c) for c in codes.values())
         for entry in batch:
             counters = Counters.of(entry)
             for layer, identity, prefix in layout.touches(entry, codes[entry.user_id]):
                 layer_of[identity] = layer
-                attributes = _attributes(counters, prefix, layout.full_names)
+                attributes = _attributes(counters, prefix, layout)
                 for granularity in layout.hot[layer]:
                     bucket = granularity.floor(entry.timestamp)
                     _sum_into(deltas[(entry.user_id, granularity, bucket, identity)], attributes)
@@ -183,6 +221,8 @@ def run(layout: Layout, stream: Sequence[Entry]) -> tuple[float, float]:
                     dirty.add((entry.user_id, identity, HOUR.floor(entry.timestamp)))
         for key, delta in deltas.items():
             table.add(key, delta)
+        if layout.as_stored:  # each new cell: the dictionary counter's ADD and the cell's claim
+            table.units += 2 * (sum(len(c) for c in codes.values()) - cells_before)
         table.units += len({entry.user_id for entry in batch})  # one checkpoint per tenant per batch
         now = batch[-1].timestamp
         if layout.compacted and now - last_compaction >= timedelta(hours=1):
@@ -225,15 +265,35 @@ def main() -> None:
         f"rollup write units per 1,000 events by layout ({count:,} events over {HOURS} h, batch {BATCH:,};"
         " compaction hourly, counted with the hot path)"
     )
-    print(f"  {'layout':<42} {'untagged':>9} {'tagged':>9} {'of which compaction':>20}")
+    print(f"  {'layout':<48} {'untagged':>9} {'tagged':>9} {'of which compaction':>20}")
     for layout in LAYOUTS:
         plain_hot, plain_compaction = run(layout, untagged)
         tagged_hot, tagged_compaction = run(layout, stream)
+        marker = "  <- in use" if layout.name == IN_USE else ""
         print(
-            f"  {layout.name:<42} {plain_hot + plain_compaction:>9,.0f} {tagged_hot + tagged_compaction:>9,.0f}"
-            f" {tagged_compaction:>20,.0f}"
+            f"  {layout.name:<48} {plain_hot + plain_compaction:>9,.0f} {tagged_hot + tagged_compaction:>9,.0f}"
+            f" {tagged_compaction:>20,.0f}{marker}"
         )
+    calibrate()
     print(f"\n(bench_layouts: {time.perf_counter() - started:.1f} s)")
+
+
+def calibrate() -> None:
+    """The in-use row's model against the real aggregator (`bench pipeline`'s recording repository)
+    on `bench pipeline`'s own stream, batch 1,000."""
+    from bench.bench_pipeline import EVENTS_PER_SECOND as PIPELINE_RATE
+    from bench.bench_pipeline import STREAM_EVENTS, aggregate_stream
+    from llmtally.rollups import GRANULARITIES
+
+    layout = next(layout for layout in LAYOUTS if layout.name == IN_USE)
+    start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    figures = []
+    for tagged in (False, True):
+        stream = events(STREAM_EVENTS, start, STREAM_EVENTS / PIPELINE_RATE, random.Random(42), tagged=tagged)
+        modelled = sum(run(layout, stream))
+        measured = aggregate_stream(stream, BATCH, GRANULARITIES).units * 1000 / len(stream)
+        figures.append(f"{'tagged' if tagged else 'untagged'} modelled {modelled:,.0f}, measured {measured:,.0f}")
+    print(f"  calibration on bench pipeline's stream ({STREAM_EVENTS:,} events, batch {BATCH:,}): {'; '.join(figures)}")
 
 
 if __name__ == "__main__":

@@ -8,21 +8,27 @@ tagged mix adds two tag keys to every event: `customer`, 200 values per tenant (
 and `feature`, 10 values (uniform).
 
 1. Write units. Each batch goes through the real aggregator (`llmtally.aggregate.aggregate_batch`:
-   coalescing, marked writes or transactions, checkpoints) against a recording repository that
-   keeps every item's state, so each written item is priced by DynamoDB's rules: ceil(item size /
-   1 KB) write units (its stream high-water mark included), doubled inside TransactWriteItems.
+   packed items — `llmtally.packing`, quarter and day — coalesced per tenant, marked writes or
+   transactions, checkpoints, the cell dictionary) against a recording repository that keeps every
+   stored item's state, so each write is priced by DynamoDB's rule: ceil(the larger of the item's
+   size before and after / 1 KB) write units, the size being the key (`pk`, `sk`: names and
+   values), every attribute's name and number (`number_bytes`), `n`, `expires_at` and the stream
+   high-water mark (`MARK_BYTES`), doubled inside TransactWriteItems. The cell dictionary's writes
+   (a new cell: the counter's ADD and the cell's claim, 1 unit each) count in the figure.
    Compared, in the same run, with
    - the naive design: every event updates each of its 16 rollup items with its own UpdateItem
      (16 WCU per event, and not even exactly-once);
    - the design before issue 17 (modelled on the same stream): 4 granularities (15 minutes, hour,
      day, month) × 4 dimensions (total, provider, model, operation), every batch's distinct keys
      per tenant in transactions (2 units per item under 1 KB) with each tenant's checkpoint;
-   and, for the tagged mix, where the units go (per dimension family).
+   and where the units go, per item kind (base items, each tag key's items, checkpoints, the
+   dictionary) and per granularity.
 2. Items read. A 30-day summary (UTC and Asia/Kolkata) and a 30-day daily series of one tenant with
-   1k, 10k and 100k events in those 30 days, by the real query code (`llmtally.queries`) over an
-   in-memory table with DynamoDB's key-condition semantics (the same code runs on moto in
-   tests/integration/test_aggregate.py), against the seed's design that reads every raw entry.
-   Read units are for eventually consistent Queries: 0.5 per 4 KB of items read, per Query.
+   1k, 10k and 100k events in those 30 days, by the real query code (`llmtally.queries`) over the
+   same in-memory table read like the repository reads it (one Query per partition and bucket run,
+   stored items exploded into the logical ones; `items_read` counts stored items), against the
+   seed's design that reads every raw entry. Read units are for eventually consistent Queries: 0.5
+   per 4 KB of items read, per Query.
 Nothing is asserted; figures print (docs/BENCHMARKS.md, docs/pipeline.md record them).
 """
 
@@ -31,12 +37,23 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from llmtally.aggregate import StreamRecord, aggregate_batch
+from llmtally.packing import (
+    REQUESTS_ATTRIBUTE,
+    PackedKey,
+    decode,
+    encode,
+    explode,
+    packed_partition,
+    partition_of,
+    touches,
+)
+from llmtally.repositories.cell_codes import CELL_SK_PREFIX, DICTIONARY_PK_PREFIX, NEXT_SK
 from llmtally.repositories.rollups import (
     CHECKPOINT_PK_PREFIX,
     SEQUENCE_WIDTH,
@@ -45,16 +62,13 @@ from llmtally.repositories.rollups import (
     Resolve,
     RollupItem,
     RollupRepository,
+    RunItems,
 )
 from llmtally.rollups import (
-    COUNTER_FIELDS,
     GRANULARITIES,
     BucketRun,
     Counters,
     Granularity,
-    RollupKey,
-    coalesce,
-    partition_key,
 )
 
 TENANTS = 50
@@ -152,64 +166,99 @@ def number_bytes(value: int) -> int:
     return math.ceil(digits / 2) + 1
 
 
-def rollup_item_bytes(key: RollupKey, counters: Counters) -> int:
-    size = len("pk") + len(key.pk) + len("sk") + len(key.sk) + len("expires_at") + number_bytes(2_000_000_000)
-    for name in COUNTER_FIELDS:
-        value = getattr(counters, name)
-        if value:
-            size += len(name) + number_bytes(value)
-    return size
+def item_bytes(pk: str, sk: str, attributes: Mapping[str, int], requests: int, expires_at: int) -> int:
+    """A stored rollup item's size: its key, every non-zero counter attribute (name + number),
+    `n`, `expires_at` and the stream mark."""
+    size = len("pk") + len(pk) + len("sk") + len(sk) + len("expires_at") + number_bytes(expires_at) + MARK_BYTES
+    size += len(REQUESTS_ATTRIBUTE) + number_bytes(requests)
+    return size + sum(len(name) + number_bytes(value) for name, value in attributes.items() if value)
 
 
 def write_units(size: int, *, transactional: bool) -> int:
     return math.ceil(size / 1024) * (2 if transactional else 1)
 
 
+def kind_of(key: PackedKey) -> str:
+    """The item kind a write is counted under: base items, or one tag key's items."""
+    return f"tag {key.tag_key}" if key.tag_key else "base"
+
+
+@dataclass
+class StoredItem:
+    attributes: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+
+
 class RecordingRollups(RollupRepository):
-    """The rollups table as state in memory: prices every write, answers checkpoint reads."""
+    """The rollups table as state in memory (packed items, cell dictionaries, checkpoints): prices
+    every write by DynamoDB's rule and answers checkpoint, dictionary and range reads."""
 
     def __init__(self) -> None:
         self.ttl_days = 396
         self.table = "bench"
-        self.state: dict[RollupKey, Counters] = {}
+        self.state: dict[PackedKey, StoredItem] = {}
+        self.codes: dict[str, dict[str, int]] = {}
         self.marks: dict[tuple[str, str], str] = {}
         self.units = 0
         self.items = 0
         self.transactions = 0
         self.calls = 0
-        self.by_dimension: dict[str, int] = {}
+        #: Units per item kind (`kind_of`, "checkpoint", "dictionary"), and per granularity.
+        self.by_kind: dict[str, int] = {}
+        self.by_granularity: dict[str, int] = {}
+        self.queries = 0
+        self.read_units = 0.0
 
-    def checkpoints(self, stream_arn: str, user_ids: Any) -> dict[str, str]:
+    def _count(self, kind: str, units: int) -> None:
+        self.units += units
+        self.by_kind[kind] = self.by_kind.get(kind, 0) + units
+
+    def checkpoints(self, stream_arn: str, user_ids: Iterable[str]) -> dict[str, str]:
         return {u: self.marks[(stream_arn, u)] for u in user_ids if (stream_arn, u) in self.marks}
 
-    def _write(self, key: RollupKey, delta: Counters, *, transactional: bool, marked: bool) -> None:
-        extra = MARK_BYTES if marked else 0
-        before = rollup_item_bytes(key, self.state.get(key, Counters())) + extra
-        self.state.setdefault(key, Counters()).add(delta)
-        after = rollup_item_bytes(key, self.state[key]) + extra
+    def cell_codes(self, user_id: str, cells: Iterable[str]) -> dict[str, int]:
+        """Codes as `llmtally.repositories.cell_codes` assigns them: a new cell costs two writes, the
+        counter's ADD (`#next`) and the cell's claim (`c#{cell}`), each a small item (1 unit)."""
+        known = self.codes.setdefault(user_id, {})
+        for cell in sorted(set(cells) - known.keys()):
+            known[cell] = len(known)
+            key = len("pk") + len(DICTIONARY_PK_PREFIX + user_id) + len("sk")
+            counter = key + len(NEXT_SK) + len("n") + number_bytes(len(known))
+            claim = key + len(CELL_SK_PREFIX + cell) + len("code") + number_bytes(len(known) - 1)
+            units = write_units(counter, transactional=False) + write_units(claim, transactional=False)
+            self._count("dictionary", units)
+            self.calls += 2
+        return {cell: known[cell] for cell in cells}
+
+    def _write(self, delta: MarkedDelta, *, transactional: bool) -> None:
+        key = delta.key
+        expires = key.expires_at(self.ttl_days)
+        item = self.state.get(key)
+        before = item_bytes(key.pk, key.sk, item.attributes, item.requests, expires) if item else 0
+        item = self.state.setdefault(key, StoredItem())
+        for name, amount in delta.attributes.items():
+            item.attributes[name] = item.attributes.get(name, 0) + amount
+        item.requests += delta.requests
+        after = item_bytes(key.pk, key.sk, item.attributes, item.requests, expires)
         units = write_units(max(before, after), transactional=transactional)
-        self.units += units
-        family = key.dimension.split(":", 1)[0]
-        self.by_dimension[family] = self.by_dimension.get(family, 0) + units
+        self._count(kind_of(key), units)
+        self.by_granularity[key.granularity.value] = self.by_granularity.get(key.granularity.value, 0) + units
 
     def _checkpoint(self, advance: CheckpointAdvance, *, transactional: bool) -> None:
         self.marks[(advance.stream_arn, advance.user_id)] = advance.last
         size = len("pk") + len(CHECKPOINT_PK_PREFIX + advance.user_id) + 2 + len(advance.stream_arn) + 60
-        units = write_units(size, transactional=transactional)
-        self.units += units
-        self.by_dimension["checkpoint"] = self.by_dimension.get("checkpoint", 0) + units
+        self._count("checkpoint", write_units(size, transactional=transactional))
 
     def commit(
         self,
-        deltas: Mapping[RollupKey, Counters],
+        deltas: Sequence[MarkedDelta],
         advances: Sequence[CheckpointAdvance],
         extra_items: Sequence[dict[str, Any]] = (),
-        marks: Mapping[RollupKey, tuple[str, str]] | None = None,
         stream_arn: str = "",
     ) -> int:
         assert not extra_items  # no budgets in this bench
-        for key, delta in deltas.items():
-            self._write(key, delta, transactional=True, marked=marks is not None)
+        for delta in deltas:
+            self._write(delta, transactional=True)
         for advance in advances:
             self._checkpoint(advance, transactional=True)
         self.items += len(deltas) + len(advances)
@@ -217,12 +266,15 @@ class RecordingRollups(RollupRepository):
         self.calls += 1
         return len(deltas) + len(advances)
 
-    def apply_marked(self, writes: Sequence[MarkedDelta], stream_arn: str, resolve: Resolve) -> int:
-        for write in writes:
-            self._write(write.key, write.delta, transactional=False, marked=True)
+    def apply_marked(self, writes: Sequence[Sequence[MarkedDelta]], stream_arn: str, resolve: Resolve) -> int:
+        calls = 0
+        for item_writes in writes:
+            for write in item_writes:
+                self._write(write, transactional=False)
+                calls += 1
         self.items += len(writes)
-        self.calls += len(writes)
-        return len(writes)
+        self.calls += calls
+        return calls
 
     def advance_checkpoint(self, advance: CheckpointAdvance) -> bool:
         self._checkpoint(advance, transactional=False)
@@ -230,22 +282,41 @@ class RecordingRollups(RollupRepository):
         self.calls += 1
         return True
 
+    def load(self, entries: Iterable[Entry]) -> None:
+        """Put entries in the table without pricing anything (the reads bench's starting state)."""
+        for entry in entries:
+            counters = Counters.of(entry)
+            touched = list(touches(entry))
+            codes = self.cell_codes(entry.user_id, {cell for _, cell in touched})
+            for key, cell in touched:
+                item = self.state.setdefault(key, StoredItem())
+                for name, amount in encode(codes[cell], counters).items():
+                    item.attributes[name] = item.attributes.get(name, 0) + amount
+                item.requests += counters.requests
+
     def read_runs(
         self, user_id: str, requests: Sequence[tuple[str, BucketRun]], *, consistent: bool = False
-    ) -> list[RollupItem]:
-        self.queries = getattr(self, "queries", 0) + len(requests)
-        out = []
+    ) -> RunItems:
+        """As the repository reads: one Query per (partition, run), its stored items exploded into
+        the logical items of the dimensions asked; `items_read` counts stored items. Read units:
+        0.5 per 4 KB of each Query's items (eventually consistent)."""
+        wanted: dict[tuple[str, BucketRun], list[str]] = {}
         for dimension, run in requests:
-            pk = partition_key(user_id, run.granularity, dimension)
-            found = [
-                RollupItem(key, counters)
-                for key, counters in self.state.items()
-                if key.pk == pk and run.sk_low <= key.sk <= run.sk_high
-            ]
-            self.read_units = getattr(self, "read_units", 0.0) + 0.5 * max(
-                1, math.ceil(sum(rollup_item_bytes(i.key, i.counters) for i in found) / 4096)
-            )
-            out.extend(found)
+            dimensions = wanted.setdefault((partition_of(dimension), run), [])
+            if dimension not in dimensions:
+                dimensions.append(dimension)
+        cells = {code: cell for cell, code in self.codes.get(user_id, {}).items()}
+        out = RunItems()
+        for (tag_key, run), dimensions in wanted.items():
+            pk = packed_partition(user_id, run.granularity, tag_key)
+            found = [(k, i) for k, i in self.state.items() if k.pk == pk and run.sk_low <= k.sk <= run.sk_high]
+            self.queries += 1
+            size = sum(item_bytes(k.pk, k.sk, i.attributes, i.requests, k.expires_at(self.ttl_days)) for k, i in found)
+            self.read_units += 0.5 * max(1, math.ceil(size / 4096))
+            out.items_read += len(found)
+            for key, item in found:
+                counters = decode(item.attributes, cells)
+                out.extend(RollupItem(k, c) for k, c in explode(key, counters, dimensions).items())
         return out
 
 
@@ -298,7 +369,8 @@ def bench_writes() -> dict[str, float]:
     naive = 16 * 1000
     print(
         f"rollup write units per 1,000 events ({STREAM_EVENTS:,} events, {TENANTS} tenants Zipf s={ZIPF_S}, "
-        f"{EVENTS_PER_SECOND} events/s; naive = 16 UpdateItems per event = {naive:,} WCU)"
+        f"{EVENTS_PER_SECOND} events/s; packed items, {' + '.join(g.value for g in GRANULARITIES)} written; "
+        f"naive = 16 UpdateItems per event = {naive:,} WCU)"
     )
     print(
         f"  {'mix':>8} {'batch':>6} {'this design':>12} {'calls/1k':>9} {'before issue 17':>16} {'ratio':>7}"
@@ -317,31 +389,36 @@ def bench_writes() -> dict[str, float]:
                 f"  {mix:>8} {batch_size:>6} {per_k:>12,.0f} {repo.calls * 1000 / len(stream):>9,.0f}"
                 f" {before:>16,.0f} {before / per_k:>6.2f}x {naive / per_k:>8.1f}x"
             )
-            if tagged and batch_size == BATCH_SIZES[-1]:
-                shares = ", ".join(
-                    f"{family} {units * 1000 / len(stream):,.0f}"
-                    for family, units in sorted(repo.by_dimension.items(), key=lambda kv: -kv[1])
-                )
-                print(f"           where the tagged units go (per 1,000 events): {shares}")
-    print("  (the tagged mix's 'before issue 17' column is its untagged figure: that design had no tag dimensions)")
+            kinds = ", ".join(
+                f"{kind} {units * 1000 / len(stream):,.0f}"
+                for kind, units in sorted(repo.by_kind.items(), key=lambda kv: -kv[1])
+            )
+            granularities = ", ".join(
+                f"{g} {units * 1000 / len(stream):,.0f}" for g, units in sorted(repo.by_granularity.items())
+            )
+            print(f"{'':>18} by item kind: {kinds}; rollup items by granularity: {granularities}")
+    print(
+        "  (the tagged mix's 'before issue 17' column is its untagged figure: that design had no tag dimensions;"
+        " 'dictionary' is each tenant's first use of a cell, 2 writes, once)"
+    )
     return figures
 
 
 def bench_reads() -> None:
     rng = random.Random(7)
     today = date(2026, 11, 28)
-    print("\nitems read by one tenant's 30-day summary and daily series (rollups) vs every raw entry (seed)")
+    print("\nitems read by one tenant's 30-day summary and daily series (packed rollups) vs every raw entry (seed)")
     print(
         f"  {'events':>8} {'seed items':>10} {'seed RCU':>9}"
         f" {'summary UTC':>12} {'Kolkata':>8} {'queries':>8} {'RCU':>6} {'series Kolkata':>15} {'RCU':>6} {'ratio':>8}"
     )
+    from llmtally.queries import daily_usage, summarize
+
     for count in SUMMARY_EVENTS:
         start = datetime(2026, 10, 29, tzinfo=UTC)
         entries = events(count, start, 30 * 86400 - 1, rng, tenants=1)
         repo = RecordingRollups()
-        repo.state = coalesce(entries)
-        from llmtally.queries import daily_usage, summarize
-
+        repo.load(entries)
         utc = summarize("tenant-00", today - timedelta(days=29), today, "UTC", repository=repo)
         repo.read_units = 0.0
         kolkata = summarize("tenant-00", today - timedelta(days=29), today, "Asia/Kolkata", repository=repo)
