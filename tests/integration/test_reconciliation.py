@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from llmtally.events import Provider
 from llmtally.observability import logger as _logger  # noqa: F401 - its handler binds stdout at import: before capsys
 from llmtally.reconcile.core import TokenKind, day_start
-from llmtally.rollups import Counters, Dimension, Granularity, RollupKey, model_value
+from llmtally.rollups import Counters, Dimension, Granularity, cell_value, model_value
 from tests.conftest import MotoServer
 from tests.support.apigw import request
 from tests.support.billing import (
@@ -73,7 +73,9 @@ def nanos(model: str, toks: dict[TokenKind, int]) -> int:
 
 
 def seed_metered(user: str, provider: Provider, model: str, day: date, toks: dict[TokenKind, int]) -> None:
-    """The day bucket of the model dimension, as the aggregator would have written it."""
+    """The model's calls of a day in the tenant's day item, as the aggregator would have written them
+    (one cell of the packed layout: its code from the tenant's dictionary, `n` moved)."""
+    from llmtally.packing import PackedKey, encode
     from llmtally.repositories.rollups import RollupRepository
 
     counters = Counters(
@@ -86,8 +88,19 @@ def seed_metered(user: str, provider: Provider, model: str, day: date, toks: dic
         billed_cost_nanos=nanos(model, toks),
     )
     repo = RollupRepository()
-    key = RollupKey(user, Granularity.DAY, Dimension.MODEL, day_start(day), model_value(provider.value, model))
-    repo.transact([repo.delta(key, counters)])
+    cell = cell_value(provider.value, model, "conversation")
+    code = repo.cell_codes(user, [cell])[cell]
+    key = PackedKey(user, Granularity.DAY, "", day_start(day))
+    repo.transact([repo.delta(key, encode(code, counters), counters.requests)])
+    # (what the job reads: the model's row of the day)
+    read = {
+        item.key.value: item.counters
+        for item in repo.iter_user_items(user)
+        if item.key.granularity is Granularity.DAY
+        and item.key.bucket == day_start(day)
+        and item.key.dimension == Dimension.MODEL
+    }
+    assert read[model_value(provider.value, model)] == counters
 
 
 def openai_month(server: BillingServer) -> None:

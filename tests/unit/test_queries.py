@@ -22,46 +22,33 @@ from llmtally.queries import (
     breakdown,
     daily_usage,
     get_usage_summary,
+    local_midnight,
     resolve_range,
     summarize,
     usage_summary,
 )
-from llmtally.repositories.rollups import RollupItem, RollupRepository
 from llmtally.rollups import (
-    BucketRun,
     Counters,
+    Granularity,
     InvalidRangeError,
-    RollupKey,
-    coalesce,
-    partition_key,
+    decompose,
     sum_counters,
 )
+from tests.unit.test_packing import PackedTable
 from tests.unit.test_rollups import Entry
 
 ZONES = ("UTC", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Eucla", "America/St_Johns", "America/New_York")
 TODAY = date(2025, 3, 12)  # the US changed to DST on 2025-03-09: one 23-hour day in range
 
 
-class MemoryRollups(RollupRepository):
-    """A rollups table in memory, read with DynamoDB's key-condition semantics."""
+class MemoryRollups(PackedTable):
+    """The packed rollups the aggregator writes for `entries`, in memory, read by the repository's
+    own `read_runs` (DynamoDB's key-condition semantics: `tests.unit.test_packing.PackedTable`)."""
 
     def __init__(self, entries: Sequence[Entry] = ()) -> None:
-        self.items: dict[RollupKey, Counters] = coalesce(entries)
-        self.reads: list[tuple[str, BucketRun]] = []
-
-    def read_runs(
-        self, user_id: str, requests: Sequence[tuple[str, BucketRun]], *, consistent: bool = False
-    ) -> list[RollupItem]:
-        self.reads.extend(requests)
-        out: list[RollupItem] = []
-        for dimension, run in requests:
-            pk = partition_key(user_id, run.granularity, dimension)
-            out.extend(
-                RollupItem(key, counters)
-                for key, counters in sorted(self.items.items())
-                if key.pk == pk and run.sk_low <= key.sk <= run.sk_high
-            )
-        return out
+        table = PackedTable.of(entries)
+        super().__init__()
+        self.items, self.codes = table.items, table.codes
 
 
 def brute(entries: Sequence[Entry], low: datetime, high: datetime) -> Counters:
@@ -120,8 +107,10 @@ def test_a_summary_equals_brute_force_for_any_aligned_range(entries: list[Entry]
         for p, c in by_provider.items()
         if c.requests
     }
-    # At most 7 runs per dimension (2 of quarters, hours and days, 1 of months), whatever the events.
-    assert summary.queries <= 4 * 7
+    # The base dimensions share their stored items: at most 3 Queries (2 runs of quarters, 1 of
+    # days), whatever the events, each reading one stored item per bucket at most.
+    assert summary.queries <= 3
+    assert summary.items_read <= len(decompose(low, high))
 
 
 @given(entries_strategy, st.sampled_from(ZONES), st.integers(1, 21))
@@ -143,7 +132,7 @@ def test_a_daily_series_equals_brute_force_per_local_day(entries: list[Entry], t
 
 
 def test_reads_are_bounded_by_days_not_events() -> None:
-    # Given 1 and 40 events per quarter-hour for a month, a 30-day Kolkata series reads the same.
+    # Given 1 and 3 events per quarter-hour for a month, a 30-day Kolkata series reads the same.
     def entries(per_quarter: int) -> list[Entry]:
         return [
             Entry(timestamp=START + q * timedelta(minutes=15) + timedelta(seconds=i))
@@ -154,8 +143,66 @@ def test_reads_are_bounded_by_days_not_events() -> None:
     sparse = daily_usage("acme", 30, "Asia/Kolkata", today=TODAY, repository=MemoryRollups(entries(1)))
     dense = daily_usage("acme", 30, "Asia/Kolkata", today=TODAY, repository=MemoryRollups(entries(3)))
     assert sparse.items_read == dense.items_read
-    assert dense.items_read <= 30 * 28
+    assert sparse.queries == dense.queries
+    # At most one stored item per bucket of the days' decomposition that holds calls (a Kolkata day
+    # is 96 quarters: no UTC day fits in it), every cell in it.
+    zone = ZoneInfo("Asia/Kolkata")
+    pieces = {
+        piece
+        for row in dense.days
+        for piece in decompose(local_midnight(row.date, zone), local_midnight(row.date + timedelta(days=1), zone))
+    }
+    assert all(granularity is Granularity.QUARTER for granularity, _ in pieces)
+    assert dense.items_read <= sum(1 for _, bucket in pieces if bucket >= START) <= 30 * 96
     assert sum(r.requests for r in dense.days) == 3 * sum(r.requests for r in sparse.days)
+    # And in UTC the same series is one day item a day
+    utc = daily_usage("acme", 30, "UTC", today=TODAY, repository=MemoryRollups(entries(3)))
+    assert utc.items_read == (TODAY - START.date()).days + 1
+    assert [r.requests for r in utc.days if r.date >= START.date()] == [3 * 96] * utc.items_read
+
+
+def test_calls_on_either_side_of_every_edge_are_counted_once() -> None:
+    # Given calls in the first and last second of the quarters and days around a range's edges
+    # (the range's buckets, and the ones just outside it, all hold calls)
+    days = [datetime(2025, 3, 1, tzinfo=UTC) + timedelta(days=d) for d in range(-2, 5)]
+    seconds = [
+        timedelta(0),
+        timedelta(minutes=14, seconds=59),
+        timedelta(minutes=15),
+        timedelta(hours=23, minutes=59, seconds=59),
+    ]
+    offsets = [timedelta(minutes=m) for m in (-30, -15, 0, 15, 30, 330, 345)]
+    entries = [
+        Entry(timestamp=day + offset + second, cost_nanos=1 + i)
+        for i, (day, offset, second) in enumerate(
+            (day, offset, second) for day in days for offset in offsets for second in seconds
+        )
+    ]
+    repo = MemoryRollups(entries)
+    # When any range of whole quarters among them is summed, in UTC and odd zones
+    edges = sorted({day + offset for day in days[1:-1] for offset in offsets})
+    for tz in ("UTC", "Asia/Kolkata", "Australia/Eucla"):
+        for low in edges[::3]:
+            for high in edges:
+                if high < low:
+                    continue
+                summary = summarize("acme", low.astimezone(ZoneInfo(tz)), high, tz, repository=repo)
+                expected = brute(entries, low, high)
+                # Then exactly the calls in [low, high) count: none from a bucket at or after the end
+                assert (summary.total_requests, summary.total_cost_usd) == (
+                    expected.requests,
+                    nanos_to_usd(expected.cost_nanos),
+                ), (tz, low, high)
+    # And a daily series and a one-day summary count a local day's calls only
+    series = daily_usage("acme", 3, "Asia/Kolkata", today=date(2025, 3, 3), repository=repo)
+    for row in series.days:
+        low = local_midnight(row.date, ZoneInfo("Asia/Kolkata"))
+        assert (
+            row.requests
+            == brute(entries, low, local_midnight(row.date + timedelta(days=1), ZoneInfo("Asia/Kolkata"))).requests
+        )
+    one_day = usage_summary("acme", date(2025, 3, 2), date(2025, 3, 2), repository=repo)
+    assert one_day["total_requests"] == brute(entries, days[3], days[4]).requests
 
 
 def test_the_seed_shape_and_the_extras() -> None:

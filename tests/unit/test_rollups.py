@@ -85,13 +85,27 @@ def test_decompose_covers_the_range_exactly_with_aligned_buckets(a: datetime, b:
         expected.append(cursor)
         cursor += QUARTER
     assert covered(pieces) == expected
-    # And the count is bounded by the shape of the calendar: the fine pieces by a constant, the
-    # days by the days in range (months are composed from days, never written).
+    # And only what is written is read: quarters and days (hours and months are composed from them)
+    assert {g for g, _ in pieces} <= set(GRANULARITIES) == {Granularity.QUARTER, Granularity.DAY}
+    # And the count is the fewest: every whole UTC day in range is one piece, and the quarters are
+    # only the edges around them (≤ 95 each side), or the range itself when no day fits in it.
+    first_day = Granularity.DAY.floor(start)
+    if first_day < start:
+        first_day += timedelta(days=1)
+    last_day = Granularity.DAY.floor(end)
     count = {g: sum(1 for p, _ in pieces if p is g) for g in GRANULARITIES}
-    assert count[Granularity.QUARTER] <= 6
-    assert count[Granularity.HOUR] <= 46
-    assert count[Granularity.DAY] <= (end - start).days + 1
-    assert not any(p is Granularity.MONTH for p, _ in pieces)
+    if first_day < last_day:
+        assert count[Granularity.DAY] == (last_day - first_day).days <= (end - start).days
+        leading, trailing = (first_day - start) // QUARTER, (end - last_day) // QUARTER
+        assert (leading, trailing) == (
+            sum(1 for g, s in pieces if g is Granularity.QUARTER and s < first_day),
+            sum(1 for g, s in pieces if g is Granularity.QUARTER and s >= last_day),
+        )
+        assert leading <= 95
+        assert trailing <= 95
+    else:
+        assert count[Granularity.DAY] == 0
+        assert count[Granularity.QUARTER] == (end - start) // QUARTER <= 2 * 95
 
 
 @given(quarters, quarters)
@@ -168,11 +182,13 @@ def test_keys_round_trip_and_sort_by_time_within_a_partition() -> None:
     assert key.expires_at(396) == int((BASE + timedelta(hours=1, days=396)).timestamp())
 
 
-def test_one_entry_counts_in_fifteen_items() -> None:
+def test_one_entry_counts_in_ten_items() -> None:
     entry = Entry(timestamp=datetime(2025, 3, 31, 23, 59, 59, tzinfo=UTC))
     keys = list(rollup_keys(entry))
-    # Given an untagged entry: 3 granularities × 5 dimensions (total, provider, model, operation, cell)
-    assert len(keys) == len(set(keys)) == 15
+    # Given an untagged entry: 2 granularities (quarter, day) × 5 dimensions (total, provider, model,
+    # operation, cell); its hour is composed from its quarters when read
+    assert len(keys) == len(set(keys)) == 10
+    assert {k.granularity for k in keys} == {Granularity.QUARTER, Granularity.DAY}
     assert {k.bucket for k in keys if k.granularity is Granularity.QUARTER} == {
         datetime(2025, 3, 31, 23, 45, tzinfo=UTC)
     }
@@ -187,7 +203,7 @@ def test_each_tag_key_adds_its_value_and_its_cell_and_folded_tags_win() -> None:
     entry = Entry(tags={"customer": "acme#1", "team": "x"}, rollup_tags={"customer": "(other)", "team": "x"})
     keys = list(rollup_keys(entry))
     # Then each key adds tag:{key} and tagcell:{key} per granularity, under the folded value
-    assert len(keys) == 3 * (5 + 2 * 2)
+    assert len(keys) == 2 * (5 + 2 * 2)
     day = {k.dimension: k.value for k in keys if k.granularity is Granularity.DAY}
     assert day["tag:customer"] == "(other)"
     assert day["tagcell:team"] == "anthropic#claude-sonnet-4-5#conversation#x"
@@ -204,7 +220,16 @@ def test_coalescing_a_batch_gives_one_delta_per_key_equal_to_the_sum() -> None:
         for m in range(0, 30)
     ] + [Entry(model="gpt-4o", provider="openai", cost_source="unpriced", cost_nanos=0, cache_write_1h_tokens=4)]
     deltas = coalesce(entries)
-    total_hour = deltas[RollupKey("acme", Granularity.HOUR, Dimension.TOTAL, BASE, "*")]
+    # (the hour is composed from its four quarters: no hour item is written)
+    assert not any(k.granularity is Granularity.HOUR for k in deltas)
+    total_hour = Counters()
+    for quarter in range(4):
+        total_hour.add(
+            deltas.get(
+                RollupKey("acme", Granularity.QUARTER, Dimension.TOTAL, BASE + quarter * QUARTER, "*"), Counters()
+            )
+        )
+    assert total_hour == deltas[RollupKey("acme", Granularity.DAY, Dimension.TOTAL, BASE, "*")]
     assert total_hour.requests == 31
     assert total_hour.errors == 10
     assert total_hour.unpriced_requests == 1
@@ -213,9 +238,9 @@ def test_coalescing_a_batch_gives_one_delta_per_key_equal_to_the_sum() -> None:
     assert total_hour.latency_ms_sum == 3100
     first_quarter = deltas[RollupKey("acme", Granularity.QUARTER, Dimension.TOTAL, BASE, "*")]
     assert first_quarter.requests == 16  # minutes 0-14 and the openai entry at BASE
-    # hour, day: total + 2 providers + 2 models + 1 operation + 2 cells; quarters: the anthropic
-    # values span two quarters, the openai ones one.
-    assert len(deltas) == 2 * (1 + 2 + 2 + 1 + 2) + (2 + 3 + 3 + 2 + 3)
+    # day: total + 2 providers + 2 models + 1 operation + 2 cells; quarters: the anthropic values
+    # span two quarters, the openai ones one.
+    assert len(deltas) == (1 + 2 + 2 + 1 + 2) + (2 + 3 + 3 + 2 + 3)
 
 
 def test_counters_of_a_re_rated_entry_keep_the_billed_figure() -> None:
@@ -225,10 +250,14 @@ def test_counters_of_a_re_rated_entry_keep_the_billed_figure() -> None:
 
 
 def test_runs_bridge_small_gaps_only_when_asked() -> None:
-    hours = [(Granularity.HOUR, BASE + timedelta(hours=h)) for h in (0, 1, 3, 4, 20)]
-    assert [(r.first, r.end) for r in plan_runs(hours)] == [
-        (BASE, BASE + timedelta(hours=2)),
-        (BASE + timedelta(hours=3), BASE + timedelta(hours=5)),
-        (BASE + timedelta(hours=20), BASE + timedelta(hours=21)),
+    quarters = [(Granularity.QUARTER, BASE + q * QUARTER) for q in (0, 1, 3, 4, 20)]
+    days = [(Granularity.DAY, BASE + timedelta(days=d)) for d in (0, 2)]
+    assert [(r.granularity, r.first, r.end) for r in plan_runs(quarters + days)] == [
+        (Granularity.QUARTER, BASE, BASE + 2 * QUARTER),
+        (Granularity.QUARTER, BASE + 3 * QUARTER, BASE + 5 * QUARTER),
+        (Granularity.QUARTER, BASE + 20 * QUARTER, BASE + 21 * QUARTER),
+        (Granularity.DAY, BASE, BASE + timedelta(days=1)),
+        (Granularity.DAY, BASE + timedelta(days=2), BASE + timedelta(days=3)),
     ]
-    assert len(plan_runs(hours, max_gap=1)) == 2
+    assert len(plan_runs(quarters, max_gap=1)) == 2
+    assert len(plan_runs(quarters + days, max_gap=1)) == 3

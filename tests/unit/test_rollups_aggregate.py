@@ -13,13 +13,14 @@ from hypothesis import strategies as st
 
 from llmtally.aggregate import StreamRecord, aggregate_batch
 from llmtally.errors import StorageError
+from llmtally.packing import REQUESTS_ATTRIBUTE, PackedKey, decode, dimensions_of, explode
 from llmtally.repositories.rollups import (
     MAX_TRANSACTION_ITEMS,
     CheckpointConflictError,
     RollupRepository,
     pad_sequence,
 )
-from llmtally.rollups import COUNTER_FIELDS, Counters, RollupKey, coalesce
+from llmtally.rollups import Counters, RollupKey, coalesce
 from tests.unit.test_rollups import Entry
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x"
@@ -39,6 +40,15 @@ class FakeRollups(RollupRepository):
         self.fail_on = fail_on
         self.after = after
         self.transactions: list[int] = []
+        #: Each tenant's cell dictionary; codes are handed out from a per-tenant offset (tenants'
+        #: codes overlap, as in the table) and never change.
+        self.codes: dict[str, dict[str, int]] = {}
+
+    def cell_codes(self, user_id: str, cells: Any) -> dict[str, int]:
+        mine = self.codes.setdefault(user_id, {})
+        for cell in sorted(set(cells) - mine.keys()):
+            mine[cell] = 8 + 3 * len(mine)
+        return {cell: mine[cell] for cell in cells}
 
     # -- what the aggregator reads -------------------------------------------------------------
 
@@ -52,12 +62,20 @@ class FakeRollups(RollupRepository):
 
     @property
     def state(self) -> dict[RollupKey, Counters]:
-        out = {}
+        """The logical rollups the stored (packed) items stand for; each item's `n` checked against
+        the requests of its cells."""
+        out: dict[RollupKey, Counters] = {}
         for (pk, sk), item in self.items.items():
-            if pk.startswith("R#"):
-                counters = Counters(**{name: item.get(name, 0) for name in COUNTER_FIELDS})
+            if not pk.startswith("P#"):
+                assert pk.startswith("C#"), pk  # nothing else is written (no item of the old layout)
+                continue
+            key = PackedKey.parse(pk, sk)
+            cells = decode(item, {code: cell for cell, code in self.codes[key.user_id].items()})
+            assert int(item.get(REQUESTS_ATTRIBUTE, 0)) == sum(c.requests for c in cells.values())
+            for logical, counters in explode(key, cells, dimensions_of(key.tag_key)).items():
+                assert logical not in out
                 if not counters.is_zero():
-                    out[RollupKey.parse(pk, sk)] = counters
+                    out[logical] = counters
         return out
 
     @property
@@ -97,6 +115,10 @@ class FakeRollups(RollupRepository):
         if failing and not self.after:
             raise StorageError("rollup transaction failed: InternalServerError")
         assert len(items) <= MAX_TRANSACTION_ITEMS
+        targets = [(i["Update"]["Key"]["pk"]["S"], i["Update"]["Key"]["sk"]["S"]) for i in items]
+        if len(set(targets)) < len(targets):
+            # DynamoDB refuses a transaction with two operations on one item (ValidationException)
+            raise StorageError("rollup transaction failed: ValidationException")
         snapshot = {k: dict(v) for k, v in self.items.items()}
         try:
             for item in items:
@@ -170,6 +192,18 @@ entries = st.lists(
         model=st.sampled_from([f"m{i}" for i in range(6)]),
         operation_type=st.sampled_from(["x", "y", "z"]),
         cost_nanos=st.integers(0, 10**6),
+        # every counter non-zero at times: a stored item's delta can then outgrow one write
+        status=st.sampled_from(["ok", "error"]),
+        cache_read_tokens=st.integers(0, 9),
+        cache_write_tokens=st.integers(0, 9),
+        cache_write_5m_tokens=st.one_of(st.none(), st.integers(0, 9)),
+        cache_write_1h_tokens=st.one_of(st.none(), st.integers(0, 9)),
+        reasoning_tokens=st.integers(0, 9),
+        cost_source=st.sampled_from(["catalog", "unpriced"]),
+        cache_hit=st.booleans(),
+        saved_nanos=st.integers(0, 10**6),
+        usage_missing=st.booleans(),
+        tags=st.fixed_dictionaries({}, optional={"customer": st.sampled_from(["a", "b#1"]), "team": st.just("x")}),
     ),
     min_size=1,
     max_size=120,
@@ -245,9 +279,12 @@ def test_interleaved_tenants_coalesce_across_the_whole_batch() -> None:
     batch, by_sequence = records(items)
     repo = FakeRollups()
     result = aggregate_batch(batch, repository=repo, parse=lambda image: by_sequence[image["seq"]])
-    # Then each tenant writes each of its 15 keys once, and its checkpoint: no transaction at all
-    assert (result.transactions, result.items_written) == (0, 4 * 15 + 4)
-    assert repo.calls == 4 * 15 + 4
+    # Then each tenant writes its 2 stored items once (its quarter's and its day's, holding all the
+    # 10 logical keys), and its checkpoint: no transaction at all
+    assert (result.transactions, result.items_written) == (0, 4 * 2 + 4)
+    assert repo.calls == 4 * 2 + 4
+    assert len(repo.state) == 4 * 10
+    assert repo.state == coalesce(items)
 
 
 def test_modify_and_remove_records_are_ignored_and_bad_images_stop_the_batch() -> None:
@@ -265,3 +302,34 @@ def test_modify_and_remove_records_are_ignored_and_bad_images_stop_the_batch() -
     result = aggregate_batch(batch, repository=repo, parse=parse)
     assert (result.applied, result.ignored, result.failed_sequence_number) == (1, 2, "1003")
     assert repo.state == coalesce(items[:1])
+
+
+def test_a_budgeted_tenant_with_more_cells_than_one_write_carries_is_committed() -> None:
+    # Given a budgeted tenant's 13 calls in one quarter, each of its own model with every counter
+    # non-zero: 13 cells × 16 attributes is more than one UpdateItem (hence one transaction item) carries
+    busy = Entry(
+        user_id="a",
+        status="error",
+        cache_read_tokens=1,
+        cache_write_tokens=2,
+        cache_write_5m_tokens=1,
+        cache_write_1h_tokens=1,
+        reasoning_tokens=3,
+        cost_source="unpriced",
+        cache_hit=True,
+        saved_nanos=5,
+        usage_missing=True,
+    )
+    items = [replace(busy, timestamp=BASE + timedelta(seconds=i), model=f"m{i}") for i in range(13)]
+    batch, by_sequence = records(items)
+    repo = FakeRollups()
+    result = aggregate_batch(
+        batch,
+        repository=repo,
+        parse=lambda image: by_sequence[image["seq"]],
+        budgets=FakeBudgets({"a"}),  # type: ignore[arg-type]
+    )
+    # Then it is committed in transactions that each write an item once, and counted once
+    assert (result.failed_sequence_number, result.error) == (None, None)
+    assert result.applied == 13
+    assert repo.state == coalesce(items)
