@@ -379,7 +379,7 @@ def _transactions(
     Checkpoints are per tenant, so a range only has to be consecutive *per tenant*: each tenant's
     records are cut into consecutive ranges that fit one transaction, and whole ranges of several
     tenants are packed together, in stream order of their first record. A tenant's later range
-    always lands in a later transaction (two ranges never fit together, by construction), so each
+    always lands in a later transaction (a transaction takes one range per tenant), so each
     tenant's checkpoint advances in order. Coalescing then works across the whole batch per tenant,
     not just across a run of interleaved records.
     """
@@ -409,12 +409,17 @@ def _transactions(
     chunks.sort(key=lambda chunk: chunk[0][0][1])
     transactions: list[list[Pending]] = []
     batch: list[Pending] = []
+    tenants: set[tuple[str, str]] = set()
     size = 0
     for items, keys, fixed in chunks:
-        if batch and size + len(keys) + fixed > MAX_TRANSACTION_ITEMS:
+        tenant = (items[0][0].stream_arn, items[0][2].user_id)
+        # A tenant's next range always starts a new transaction: its items would repeat (a
+        # transaction names an item once), and its checkpoint advances range by range.
+        if batch and (size + len(keys) + fixed > MAX_TRANSACTION_ITEMS or tenant in tenants):
             transactions.append(batch)
-            batch, size = [], 0
+            batch, size, tenants = [], 0, set()
         batch.extend(items)
+        tenants.add(tenant)
         size += len(keys) + fixed
     if batch:
         transactions.append(batch)

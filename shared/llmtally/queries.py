@@ -1,9 +1,10 @@
 """Usage queries on the rollups only: a summary for a range in a timezone, and a day-by-day series.
 
 Both are exact and read a number of items bounded by the days and dimension values in range,
-never by the number of events: the range is decomposed into the coarsest UTC buckets that fit
-(`llmtally.rollups.decompose`) and each granularity's run of consecutive buckets is one Query per
-dimension (`RollupRepository.query_run`).
+never by the number of events: the range is decomposed into UTC days and quarters, a day read
+whole with the quarters outside the range subtracted when that reads fewer
+(`llmtally.rollups.signed_decompose`), and each granularity's run of consecutive buckets is one
+Query per stored partition (`RollupRepository.read_runs`).
 
 Ranges must fall on 15-minute boundaries (every IANA zone's local midnight does, Asia/Kolkata,
 Asia/Kathmandu, Australia/Eucla and America/St_Johns included); anything else is refused with
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from llmtally.events import TAG_KEY_PATTERN
 from llmtally.money import nanos_to_usd
 from llmtally.packing import partition_of
-from llmtally.repositories.rollups import RollupItem, RollupRepository
+from llmtally.repositories.rollups import RollupItem, RollupRepository, RunItems
 from llmtally.rollups import (
     DIMENSIONS,
     NO_TAG_VALUE,
@@ -37,8 +38,8 @@ from llmtally.rollups import (
     Granularity,
     InvalidRangeError,
     check_aligned,
-    decompose,
     plan_runs,
+    signed_decompose,
     split_cell_value,
     split_model_value,
     split_tag_cell_value,
@@ -300,11 +301,23 @@ def _read(
     *,
     consistent: bool = False,
 ) -> tuple[list[RollupItem], int]:
-    runs = plan_runs(decompose(low, high))
+    """The logical items of `dimensions` over [low, high), each with its piece's sign applied
+    (`signed_decompose`: a day read whole has the quarters outside the range subtracted)."""
+    signs = {(granularity, bucket): sign for granularity, bucket, sign in signed_decompose(low, high)}
+    runs = plan_runs(signs)
     requests = [(dimension, run) for dimension in dimensions for run in runs]
     repo = repository or RollupRepository()
     queries = len({(partition_of(dimension), run) for dimension, run in requests})
-    return (repo.read_runs(user_id, requests, consistent=consistent) if requests else []), queries
+    if not requests:
+        return [], queries
+    read = repo.read_runs(user_id, requests, consistent=consistent)
+    out = RunItems(_signed(item, signs.get((item.key.granularity, item.key.bucket), 0)) for item in read)
+    out.items_read = stored_items(read)
+    return out, queries
+
+
+def _signed(item: RollupItem, sign: int) -> RollupItem:
+    return item if sign == 1 else RollupItem(item.key, Counters().minus(item.counters) if sign else Counters())
 
 
 def stored_items(items: Sequence[RollupItem]) -> int:
@@ -525,12 +538,14 @@ def daily_usage(
     """
     local = zone(tz)
     dates = last_days(days, tz, today=today)
-    owner: dict[tuple[Granularity, datetime], int] = {}
+    # A bucket can count in two days with opposite signs (a UTC day's quarters past one local
+    # midnight are subtracted from one day and added to the next: `signed_decompose`).
+    owner: dict[tuple[Granularity, datetime], list[tuple[int, int]]] = {}
     for index, day in enumerate(dates):
         low = local_midnight(day, local)
         high = local_midnight(day + timedelta(days=1), local)
-        for piece in decompose(low, high):
-            owner[piece] = index
+        for granularity, bucket, sign in signed_decompose(low, high):
+            owner.setdefault((granularity, bucket), []).append((index, sign))
     runs = plan_runs(owner, max_gap=SERIES_MAX_GAP)
     dimension = _partition_for([where.dimension] if where else [])
     items = (repository or RollupRepository()).read_runs(user_id, [(dimension, run) for run in runs])
@@ -538,9 +553,12 @@ def daily_usage(
     for item in items:
         if not _selects(where, _attributes(dimension, item.key.value)):
             continue
-        day_index = owner.get((item.key.granularity, item.key.bucket))
-        if day_index is not None:  # else a bridged gap bucket: read, not needed
-            sums[day_index].add(item.counters)
+        # (a bridged gap bucket has no owner: read, not needed)
+        for day_index, sign in owner.get((item.key.granularity, item.key.bucket), ()):
+            if sign == 1:
+                sums[day_index].add(item.counters)
+            else:
+                sums[day_index] = sums[day_index].minus(item.counters)
     rows = [
         DailyUsage(
             date=day,

@@ -440,6 +440,44 @@ def decompose(start: datetime, end: datetime) -> list[tuple[Granularity, datetim
     return pieces
 
 
+#: A signed piece of a range: (granularity, bucket start, +1 or -1).
+SignedPiece = tuple[Granularity, datetime, int]
+_QUARTERS_PER_DAY: Final = 96
+
+
+def signed_decompose(start: datetime, end: datetime) -> list[SignedPiece]:
+    """[start, end) as signed buckets: `decompose`, except that where it takes more than half of a
+    UTC day's quarters, the day item is read instead and the quarters of that day *outside* the
+    range are subtracted (exact: the counters are integers). So no UTC day costs more than 48
+    quarters: a local day in a 30- or 45-minute zone (never a whole UTC day) reads one day item and
+    ≤ 48 quarters instead of 96."""
+    pieces = decompose(start, end)
+    by_day: dict[datetime, list[datetime]] = {}
+    for granularity, bucket in pieces:
+        if granularity is Granularity.QUARTER:
+            by_day.setdefault(Granularity.DAY.floor(bucket), []).append(bucket)
+    out: list[SignedPiece] = []
+    replaced: set[datetime] = set()
+    for granularity, bucket in pieces:
+        if granularity is not Granularity.QUARTER:
+            out.append((granularity, bucket, 1))
+            continue
+        day = Granularity.DAY.floor(bucket)
+        covered = by_day[day]
+        if len(covered) * 2 <= _QUARTERS_PER_DAY:
+            out.append((granularity, bucket, 1))
+        elif day not in replaced:
+            replaced.add(day)
+            out.append((Granularity.DAY, day, 1))
+            inside = set(covered)
+            quarter = day
+            for _ in range(_QUARTERS_PER_DAY):
+                if quarter not in inside:
+                    out.append((Granularity.QUARTER, quarter, -1))
+                quarter = Granularity.QUARTER.next(quarter)
+    return out
+
+
 def plan_runs(buckets: Iterable[tuple[Granularity, datetime]], *, max_gap: int = 0) -> list[BucketRun]:
     """Group buckets into runs of consecutive buckets per granularity.
 
