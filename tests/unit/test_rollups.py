@@ -25,6 +25,7 @@ from llmtally.rollups import (
     format_bucket,
     plan_runs,
     rollup_keys,
+    signed_decompose,
     split_tag_cell_value,
 )
 
@@ -261,3 +262,44 @@ def test_runs_bridge_small_gaps_only_when_asked() -> None:
     ]
     assert len(plan_runs(quarters, max_gap=1)) == 2
     assert len(plan_runs(quarters + days, max_gap=1)) == 3
+
+
+@given(quarters, quarters)
+def test_signed_pieces_cover_the_range_exactly_and_read_at_most_half_a_day_of_quarters(
+    a: datetime, b: datetime
+) -> None:
+    start, end = min(a, b), max(a, b)
+    pieces = signed_decompose(start, end)
+    # Every quarter inside the range counts once, every quarter outside it nets to zero
+    coverage: dict[datetime, int] = {}
+    for granularity, bucket, sign in pieces:
+        quarter = bucket
+        while quarter < granularity.next(bucket):
+            coverage[quarter] = coverage.get(quarter, 0) + sign
+            quarter += QUARTER
+    assert {q for q, n in coverage.items() if n} == set(_quarters_between(start, end))
+    assert set(coverage.values()) <= {0, 1}
+    # And no UTC day costs more than half its quarters; a day item replaces the rest
+    per_day: dict[datetime, int] = {}
+    for granularity, bucket, _ in pieces:
+        if granularity is Granularity.QUARTER:
+            day = Granularity.DAY.floor(bucket)
+            per_day[day] = per_day.get(day, 0) + 1
+    assert all(count <= 48 for count in per_day.values())
+
+
+def test_a_kolkata_local_day_is_one_day_item_and_22_subtracted_quarters() -> None:
+    kolkata = ZoneInfo("Asia/Kolkata")
+    low = datetime(2026, 12, 1, tzinfo=kolkata).astimezone(UTC)
+    high = datetime(2026, 12, 2, tzinfo=kolkata).astimezone(UTC)
+    pieces = signed_decompose(low, high)
+    assert [p for p in pieces if p[0] is Granularity.DAY] == [(Granularity.DAY, datetime(2026, 12, 1, tzinfo=UTC), 1)]
+    assert sorted(sign for g, _, sign in pieces if g is Granularity.QUARTER) == [-1] * 22 + [1] * 22
+
+
+def _quarters_between(start: datetime, end: datetime) -> list[datetime]:
+    out, quarter = [], start
+    while quarter < end:
+        out.append(quarter)
+        quarter += QUARTER
+    return out
