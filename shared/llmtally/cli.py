@@ -438,6 +438,43 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate_rollups(args: argparse.Namespace) -> int:
+    """Move rollups written before the packed layout (`R#…` items) into packed items, exactly once.
+
+    Run once after deploying the packed layout: until then the periods before the deploy read low
+    (docs/pipeline.md, "Migration"). Safe to interrupt and to run again: items already moved are
+    skipped. `--all` migrates every tenant that has old rollups or a checkpoint in the table."""
+    from llmtally.migrate import migrate_all, migrate_tenant
+
+    if bool(args.user) == bool(args.all):
+        raise CliError("name one tenant with --user, or every tenant with --all")
+    target = use_target(args.target, args.prefix)
+    print(f"moving rollups to the packed layout on {target.description}")
+    if args.user:
+        reports = [migrate_tenant(args.user, args.tag_key or ())]
+    else:
+        reports = migrate_all(progress=progress_bar(sys.stderr, "tenants"))
+    if args.json:
+        print(json.dumps(reports, indent=2))
+        return 0
+    unmatched = 0
+    for report in reports:
+        print(
+            f"  {report['user_id']}: {report['items_migrated']:,} old items moved in {report['transactions']:,} "
+            f"transactions, {report['items_already_migrated']:,} already moved; 15-minute cost "
+            f"{_usd(Decimal(report['cost_usd_quarters']))}"
+        )
+        for bucket in report["unmatched"]:
+            print(f"    cells do not add up to the total: {bucket}")
+        unmatched += len(report["unmatched"])
+    if unmatched:
+        print(
+            f"  {unmatched} old buckets held cells that do not add up to their total: "
+            "`llmtally rebuild` over those days (inside the raw retention) restores them"
+        )
+    return 0
+
+
 # -- reconcile -----------------------------------------------------------------------------------------
 
 
@@ -692,6 +729,19 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--end", help="with --start: exclusive end (default: now, rounded up to 15 minutes)")
     rebuild.add_argument("--reprice", action="store_true", help="re-rate with today's catalog and overrides")
     rebuild.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    migrate = targeted(
+        "migrate-rollups",
+        cmd_migrate_rollups,
+        "move rollups written before the packed layout into it (once, after deploying; safe to rerun)",
+    )
+    who = migrate.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="one tenant")
+    who.add_argument("--all", action="store_true", help="every tenant with old rollups or a checkpoint")
+    migrate.add_argument(
+        "--tag-key", action="append", metavar="KEY", help="with --user: a tag key besides the registry's (repeatable)"
+    )
+    migrate.add_argument("--json", action="store_true", help="print the reports as JSON")
 
     prices = command("prices", cmd_prices, "the model catalog with prices per 1M tokens")
     prices.add_argument("--provider", choices=PROVIDERS, help="one provider only")

@@ -1,21 +1,27 @@
 """Rebuild (and optionally re-rate) a tenant's rollups for a time range from its raw entries.
 
-The 15-minute items are the ones recomputed: for each UTC day of the range, read the tenant's
-quarter items (consistent), then its raw entries, and compute each quarter's figures anew (at the
-billed cost, or re-priced with a PriceBook while `billed_cost_nanos` keeps the billed figure).
-Each quarter's *difference* (new − old) is ADDed to the quarter and to the hour and day holding
-it, in one transaction per group of whole quarters: a quarter's write is conditional on
-it still holding what was read, so an aggregation that lands meanwhile cancels the group and the
-day is redone. Because every aggregation writes a quarter and its coarser buckets in one
-transaction, coarse = Σ quarters holds before, and moving both by the same difference keeps it.
+The 15-minute stored items are the ones recomputed (`llmtally.packing`: a base item per quarter
+holding every cell, a tag item per (tag key, value, quarter)). For each UTC day of the range: read
+the tenant's quarter items of the base partition and of every tag key (consistent), then its raw
+entries, and compute each quarter item's cells anew (at the billed cost, or re-priced with a
+PriceBook while `billed_cost_nanos` keeps the billed figure). Each quarter item's *difference*
+(new − old, per cell, and its request count `n`) is ADDed to the quarter item and to the day item
+holding it, in one transaction per group of quarter items and their day items (≤ 100 items): a
+quarter item's write is conditional on its `n` still being what was read (every aggregation that
+touches an item moves its `n`), so an aggregation that lands meanwhile cancels the group and the
+day is redone. The aggregator adds the same records to a quarter and its day, so day = Σ quarters
+once a batch is done, and moving both by the same difference keeps it; hours are composed from
+quarters when read.
 
 Idempotent: a second run finds old == new and writes nothing. Interrupted runs are safe to repeat.
-A partially covered hour or day is corrected by exactly the part inside the range.
+A partially covered day is corrected by exactly the part inside the range.
 
 Limits (docs/pipeline.md, "Rebuilding"): the range must be 15-minute aligned and lie inside the raw
 retention (entries past their TTL are gone and would be subtracted); an event of the range that is
 ingested but not yet aggregated while the rebuild runs can be counted twice — run the rebuild again
-once the stream has drained and it converges (it always moves the rollups to the raw truth).
+once the stream has drained and it converges (it always moves the rollups to the raw truth). On a
+deployment that still holds the layout before the packed one, run `llmtally migrate-rollups` first
+(docs/pipeline.md, "Migration"): a rebuild of a period not yet migrated would be undone by it.
 """
 
 from __future__ import annotations
@@ -27,28 +33,25 @@ from typing import Any, Final, TypedDict
 
 from llmtally.entries import RawEntry
 from llmtally.money import nanos_to_usd
+from llmtally.packing import Attributes, PackedKey, encode, touches
 from llmtally.pricing import PriceBook
 from llmtally.repositories.rollups import (
+    MAX_ATTRIBUTES_PER_WRITE,
     MAX_TRANSACTION_ITEMS,
     CheckpointConflictError,
     ExpectedState,
-    RollupItem,
+    PackedItem,
     RollupRepository,
 )
 from llmtally.rollups import (
-    DIMENSIONS,
-    GRANULARITIES,
     BucketRun,
     Counters,
-    Dimension,
     Granularity,
     InvalidRangeError,
     RollupKey,
     check_aligned,
     dimension_values,
     entry_tags,
-    tag_cell_dimension,
-    tag_dimension,
 )
 from llmtally.settings import get_settings
 
@@ -170,29 +173,75 @@ def _day_chunks(low: datetime, high: datetime) -> list[tuple[datetime, datetime]
     return chunks
 
 
+def _contribution(entry: RawEntry, book: PriceBook | None) -> Counters:
+    """One entry's counters, re-priced if a book is given (the billed figure kept)."""
+    if book is None:
+        return Counters.of(entry)
+    priced = book.price(
+        entry.provider,
+        entry.original_model or entry.model,  # a model folded into `(other)` is priced as sent
+        entry.tokens(),
+        at=entry.timestamp,
+        reported_cost_usd=entry.reported_cost_usd,
+    )
+    return Counters.of(entry, cost_nanos=priced.cost_nanos, cost_source=priced.source.value)
+
+
 def quarter_contributions(
     entries: Iterable[RawEntry], user_id: str, book: PriceBook | None = None
 ) -> dict[RollupKey, Counters]:
-    """Each (dimension value, quarter)'s figures from raw entries, re-priced if a book is given."""
+    """Each logical (dimension value, quarter)'s figures from raw entries, re-priced if a book is
+    given (what a rebuild's quarters hold afterwards, as `llmtally.rollups.coalesce` keys)."""
     out: dict[RollupKey, Counters] = {}
     for entry in entries:
-        if book is None:
-            contribution = Counters.of(entry)
-        else:
-            priced = book.price(
-                entry.provider,
-                entry.original_model or entry.model,  # a model folded into `(other)` is priced as sent
-                entry.tokens(),
-                at=entry.timestamp,
-                reported_cost_usd=entry.reported_cost_usd,
-            )
-            contribution = Counters.of(entry, cost_nanos=priced.cost_nanos, cost_source=priced.source.value)
+        contribution = _contribution(entry, book)
         bucket = Granularity.QUARTER.floor(entry.timestamp)
         for dimension, value in dimension_values(entry):
             out.setdefault(RollupKey(user_id, Granularity.QUARTER, dimension, bucket, value), Counters()).add(
                 contribution
             )
     return out
+
+
+def packed_quarters(entries: Iterable[RawEntry], book: PriceBook | None = None) -> dict[PackedKey, dict[str, Counters]]:
+    """Each stored quarter item's cells from raw entries, re-priced if a book is given."""
+    out: dict[PackedKey, dict[str, Counters]] = {}
+    for entry in entries:
+        contribution = _contribution(entry, book)
+        for key, cell in touches(entry, (Granularity.QUARTER,)):
+            out.setdefault(key, {}).setdefault(cell, Counters()).add(contribution)
+    return out
+
+
+@dataclass(slots=True)
+class _Piece:
+    """One conditional write of a quarter item's difference (a difference with more attributes
+    than one UpdateItem carries is cut into pieces, written in consecutive transactions)."""
+
+    key: PackedKey
+    attributes: Attributes
+    requests: int
+    expected: ExpectedState
+
+
+def _read_day(
+    user_id: str, run: BucketRun, repo: RollupRepository, entries: Any, tag_keys: frozenset[str]
+) -> tuple[dict[PackedKey, PackedItem], list[RawEntry]]:
+    """The day's quarter items (consistent), then its raw entries. Quarter items first: an entry
+    aggregated in between makes its quarter's conditional write fail (redo); the other order could
+    subtract it for good. An entry with a tag key not read yet (one the registry does not list: a
+    test's, or a registry reset) makes the reads start over with that key."""
+    keys = set(tag_keys)
+    while True:
+        old: dict[PackedKey, PackedItem] = {}
+        for tag_key in ["", *sorted(keys)]:
+            for item in repo.query_packed(user_id, tag_key, run, consistent=True):
+                old[item.key] = item
+        day_entries = list(entries.iter_entries(user_id, run.first, run.end))
+        unknown = {tag_key for entry in day_entries for tag_key in entry_tags(entry)} - keys
+        if not unknown:
+            return old, day_entries
+        keys |= unknown
 
 
 def _rebuild_day(
@@ -205,74 +254,80 @@ def _rebuild_day(
     totals: _Totals,
     tag_keys: frozenset[str] = frozenset(),
 ) -> None:
-    # Quarters first, raw entries second: an entry aggregated in between makes the quarter's
-    # conditional write fail (redo); the other order could subtract it for good.
-    run = BucketRun(Granularity.QUARTER, low, high)
-    dimensions = [str(d) for d in DIMENSIONS]
-    for tag_key in sorted(tag_keys):
-        dimensions += [tag_dimension(tag_key), tag_cell_dimension(tag_key)]
-    old_items: list[RollupItem] = repo.read_runs(user_id, [(d, run) for d in dimensions], consistent=True)
-    old = {item.key: item.counters for item in old_items}
-    day_entries = list(entries.iter_entries(user_id, low, high))
-    unknown = {tag_key for entry in day_entries for tag_key in entry_tags(entry)} - set(tag_keys)
-    if unknown:  # a key the registry does not list yet (a test's, or a registry reset): read it too
-        extra = [d for tag_key in sorted(unknown) for d in (tag_dimension(tag_key), tag_cell_dimension(tag_key))]
-        for item in repo.read_runs(user_id, [(d, run) for d in extra], consistent=True):
-            old[item.key] = item.counters
-    new = quarter_contributions(day_entries, user_id, book)
+    old, day_entries = _read_day(user_id, BucketRun(Granularity.QUARTER, low, high), repo, entries, tag_keys)
+    new = packed_quarters(day_entries, book)
 
-    groups: dict[tuple[str, str, datetime], list[tuple[RollupKey, Counters, ExpectedState]]] = {}
+    differences: dict[PackedKey, tuple[dict[str, Counters], int]] = {}
     for key in sorted(set(old) | set(new)):
-        before, after = old.get(key), new.get(key, Counters())
-        delta = after.minus(before or Counters())
-        if delta.is_zero():
-            continue
-        expected = ExpectedState(
-            requests=before.requests if before else 0,
-            cost_nanos=before.cost_nanos if before else 0,
-            exists=before is not None,
-        )
-        hour = Granularity.HOUR.floor(key.bucket)
-        groups.setdefault((key.dimension, key.value, hour), []).append((key, delta, expected))
+        before = old[key].cells if key in old else {}
+        after = new.get(key, {})
+        cells = {}
+        for cell in sorted(before.keys() | after.keys()):
+            delta = after.get(cell, Counters()).minus(before.get(cell, Counters()))
+            if not delta.is_zero():
+                cells[cell] = delta
+        requests = sum(c.requests for c in after.values()) - (old[key].requests if key in old else 0)
+        if cells or requests:
+            differences[key] = (cells, requests)
+    codes = repo.cell_codes(user_id, {cell for cells, _ in differences.values() for cell in cells})
+
+    pieces: list[_Piece] = []
+    for key, (cells, requests) in differences.items():
+        attributes: Attributes = {}
+        for cell, delta in cells.items():
+            attributes.update(encode(codes[cell], delta))
+        n = old[key].requests if key in old else 0
+        expected = ExpectedState(requests=n, exists=key in old)
+        names = sorted(attributes)
+        for index in range(0, max(len(names), 1), MAX_ATTRIBUTES_PER_WRITE):
+            part = {name: attributes[name] for name in names[index : index + MAX_ATTRIBUTES_PER_WRITE]}
+            pieces.append(_Piece(key, part, requests, expected))
+            # the next piece follows this one: the item exists and holds the whole request difference
+            n, requests, expected = n + requests, 0, ExpectedState(requests=n + requests, exists=True)
 
     committed = _Totals()
-    pending: dict[RollupKey, dict[str, Any]] = {}
-    coarse: dict[RollupKey, Counters] = {}
+    pending: dict[PackedKey, _Piece] = {}
+    days: dict[PackedKey, tuple[Attributes, int]] = {}
 
     def flush() -> None:
-        if not pending and not coarse:
+        if not pending:
             return
-        items = list(pending.values()) + [repo.delta(key, delta) for key, delta in coarse.items()]
+        items = [repo.conditional_delta(p.key, p.attributes, p.requests, p.expected) for p in pending.values()]
+        items += [repo.delta(key, attributes, requests) for key, (attributes, requests) in days.items()]
         repo.transact(items)
         committed.transactions += 1
-        committed.quarters_changed += len(pending)
         pending.clear()
-        coarse.clear()
+        days.clear()
 
-    for (dimension, value, hour), quarters in groups.items():
-        group_delta = Counters()
-        for _, delta, _ in quarters:
-            group_delta.add(delta)
-        coarse_keys = [RollupKey(user_id, size, dimension, size.floor(hour), value) for size in GRANULARITIES[1:]]
-        new_items = len(quarters) + sum(1 for key in coarse_keys if key not in coarse)
-        if len(pending) + len(coarse) + new_items > MAX_TRANSACTION_ITEMS:
+    for piece in pieces:
+        day = PackedKey(
+            user_id, Granularity.DAY, piece.key.tag_key, Granularity.DAY.floor(piece.key.bucket), piece.key.tag_value
+        )
+        merged = dict(days[day][0]) if day in days else {}
+        for name, amount in piece.attributes.items():
+            merged[name] = merged.get(name, 0) + amount
+        grows = 1 + (day not in days)
+        if (
+            piece.key in pending
+            or len(pending) + len(days) + grows > MAX_TRANSACTION_ITEMS
+            or (len(merged) > MAX_ATTRIBUTES_PER_WRITE)
+        ):
             flush()
-        for key, delta, expected in quarters:
-            pending[key] = repo.conditional_delta(key, delta, expected)
-        for key in coarse_keys:
-            coarse.setdefault(key, Counters()).add(group_delta)
+            merged = dict(piece.attributes)
+        pending[piece.key] = piece
+        days[day] = (merged, (days[day][1] if day in days else 0) + piece.requests)
     flush()
 
     totals.entries += len(day_entries)
     totals.transactions += committed.transactions
-    totals.quarters_changed += committed.quarters_changed
-    for key, counters in old.items():
-        if key.dimension == Dimension.TOTAL:
-            totals.cost_before += counters.cost_nanos
-    for key, counters in new.items():
-        if key.dimension == Dimension.TOTAL:
-            totals.cost_after += counters.cost_nanos
-            totals.billed += counters.billed_cost_nanos
+    totals.quarters_changed += len(differences)
+    for key, item in old.items():
+        if not key.tag_key:
+            totals.cost_before += sum(c.cost_nanos for c in item.cells.values())
+    for key, cells in new.items():
+        if not key.tag_key:
+            totals.cost_after += sum(c.cost_nanos for c in cells.values())
+            totals.billed += sum(c.billed_cost_nanos for c in cells.values())
 
 
-__all__ = ["RebuildReport", "quarter_contributions", "rebuild_rollups"]
+__all__ = ["RebuildReport", "packed_quarters", "quarter_contributions", "rebuild_rollups"]
