@@ -264,6 +264,8 @@ NOT_RUN: dict[str, str] = {
     "subscribe": "the API subscribing a user's alert address (SNS, not recorded by the tier)",
     "unsubscribe": "the API removing or replacing a user's alert address (SNS, not recorded by the tier)",
     "get_subscription_attributes": "the API reading whether the address confirmed (SNS, not recorded)",
+    "scan": "`llmtally migrate-rollups --all` listing the tenants of the layout before packing (one Scan "
+    "of the rollups table): an operator's command run with the operator's credentials, no deployed role",
     "publish": "the notifier publishing a user's alert e-mail (SNS, not recorded by the tier); the other "
     "`.publish(` calls the scan sees are llmtally's own publishers, not SNS",
 }
