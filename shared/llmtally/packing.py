@@ -186,6 +186,25 @@ def decode(attributes: Mapping[str, str | int], cells: Mapping[int, str]) -> dic
     return out
 
 
+def sum_cells(attributes: Mapping[str, str | int]) -> Counters:
+    """The sum of every cell of a packed item, without the dictionary: what the total dimension (a
+    base item) and the `tag:{key}` dimension (a tag item) read — the daily series, the summary's
+    total, a breakdown by tag. One pass over the attributes."""
+    sums = dict.fromkeys(COUNTER_FIELDS, 0)
+    for name, value in attributes.items():
+        if name and name[0].isdigit():
+            field = _FIELD_OF_LETTER.get(name[-1])
+            if field is not None:
+                sums[field] += int(value)
+    sums["billed_cost_nanos"] += sums["cost_nanos"]
+    return Counters(**sums)
+
+
+def whole_item_dimension(tag_key: str) -> str:
+    """The dimension whose only value in an item is the item itself (the sum of its cells)."""
+    return tag_dimension(tag_key) if tag_key else Dimension.TOTAL.value
+
+
 def codes_in(attributes: Iterable[str]) -> set[int]:
     return {int(name[:-1]) for name in attributes if name and name[0].isdigit() and name[-1] in _FIELD_OF_LETTER}
 

@@ -31,6 +31,7 @@ from llmtally.packing import (
     encode,
     explode,
     partition_of,
+    sum_cells,
     touches,
 )
 from llmtally.repositories.rollups import (
@@ -55,6 +56,7 @@ from llmtally.rollups import (
     entry_tags,
     rollup_keys,
     split_cell_value,
+    sum_counters,
 )
 from tests.unit.test_rollups import Entry
 
@@ -239,6 +241,10 @@ def test_encode_then_decode_is_the_identity_for_any_counters(cells: list[tuple[i
     # Then each cell comes back whole (a cell whose counters are all zero writes nothing, reads nothing)
     assert decoded == {names[code]: counters for code, counters in cells if not counters.is_zero()}
     assert codes_in(attributes) == {code for code, counters in cells if not counters.is_zero()}
+    # And the whole item's sum, read without the dictionary (the total and tag:{key} reads), is the
+    # sum of its cells, whatever else the item holds
+    noise = {REQUESTS_ATTRIBUTE: 7, "expires_at": 1_900_000_000, "hw_0a1b2c3d": 5}
+    assert sum_cells({**attributes, **noise}) == sum_counters(decoded.values())
 
 
 def test_decode_ignores_the_item_count_the_ttl_the_marks_and_the_keys() -> None:

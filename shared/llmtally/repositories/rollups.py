@@ -37,11 +37,14 @@ from llmtally.packing import (
     explode,
     packed_partition,
     partition_of,
+    sum_cells,
+    whole_item_dimension,
 )
 from llmtally.repositories._dynamodb import batch_get
 from llmtally.repositories.cell_codes import CellCodes
 from llmtally.rollups import (
     COUNTER_FIELDS,
+    TOTAL_VALUE,
     BucketRun,
     Counters,
     RollupKey,
@@ -389,18 +392,7 @@ class RollupRepository:
     def query_packed(self, user_id: str, tag_key: str, run: BucketRun, *, consistent: bool = False) -> list[PackedItem]:
         """Every stored item of one partition (the base cells, or one tag key's values) in a run of
         consecutive buckets: one Query (paginated)."""
-        return self._query(
-            {
-                "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
-                "ExpressionAttributeValues": {
-                    ":pk": {"S": packed_partition(user_id, run.granularity, tag_key)},
-                    ":low": {"S": run.sk_low},
-                    ":high": {"S": run.sk_high},
-                },
-                "ConsistentRead": consistent,
-            },
-            user_id,
-        )
+        return self._query(_run_query(user_id, tag_key, run, consistent), user_id)
 
     def read_runs(
         self, user_id: str, requests: Sequence[tuple[str, BucketRun]], *, consistent: bool = False
@@ -415,8 +407,8 @@ class RollupRepository:
                 dims.append(dimension)
         reads = list(wanted)
 
-        def one(read: tuple[str, BucketRun]) -> list[PackedItem]:
-            return self.query_packed(user_id, read[0], read[1], consistent=consistent)
+        def one(read: tuple[str, BucketRun]) -> list[Mapping[str, Any]]:
+            return self._query_raw(_run_query(user_id, read[0], read[1], consistent))
 
         if len(reads) <= 1:
             results = [one(read) for read in reads]
@@ -424,10 +416,19 @@ class RollupRepository:
             with ThreadPoolExecutor(max_workers=min(_QUERY_THREADS, len(reads))) as pool:
                 results = list(pool.map(one, reads))
         out = RunItems()
-        for read, items in zip(reads, results, strict=True):
-            out.items_read += len(items)
-            for item in items:
-                out.extend(RollupItem(key, c) for key, c in explode(item.key, item.cells, wanted[read]).items())
+        for read, raw in zip(reads, results, strict=True):
+            out.items_read += len(raw)
+            tag_key, dimensions = read[0], wanted[read]
+            if dimensions == [whole_item_dimension(tag_key)]:
+                # The sum of every cell: no dictionary, no per-cell counters (the daily series)
+                for item in raw:
+                    key = PackedKey.parse(item["pk"]["S"], item["sk"]["S"])
+                    value = key.tag_value if tag_key else TOTAL_VALUE
+                    logical = RollupKey(user_id, key.granularity, dimensions[0], key.bucket, value)
+                    out.append(RollupItem(logical, sum_cells(_numbers(item))))
+                continue
+            for packed in self._decoded(raw, user_id):
+                out.extend(RollupItem(k, c) for k, c in explode(packed.key, packed.cells, dimensions).items())
         return out
 
     def iter_packed(self, user_id: str, tag_keys: Iterable[str] = ()) -> Iterator[PackedItem]:
@@ -453,14 +454,19 @@ class RollupRepository:
                 yield RollupItem(key, counters)
 
     def _query(self, kwargs: dict[str, Any], user_id: str) -> list[PackedItem]:
+        return self._decoded(self._query_raw(kwargs), user_id)
+
+    def _query_raw(self, kwargs: dict[str, Any]) -> list[Mapping[str, Any]]:
         kwargs = {"TableName": self.table, **kwargs}
         raw: list[Mapping[str, Any]] = []
         while True:
             response = self._call("query", **kwargs)
             raw.extend(response.get("Items", []))
             if "LastEvaluatedKey" not in response:
-                break
+                return raw
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def _decoded(self, raw: Sequence[Mapping[str, Any]], user_id: str) -> list[PackedItem]:
         if not raw:
             return []
         cells = self._cells(user_id, {code for item in raw for code in codes_in(item)})
@@ -477,6 +483,22 @@ class RollupRepository:
             raise StorageError(f"rollups {operation} failed: {type(exc).__name__}") from exc
 
 
+def _run_query(user_id: str, tag_key: str, run: BucketRun, consistent: bool) -> dict[str, Any]:
+    return {
+        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+        "ExpressionAttributeValues": {
+            ":pk": {"S": packed_partition(user_id, run.granularity, tag_key)},
+            ":low": {"S": run.sk_low},
+            ":high": {"S": run.sk_high},
+        },
+        "ConsistentRead": consistent,
+    }
+
+
+def _numbers(raw: Mapping[str, Any]) -> dict[str, str]:
+    return {name: value["N"] for name, value in raw.items() if "N" in value}
+
+
 @dataclass(frozen=True, slots=True)
 class PackedItem:
     """A stored rollup item read back: its key, its cells' counters and its request count."""
@@ -487,7 +509,7 @@ class PackedItem:
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any], cells: Mapping[int, str]) -> PackedItem:
-        values = {name: value["N"] for name, value in raw.items() if "N" in value}
+        values = _numbers(raw)
         return cls(
             PackedKey.parse(raw["pk"]["S"], raw["sk"]["S"]),
             decode(values, cells),
