@@ -2,10 +2,11 @@
 
 Pure logic, no I/O (the table is `llmtally.repositories.rollups.RollupRepository`).
 
-Logical key design (how queries address rollups; `llmtally.packing` says how they are stored):
+Logical key design: how queries address rollups (`llmtally.packing` says how they are stored; these
+were also the stored keys of the layout before packing, which `llmtally.migrate` reads):
 
-    pk = "R#{user_id}#{granularity}#{dimension}"      e.g. R#acme#1h#model
-    sk = "{bucket start, UTC, YYYY-MM-DDTHH:MM}#{value}" e.g. 2026-11-28T13:00#anthropic#claude-sonnet-4-5
+    pk = "R#{user_id}#{granularity}#{dimension}"      e.g. R#acme#1d#model
+    sk = "{bucket start, UTC, YYYY-MM-DDTHH:MM}#{value}" e.g. 2026-11-28T00:00#anthropic#claude-sonnet-4-5
 
 The bucket start is fixed-width, so within one (tenant, granularity, dimension) partition the sort
 key orders by time first: a run of consecutive buckets, with every value of the dimension, is one
