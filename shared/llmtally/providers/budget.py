@@ -315,6 +315,16 @@ class BudgetGuard:
         if failure is not None:
             raise failure
 
+    def cancel_quietly(self, reservation: Any, user_id: str) -> None:
+        """`cancel` that never raises into the caller: a hold not given back expires by itself (logged)."""
+        try:
+            self.cancel(reservation)
+        except Exception as exc:  # the hold expires by itself
+            logger.warning(
+                "budget reservation not given back; it expires by itself",
+                extra={"user_id": user_id, "error_class": type(exc).__name__},
+            )
+
     def _give_back(self, user_id: str, taken: Sequence[Any]) -> None:
         for reservation in taken:
             try:
@@ -644,16 +654,7 @@ class BudgetedProvider:
             return
         reservation = admitting.result().reservation
         if reservation is not None:
-            asyncio.get_running_loop().run_in_executor(None, self._cancel, reservation)
-
-    def _cancel(self, reservation: Any) -> None:
-        try:
-            self.guard.cancel(reservation)
-        except Exception as exc:  # the hold expires by itself
-            logger.warning(
-                "budget reservation not given back; it expires by itself",
-                extra={"user_id": self.user_id, "error_class": type(exc).__name__},
-            )
+            asyncio.get_running_loop().run_in_executor(None, self.guard.cancel_quietly, reservation, self.user_id)
 
     async def _asettle(self, reservation: Any, actual_nanos: int) -> None:
         # Off the loop; if the task is cancelled again meanwhile, the thread still settles.

@@ -177,7 +177,7 @@ class BudgetClientGuard:
             return
         ticket = future.result()
         if ticket is not None:  # no call was made: the holds are given back whole
-            self._off_loop(self._cancel, ticket.reservation)
+            self._off_loop(self.guard.cancel_quietly, ticket.reservation, self.user_id)
 
     def _refuse(self, status: BudgetStatus) -> None:
         from llmtally.providers.budget import _exceeded
@@ -291,15 +291,6 @@ class BudgetClientGuard:
     def _forget(self, future: asyncio.Future[None]) -> None:
         with self._lock:
             self._pending.discard(future)
-
-    def _cancel(self, reservation: Any) -> None:
-        try:
-            self.guard.cancel(reservation)
-        except Exception as exc:  # the hold expires by itself
-            logger.warning(
-                "budget reservation not given back; it expires by itself",
-                extra={"user_id": self.user_id, "error_class": type(exc).__name__},
-            )
 
     def _settle(self, reservation: Any, nanos: int) -> None:
         try:
