@@ -16,6 +16,7 @@ import {
 import { BUDGET_STATE_LABELS, browserTimezone, formatUsd, monthName, providerName, timezones } from "../format";
 import AlertEmailField from "./AlertEmailField";
 import { CheckIcon, KeyIcon, SpinnerIcon, TrashIcon } from "./icons";
+import StrictModeField, { strictWith } from "./StrictModeField";
 import { LoadErrorBanner, type Notice, NoticeBanner, Section } from "./ui";
 
 /** What the API accepts (docs/api.md): 1–10 distinct whole percents, 1..1000. */
@@ -167,7 +168,7 @@ function BudgetSettings({ userId, catalog }: { userId: string; catalog: CatalogP
       timezone: form.timezone,
       thresholds,
       action: form.action,
-      strict: form.action !== "notify" && form.strict,
+      strict: strictWith(form.action, form.strict),
     };
     if (form.action === "switch") input.switchTo = { provider: form.switchProvider as Provider, model: form.switchModel };
     if (webhook) input.slackWebhookUrl = webhook;
@@ -394,24 +395,14 @@ function BudgetSettings({ userId, catalog }: { userId: string; catalog: CatalogP
             </div>
           ) : null}
 
-          <label className="flex items-start gap-3 text-sm">
-            <input
-              type="checkbox"
-              className="mt-0.5 h-4 w-4 accent-mono-900 dark:accent-mono-100"
-              checked={form.action !== "notify" && form.strict}
-              disabled={form.action === "notify"}
-              onChange={(e) => set("strict", e.target.checked)}
-              aria-describedby={`${ids}-strict-help`}
-            />
-            <span>
-              Strict mode
-              <span id={`${ids}-strict-help`} className="muted block text-xs">
-                {form.action === "notify"
-                  ? "Choose block or switch to enforce the limit strictly."
-                  : "Reserve each call's worst-case cost before it runs, so concurrent calls cannot overshoot."}
-              </span>
-            </span>
-          </label>
+          <StrictModeField
+            id={ids}
+            label="Strict mode"
+            calls="call's"
+            action={form.action}
+            strict={form.strict}
+            onChange={(strict) => set("strict", strict)}
+          />
 
           <div>
             <div className="mb-1 flex flex-wrap items-center gap-2">

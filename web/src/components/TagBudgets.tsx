@@ -21,6 +21,7 @@ import {
 import { BUDGET_STATE_LABELS, browserTimezone, formatUsd, providerName, timezones } from "../format";
 import { DEFAULT_THRESHOLDS, parseThresholds, plainDecimal } from "./BudgetSettings";
 import { CheckIcon, SpinnerIcon, TrashIcon } from "./icons";
+import StrictModeField, { strictWith } from "./StrictModeField";
 import { LoadErrorBanner, type Notice, NoticeBanner, ProgressBar, Section } from "./ui";
 
 /** What the API accepts for a tag (docs/api.md, the event's `tags`). */
@@ -140,8 +141,7 @@ export default function TagBudgets({ userId, catalog }: { userId: string; catalo
       timezone: form.timezone,
       thresholds,
       action: form.action,
-      // Strict enforces the limit, so it goes with block or switch (the API refuses it with notify).
-      strict: form.action !== "notify" && form.strict,
+      strict: strictWith(form.action, form.strict),
     };
     if (form.action === "switch") input.switchTo = { provider: form.switchProvider as Provider, model: form.switchModel };
     return input;
@@ -348,24 +348,15 @@ export default function TagBudgets({ userId, catalog }: { userId: string; catalo
             ))}
           </select>
         </div>
-        <label className="flex items-start gap-3 self-end text-sm">
-          <input
-            type="checkbox"
-            className="mt-0.5 h-4 w-4 accent-mono-900 dark:accent-mono-100"
-            checked={form.action !== "notify" && form.strict}
-            disabled={form.action === "notify"}
-            onChange={(e) => set("strict", e.target.checked)}
-            aria-describedby={`${ids}-strict-help`}
-          />
-          <span>
-            Tag strict mode
-            <span id={`${ids}-strict-help`} className="muted block text-xs">
-              {form.action === "notify"
-                ? "Choose block or switch to enforce the limit strictly."
-                : "Reserve each tagged call's worst-case cost before it runs, so concurrent calls cannot overshoot."}
-            </span>
-          </span>
-        </label>
+        <StrictModeField
+          id={ids}
+          label="Tag strict mode"
+          calls="tagged call's"
+          action={form.action}
+          strict={form.strict}
+          onChange={(strict) => set("strict", strict)}
+          className="self-end"
+        />
         {form.action === "switch" ? (
           <>
             <div>
