@@ -195,17 +195,7 @@ def list_entries(
 ) -> Response[Any]:
     tenant_of(router, userId)
     query_params_of(router, ENTRIES_PARAMS)
-    filters = EntryFilters(
-        provider=provider,
-        operation=operation,
-        model=model,
-        status=status,
-        start=start,
-        end=end,
-        tz=tz,
-        order=order,
-        where=where,
-    )
+    filters = _entry_filters(provider, operation, model, status, where, start, end, tz, order)
     if format == "json":
         return json_response(usage_service().entries(userId, filters, limit, cursor))
     if router.current_event.get("routeKey") == PROXY_ROUTE_KEY:
@@ -249,7 +239,23 @@ def export_entries(
 ) -> Response[Any]:
     tenant_of(router, userId)
     query_params_of(router, EXPORT_PARAMS)
-    filters = EntryFilters(
+    filters = _entry_filters(provider, operation, model, status, where, start, end, tz, order)
+    return _csv(userId, filters, limit, cursor)
+
+
+def _entry_filters(
+    provider: Provider | None,
+    operation: str | None,
+    model: str | None,
+    status: Status | None,
+    where: str | None,
+    start: str | None,
+    end: str | None,
+    tz: str | None,
+    order: Literal["newest", "oldest"],
+) -> EntryFilters:
+    """The entries and export routes' filters, from their query parameters (in the routes' order)."""
+    return EntryFilters(
         provider=provider,
         operation=operation,
         model=model,
@@ -260,7 +266,6 @@ def export_entries(
         order=order,
         where=where,
     )
-    return _csv(userId, filters, limit, cursor)
 
 
 def _redirect_to_export(user_id: str) -> Response[Any]:
