@@ -10,9 +10,12 @@ wrote, and no test sees another's changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from tests.conftest import MotoServer, seeding_moto
+from tests.support.pipeline import reset_ingest_state
 
 BATCH = 25  # BatchWriteItem's limit
 
@@ -52,3 +55,18 @@ def restore_snapshot(dynamodb: Any, snapshot: TableSnapshot) -> None:
                     break
             else:
                 raise AssertionError(f"restoring {table}: items kept coming back unprocessed")
+
+
+def seed_snapshot(server: MotoServer, fill: Callable[[], None]) -> TableSnapshot:
+    """For a module-scoped fixture: `fill` the (reset) moto server's freshly created tables once, the
+    ingest state reset before and after, and the snapshot of every table it leaves."""
+    from llmtally.settings import get_settings
+    from llmtally.tables import create_tables
+
+    with seeding_moto(server) as seeding:
+        create_tables(seeding.client("dynamodb"), get_settings().names)
+        reset_ingest_state()
+        fill()
+        snapshot = take_snapshot(seeding.client("dynamodb"))
+        reset_ingest_state()
+    return snapshot

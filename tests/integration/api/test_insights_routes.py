@@ -22,7 +22,7 @@ from llmtally.forecast import SERIES_DAYS, forecast_month
 from llmtally.ingest import RawEntry
 from llmtally.money import nanos_to_usd
 from llmtally.repositories.usage import UsageRepository
-from tests.conftest import MotoServer, seeding_moto
+from tests.conftest import MotoServer
 from tests.integration.api.conftest import ADMIN_CLAIMS, ALICE, BOB
 from tests.integration.api.test_usage_routes import get, send
 from tests.integration.test_aggregate import (  # noqa: F401  (an autouse fixture: keeps moto's transactions fast)
@@ -32,7 +32,7 @@ from tests.integration.test_aggregate import (  # noqa: F401  (an autouse fixtur
 )
 from tests.support.apigw import request
 from tests.support.pipeline import reset_ingest_state
-from tests.support.snapshot import TableSnapshot, restore_snapshot, take_snapshot
+from tests.support.snapshot import TableSnapshot, restore_snapshot, seed_snapshot
 
 # One worker runs the module: the seeded pipeline (`seeded_history`) runs once per run, not once per worker.
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("insights-routes")]
@@ -54,17 +54,8 @@ def seeded_history(_moto_server: MotoServer) -> tuple[list[UsageEvent], TableSna
     """Alice: one Claude Opus 4.1 conversation a day for 35 days at noon UTC (weekends lighter, a spike
     four days ago), and a gpt-5-nano detection rule every third day. Nothing today. Through the
     ingest and aggregate handlers once per module: the events, and every table after."""
-    from llmtally.settings import get_settings
-    from llmtally.tables import create_tables
-
-    with seeding_moto(_moto_server) as server:
-        create_tables(server.client("dynamodb"), get_settings().names)
-        reset_ingest_state()
-        events = history_events()
-        send(events, stream_arn())
-        snapshot = take_snapshot(server.client("dynamodb"))
-        reset_ingest_state()
-    return events, snapshot
+    events = history_events()
+    return events, seed_snapshot(_moto_server, lambda: send(events, stream_arn()))
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from llmtally.events import UsageEvent, format_timestamp
 from llmtally.ingest import RawEntry
 from llmtally.money import nanos_to_usd
 from llmtally.repositories.usage import UsageRepository
-from tests.conftest import MotoServer, seeding_moto
+from tests.conftest import MotoServer
 from tests.integration.api.conftest import ADMIN_CLAIMS, ALICE, BOB
 from tests.integration.test_aggregate import (  # noqa: F401  (an autouse fixture: keeps moto's transactions fast)
     cheap_transaction_backups,
@@ -39,7 +39,7 @@ from tests.integration.test_aggregate import (  # noqa: F401  (an autouse fixtur
 from tests.support.apigw import ApiResponse, request
 from tests.support.lambda_events import FakeLambdaContext, sqs_event, stream_event_from_records
 from tests.support.pipeline import reset_ingest_state
-from tests.support.snapshot import TableSnapshot, restore_snapshot, take_snapshot
+from tests.support.snapshot import TableSnapshot, restore_snapshot, seed_snapshot
 
 # One worker runs the module: the seeded pipeline (`seeded_traffic`) runs once per run, not once per worker.
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("usage-routes")]
@@ -85,19 +85,10 @@ def seeded_traffic(_moto_server: MotoServer) -> tuple[list[UsageEvent], TableSna
     through the ingest and aggregate handlers, once per module: the events, and every table after.
 
     Kept small: the aggregator's updates are moto's slowest path."""
-    from llmtally.settings import get_settings
-    from llmtally.tables import create_tables
-
-    with seeding_moto(_moto_server) as server:
-        create_tables(server.client("dynamodb"), get_settings().names)
-        reset_ingest_state()
-        rng = random.Random(5)
-        start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=14)
-        events = random_events(rng, 80, [ALICE, BOB], start, hours=14 * 24 - 2)
-        send(events, stream_arn())
-        snapshot = take_snapshot(server.client("dynamodb"))
-        reset_ingest_state()
-    return events, snapshot
+    rng = random.Random(5)
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=14)
+    events = random_events(rng, 80, [ALICE, BOB], start, hours=14 * 24 - 2)
+    return events, seed_snapshot(_moto_server, lambda: send(events, stream_arn()))
 
 
 @pytest.fixture
