@@ -416,7 +416,21 @@ class UsageEntriesResponse(BaseModel):
 # -- insights: forecast, anomalies, recommendations ---------------------------------------------
 
 
-class ForecastResponse(BaseModel):
+class InsightScope(BaseModel):
+    """What an insight answer's figures are under: its `where` filter, and what that filter leaves out."""
+
+    where: WhereOut | None = Field(default=None, description="The `where` filter the figures are under, if any")
+    folded_months: list[str] = Field(
+        default_factory=list,
+        description="Under `where=tag:<key>:<value>`: the UTC months (YYYY-MM) of the window in which the value "
+        "was past the tag's monthly bound; its calls then are counted in (other), not in these figures",
+    )
+    note: str | None = Field(
+        default=None, description="Why a figure under `where` is partial or means something else (null: none)"
+    )
+
+
+class ForecastResponse(InsightScope):
     """GET /api/llm-usage/{userId}/forecast: the current local month's spend so far and at month end."""
 
     user_id: str
@@ -434,15 +448,6 @@ class ForecastResponse(BaseModel):
         description="seasonal_trend/trend with ≥ 21/14 days of history; run_rate (wide range) before; "
         "first_day on the first day of use; none without usage (see docs/insights.md)"
     )
-    where: WhereOut | None = Field(default=None, description="The `where` filter the figures are under, if any")
-    folded_months: list[str] = Field(
-        default_factory=list,
-        description="Under `where=tag:<key>:<value>`: the UTC months (YYYY-MM) of the window in which the value "
-        "was past the tag's monthly bound; its calls then are counted in (other), not in these figures",
-    )
-    note: str | None = Field(
-        default=None, description="Why a figure under `where` is partial or means something else (null: none)"
-    )
 
 
 class AnomalyOut(BaseModel):
@@ -455,7 +460,7 @@ class AnomalyOut(BaseModel):
     direction: Literal["high", "low"]
 
 
-class AnomaliesResponse(BaseModel):
+class AnomaliesResponse(InsightScope):
     """GET /api/llm-usage/{userId}/anomalies: unusual local days of the last `days` days."""
 
     user_id: str
@@ -463,15 +468,6 @@ class AnomaliesResponse(BaseModel):
     days: int
     method: str
     anomalies: list[AnomalyOut] = Field(description="Oldest first")
-    where: WhereOut | None = Field(default=None, description="The `where` filter the figures are under, if any")
-    folded_months: list[str] = Field(
-        default_factory=list,
-        description="Under `where=tag:<key>:<value>`: the UTC months (YYYY-MM) of the window in which the value "
-        "was past the tag's monthly bound; its calls then are counted in (other), not in these figures",
-    )
-    note: str | None = Field(
-        default=None, description="Why a figure under `where` is partial or means something else (null: none)"
-    )
 
 
 class CandidateOut(BaseModel):
@@ -497,18 +493,9 @@ class OperationRecommendationOut(BaseModel):
     candidates: list[CandidateOut] = Field(description="Up to 5 current models cheaper than cost_usd, cheapest first")
 
 
-class RecommendationsResponse(BaseModel):
+class RecommendationsResponse(InsightScope):
     """GET /api/llm-usage/{userId}/recommendations: cheaper models per operation type."""
 
     user_id: str
     days: int
     operations: list[OperationRecommendationOut] = Field(description="Costliest operation first")
-    where: WhereOut | None = Field(default=None, description="The `where` filter the figures are under, if any")
-    folded_months: list[str] = Field(
-        default_factory=list,
-        description="Under `where=tag:<key>:<value>`: the UTC months (YYYY-MM) of the window in which the value "
-        "was past the tag's monthly bound; its calls then are counted in (other), not in these figures",
-    )
-    note: str | None = Field(
-        default=None, description="Why a figure under `where` is partial or means something else (null: none)"
-    )
