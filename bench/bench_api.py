@@ -145,45 +145,48 @@ USAGE_USER = "bench-usage"
 
 class IndexedRollups:
     """The rollups table in memory as it is stored (packed items, `llmtally.packing`), indexed like
-    DynamoDB (partition → sorted sort keys): a Query is a bisect plus the items it returns, which are
-    decoded and exploded into logical items as `RollupRepository.read_runs` does, so the figure is
-    the API's own cost (parsing, planning the buckets, decoding, composing, writing JSON) and
-    `items_read` counts stored items. moto's in-process Query scans its whole partition in Python
-    (seconds per summary at these sizes), which would measure the emulator instead."""
+    DynamoDB (partition → sorted sort keys), behind the real `RollupRepository`: its Query is a
+    bisect plus the items it returns (DynamoDB JSON), so the figure is the API's own cost (parsing,
+    planning the buckets, decoding, composing, writing JSON) and `items_read` counts stored items.
+    moto's in-process Query scans its whole partition in Python (seconds per summary at these
+    sizes), which would measure the emulator instead."""
 
     def __init__(self, entries: list[Any]) -> None:
         from bench.bench_pipeline import RecordingRollups
+        from llmtally.repositories.cell_codes import CELL_SK_PREFIX, DICTIONARY_PK_PREFIX
+        from llmtally.repositories.rollups import RollupRepository
 
         table = RecordingRollups()
         table.load(entries)
-        partitions: dict[str, list[tuple[str, Any, dict[str, int]]]] = {}
+        partitions: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for key, item in table.state.items():
-            partitions.setdefault(key.pk, []).append((key.sk, key, item.attributes))
+            row = {"pk": {"S": key.pk}, "sk": {"S": key.sk}}
+            row.update({name: {"N": str(value)} for name, value in item.attributes.items() if value})
+            partitions.setdefault(key.pk, []).append((key.sk, row))
+        for user, codes in table.codes.items():
+            partitions[DICTIONARY_PK_PREFIX + user] = [
+                (CELL_SK_PREFIX + cell, {"sk": {"S": CELL_SK_PREFIX + cell}, "code": {"N": str(code)}})
+                for cell, code in codes.items()
+            ]
         self.partitions = {pk: sorted(rows, key=lambda row: row[0]) for pk, rows in partitions.items()}
         self.sort_keys = {pk: [row[0] for row in rows] for pk, rows in self.partitions.items()}
-        self.cells = {user: {code: cell for cell, code in codes.items()} for user, codes in table.codes.items()}
+        self.repository = RollupRepository(client=self)
 
     def read_runs(self, user_id: str, requests: Any, *, consistent: bool = False) -> Any:
+        return self.repository.read_runs(user_id, requests, consistent=consistent)
+
+    def query(self, **kwargs: Any) -> dict[str, Any]:
+        """DynamoDB's Query, for the two key conditions the repository sends."""
         from bisect import bisect_left, bisect_right
 
-        from llmtally.packing import decode, explode, packed_partition, partition_of
-        from llmtally.repositories.rollups import RollupItem, RunItems
-
-        wanted: dict[tuple[str, Any], list[str]] = {}
-        for dimension, run in requests:
-            dimensions = wanted.setdefault((partition_of(dimension), run), [])
-            if dimension not in dimensions:
-                dimensions.append(dimension)
-        out = RunItems()
-        for (tag_key, run), dimensions in wanted.items():
-            pk = packed_partition(user_id, run.granularity, tag_key)
-            keys = self.sort_keys.get(pk, [])
-            rows = self.partitions.get(pk, [])[bisect_left(keys, run.sk_low) : bisect_right(keys, run.sk_high)]
-            out.items_read += len(rows)
-            for _, key, attributes in rows:
-                cells = decode(attributes, self.cells[user_id])
-                out.extend(RollupItem(k, c) for k, c in explode(key, cells, dimensions).items())
-        return out
+        values = kwargs["ExpressionAttributeValues"]
+        pk = values[":pk"]["S"]
+        keys, rows = self.sort_keys.get(pk, []), self.partitions.get(pk, [])
+        if ":low" in values:
+            chosen = rows[bisect_left(keys, values[":low"]["S"]) : bisect_right(keys, values[":high"]["S"])]
+        else:  # begins_with(sk, :c): the cell dictionary
+            chosen = [row for row in rows if row[0].startswith(values[":c"]["S"])]
+        return {"Items": [row for _, row in chosen]}
 
 
 def _no_raw_table() -> Any:

@@ -29,10 +29,10 @@ The bucket is fixed width, so a run of consecutive buckets is one sort-key range
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from llmtally.rollups import (
     COUNTER_FIELDS,
@@ -80,6 +80,7 @@ COUNTER_LETTERS: Final[Mapping[str, str]] = {
     "usage_missing": "q",
 }
 _FIELD_OF_LETTER: Final = {letter: name for name, letter in COUNTER_LETTERS.items()}
+_LETTERS: Final = tuple(_FIELD_OF_LETTER)
 assert set(COUNTER_LETTERS) == set(COUNTER_FIELDS), "every counter needs a letter"
 
 #: A packed item's attributes: `{code}{letter}` → integer.
@@ -186,18 +187,19 @@ def decode(attributes: Mapping[str, str | int], cells: Mapping[int, str]) -> dic
     return out
 
 
-def sum_cells(attributes: Mapping[str, str | int]) -> Counters:
+def sum_cells(attributes: Mapping[str, Any]) -> Counters:
     """The sum of every cell of a packed item, without the dictionary: what the total dimension (a
     base item) and the `tag:{key}` dimension (a tag item) read — the daily series, the summary's
-    total, a breakdown by tag. One pass over the attributes."""
-    sums = dict.fromkeys(COUNTER_FIELDS, 0)
+    total, a breakdown by tag. One pass over the attributes, numbers as stored (`"12"`) or in
+    DynamoDB's JSON (`{"N": "12"}`)."""
+    sums = dict.fromkeys(_LETTERS, 0)
     for name, value in attributes.items():
-        if name and name[0].isdigit():
-            field = _FIELD_OF_LETTER.get(name[-1])
-            if field is not None:
-                sums[field] += int(value)
-    sums["billed_cost_nanos"] += sums["cost_nanos"]
-    return Counters(**sums)
+        letter = name[-1]
+        if letter in sums and name[0].isdigit():
+            sums[letter] += int(value["N"] if isinstance(value, dict) else value)
+    counters = Counters(**{_FIELD_OF_LETTER[letter]: amount for letter, amount in sums.items()})
+    counters.billed_cost_nanos += counters.cost_nanos
+    return counters
 
 
 def whole_item_dimension(tag_key: str) -> str:
@@ -215,30 +217,34 @@ def codes_in(attributes: Iterable[str]) -> set[int]:
 def explode(key: PackedKey, cells: Mapping[str, Counters], dimensions: Iterable[str]) -> dict[RollupKey, Counters]:
     """The logical rollup items of `dimensions` that a stored item holds (sums of its cells)."""
     out: dict[RollupKey, Counters] = {}
+    parts = {cell: split_cell_value(cell) for cell in cells}
     for dimension in dimensions:
+        value_of = _value_of(dimension, key)
         for cell, counters in cells.items():
-            value = _value(dimension, key, cell)
-            logical = RollupKey(key.user_id, key.granularity, dimension, key.bucket, value)
-            out.setdefault(logical, Counters()).add(counters)
+            logical = RollupKey(key.user_id, key.granularity, dimension, key.bucket, value_of(cell, parts[cell]))
+            found = out.get(logical)
+            if found is None:
+                out[logical] = Counters(**counters.as_dict())
+            else:
+                found.add(counters)
     return out
 
 
-def _value(dimension: str, key: PackedKey, cell: str) -> str:
+def _value_of(dimension: str, key: PackedKey) -> Callable[[str, tuple[str, str, str]], str]:
+    """How a dimension's value is made of a cell (and the item's tag value)."""
     if key.tag_key:
         if dimension == tag_dimension(key.tag_key):
-            return key.tag_value
-        provider, model, operation = split_cell_value(cell)
-        return tag_cell_value(provider, model, operation, key.tag_value)
+            return lambda cell, parts: key.tag_value
+        return lambda cell, parts: tag_cell_value(*parts, key.tag_value)
     if dimension == Dimension.TOTAL:
-        return TOTAL_VALUE
-    provider, model, operation = split_cell_value(cell)
+        return lambda cell, parts: TOTAL_VALUE
     if dimension == Dimension.PROVIDER:
-        return provider
+        return lambda cell, parts: parts[0]
     if dimension == Dimension.MODEL:
-        return model_value(provider, model)
+        return lambda cell, parts: model_value(parts[0], parts[1])
     if dimension == Dimension.OPERATION:
-        return operation
-    return cell
+        return lambda cell, parts: parts[2]
+    return lambda cell, parts: cell
 
 
 def dimensions_of(tag_key: str) -> tuple[str, ...]:

@@ -425,7 +425,7 @@ class RollupRepository:
                     key = PackedKey.parse(item["pk"]["S"], item["sk"]["S"])
                     value = key.tag_value if tag_key else TOTAL_VALUE
                     logical = RollupKey(user_id, key.granularity, dimensions[0], key.bucket, value)
-                    out.append(RollupItem(logical, sum_cells(_numbers(item))))
+                    out.append(RollupItem(logical, sum_cells(item)))
                 continue
             for packed in self._decoded(raw, user_id):
                 out.extend(RollupItem(k, c) for k, c in explode(packed.key, packed.cells, dimensions).items())
