@@ -7,10 +7,13 @@ For one batch (records in stream order):
 2. Read each tenant's checkpoint for this stream (one consistent BatchGetItem) and skip every
    record at or below it: those were applied by an earlier attempt of this batch.
 3. Commit, unit by unit in stream order of each unit's first record:
-   - a tenant without a budget is one unit of *marked writes*: one UpdateItem per rollup key (its
-     coalesced delta), each setting the item's high-water mark for this stream and conditional on
-     it being below the first record it sums; a refused condition reads the mark and adds only the
-     records after it (`RollupRepository.apply_marked`). Then the tenant's checkpoint moves forward.
+   - a tenant without a budget is one unit of *marked writes*: one UpdateItem per stored packed
+     item (`llmtally.packing`: its cells' coalesced deltas; a delta of more than
+     `MAX_ATTRIBUTES_PER_WRITE` attributes is cut into writes of consecutive records), each
+     setting the item's high-water mark for this stream and conditional on it being below the
+     first record it sums; a refused condition reads the mark and adds only the records after it
+     (`RollupRepository.apply_marked`). Then the tenant's checkpoint moves forward. New cells get
+     their codes in the tenant's dictionary first (`RollupRepository.cell_codes`).
    - budgeted tenants' records are cut into *consecutive* ranges whose coalesced deltas plus the
      checkpoints and ledger items fit one TransactWriteItems (≤ 100 items), packed across tenants
      (`_transactions`): all or nothing, each checkpoint conditional on still being below the
