@@ -24,12 +24,12 @@ from llmtally import aws
 from llmtally.events import Provider, UsageEvent
 from llmtally.ingest import RawEntry, raw_entry_item
 from llmtally.money import nanos_to_usd
-from llmtally.packing import touches
+from llmtally.packing import encode, touches
 from llmtally.pricing import PriceBook, PriceOverride, PriceOverrideFile
 from llmtally.queries import daily_usage, summarize
 from llmtally.rebuild import rebuild_rollups
 from llmtally.repositories import rollups as rollups_repository
-from llmtally.repositories.rollups import RollupRepository
+from llmtally.repositories.rollups import MAX_ATTRIBUTES_PER_WRITE, RollupRepository
 from llmtally.repositories.usage import UsageRepository
 from llmtally.resources import ResourceNames
 from llmtally.rollups import GRANULARITIES, Counters, Dimension, Granularity, RollupKey, coalesce
@@ -549,3 +549,38 @@ def test_rebuild_redoes_a_day_when_aggregation_lands_meanwhile(tables: str) -> N
     # Then the late entry is counted once, re-rated like the rest of the day
     assert arrived
     assert stored_rollups(["acme"]) == _repriced(raw_entries(["acme"]), book)
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["refused", "response-lost"])
+@pytest.mark.parametrize("write", [2, 4], ids=["quarter-second-part", "day-second-part"])
+def test_an_item_written_in_parts_is_exact_when_a_part_fails(
+    tables: str, write: int, after: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rollups_repository, "WRITE_THREADS", 1)  # parts and items in a fixed order
+    # Given one call in each of 28 cells, all in one quarter: the quarter's and the day's deltas
+    # hold more attributes than one UpdateItem carries, so each is written in two parts
+    at = day_start().replace(hour=9, minute=16)
+    cells = [
+        (provider, model, operation) for provider in MODELS for model in MODELS[provider] for operation in OPERATIONS
+    ]
+    store(
+        [
+            usage_event("acme", at + timedelta(seconds=i), provider=p, model=m, operation=o, tokens=1000 + i)
+            for i, (p, m, o) in enumerate(cells)
+        ]
+    )
+    records = read_stream(tables)
+    entries = [RawEntry.from_dynamodb(r["dynamodb"]["NewImage"]) for r in records]
+    attributes = {name for entry in entries for name in encode(0, Counters.of(entry))}
+    assert len(cells) * len(attributes) > MAX_ATTRIBUTES_PER_WRITE
+    # When the second part of the quarter's (or the day's) write fails — refused, or applied with
+    # its answer lost — after the 2 dictionary writes per new cell
+    with failing_call("UpdateItem", nth=2 * len(cells) + write, after=after):
+        response = invoke(records, tables)
+    [failure] = response["batchItemFailures"]
+    # Then the retry Lambda makes completes the batch exactly once, and a whole redelivery changes nothing
+    sequence = [r["dynamodb"]["SequenceNumber"] for r in records]
+    assert invoke(records[sequence.index(failure["itemIdentifier"]) :], tables) == {"batchItemFailures": []}
+    assert_rollups_match_raw(["acme"])
+    invoke(records, tables)
+    assert_rollups_match_raw(["acme"])
