@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -51,7 +51,7 @@ def pipeline(stack: Any) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def seeded_history(_moto_server: MotoServer) -> tuple[list[UsageEvent], TableSnapshot]:
-    """Alice: one Claude Opus 4.1 conversation a day for 35 days at noon UTC (weekends lighter, a spike
+    """Alice: one Claude Opus 4.1 conversation a day for 35 days, mornings in TZ (weekends lighter, a spike
     four days ago), and a gpt-5-nano detection rule every third day. Nothing today. Through the
     ingest and aggregate handlers once per module: the events, and every table after."""
     events = history_events()
@@ -70,10 +70,17 @@ def history(
 
 def history_events() -> list[UsageEvent]:
     rng = random.Random(9)
-    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    # Local 11:30 in TZ (06:00 UTC, the same date in both), counted back from TZ's today: the spike
+    # lands SPIKE_DAYS_AGO local days ago whatever the UTC time (from 18:30 UTC Kolkata's date is
+    # already UTC's tomorrow). Nothing today in either zone: a day that is UTC's today is left out.
+    local = ZoneInfo(TZ)
+    morning = datetime.combine(datetime.now(local).date(), time(11, 30), tzinfo=local)
+    utc_today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     events: list[UsageEvent] = []
     for ago in range(HISTORY_DAYS, 0, -1):
-        at = noon - timedelta(days=ago)
+        at = morning - timedelta(days=ago)
+        if at >= utc_today:
+            continue
         tokens = (8_000 if at.weekday() >= 5 else 20_000) + rng.randrange(-500, 500)
         if ago == SPIKE_DAYS_AGO:
             tokens *= 40
