@@ -45,6 +45,7 @@ from llmtally.rollups import (
     Granularity,
     RollupKey,
     RollupSource,
+    bucket_expiry,
     cell_value,
     entry_tags,
     format_bucket,
@@ -107,14 +108,8 @@ class PackedKey:
         # which is what makes `BETWEEN first AND end` exclude the end bucket (`BucketRun.sk_high`).
         return f"{format_bucket(self.bucket)}#{self.tag_value}"
 
-    @property
-    def bucket_end(self) -> datetime:
-        return self.granularity.next(self.bucket)
-
     def expires_at(self, ttl_days: int) -> int:
-        from datetime import timedelta
-
-        return int((self.bucket_end + timedelta(days=ttl_days)).timestamp())
+        return bucket_expiry(self.granularity, self.bucket, ttl_days)
 
     @classmethod
     def parse(cls, pk: str, sk: str) -> PackedKey:

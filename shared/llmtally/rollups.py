@@ -309,14 +309,18 @@ class RollupKey:
         return self.granularity.next(self.bucket)
 
     def expires_at(self, ttl_days: int) -> int:
-        """Epoch seconds: the bucket's end plus the rollup retention (deterministic, so SET is idempotent)."""
-        return int((self.bucket_end + timedelta(days=ttl_days)).timestamp())
+        return bucket_expiry(self.granularity, self.bucket, ttl_days)
 
     @classmethod
     def parse(cls, pk: str, sk: str) -> RollupKey:
         _, user_id, granularity, dimension = pk.split("#", 3)
         bucket, value = sk.split("#", 1)
         return cls(user_id, Granularity(granularity), dimension, parse_bucket(bucket), value)
+
+
+def bucket_expiry(granularity: Granularity, bucket: datetime, ttl_days: int) -> int:
+    """Epoch seconds: the bucket's end plus the rollup retention (deterministic, so SET is idempotent)."""
+    return int((granularity.next(bucket) + timedelta(days=ttl_days)).timestamp())
 
 
 def partition_key(user_id: str, granularity: Granularity, dimension: str) -> str:
