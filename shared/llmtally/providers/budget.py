@@ -325,6 +325,17 @@ class BudgetGuard:
                 extra={"user_id": user_id, "error_class": type(exc).__name__},
             )
 
+    def settle_quietly(self, reservation: Any, actual_nanos: int, user_id: str) -> None:
+        """`settle` that never raises into the caller: the call's answer matters more, and a hold not
+        settled expires by itself (logged)."""
+        try:
+            self.settle(reservation, actual_nanos)
+        except Exception as exc:  # the hold expires by itself
+            logger.warning(
+                "budget reservation not settled; it expires by itself",
+                extra={"user_id": user_id, "error_class": type(exc).__name__},
+            )
+
     def _give_back(self, user_id: str, taken: Sequence[Any]) -> None:
         for reservation in taken:
             try:
@@ -748,13 +759,7 @@ class BudgetedProvider:
             self._settle(reservation, actual)
 
     def _settle(self, reservation: Any, actual_nanos: int) -> None:
-        try:
-            self.guard.settle(reservation, actual_nanos)
-        except Exception as exc:  # the call's answer matters more; the hold expires by itself
-            logger.warning(
-                "budget reservation not settled; it expires by itself",
-                extra={"user_id": self.user_id, "error_class": type(exc).__name__},
-            )
+        self.guard.settle_quietly(reservation, actual_nanos, self.user_id)
 
     def _target(self, target: SwitchTarget) -> tuple[TrackedProvider, str]:
         if target.provider.value == self.inner.inner.provider:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,7 +55,6 @@ if TYPE_CHECKING:
     from llmtally.providers.tracking import UsageSink
     from llmtally.providers.user import LLMPreferences, PreferencesStore, SecretKeyStore
 
-logger = logging.getLogger("llmtally.providers.native")
 
 #: Input tokens reserved for each image or file a strict request references by URL or id (its bytes
 #: are not in the request). Above what the providers bill for one high-detail image.
@@ -293,13 +291,7 @@ class BudgetClientGuard:
             self._pending.discard(future)
 
     def _settle(self, reservation: Any, nanos: int) -> None:
-        try:
-            self.guard.settle(reservation, nanos)
-        except Exception as exc:  # the hold expires by itself
-            logger.warning(
-                "budget reservation not settled; it expires by itself",
-                extra={"user_id": self.user_id, "error_class": type(exc).__name__},
-            )
+        self.guard.settle_quietly(reservation, nanos, self.user_id)
 
     async def settled(self) -> None:
         """Wait for the settlements handed to worker threads (tests, graceful shutdown)."""
