@@ -48,6 +48,18 @@ def storage_errors(action: str) -> Iterator[None]:
         raise StorageError(f"{action} failed: {type(exc).__name__}") from exc
 
 
+def call(client: Any, action: str, operation: str, **kwargs: Any) -> Any:
+    """One client call (`operation`, e.g. "update_item"), boto errors as `StorageError`
+    ("{action} {operation} failed: …")."""
+    with storage_errors(f"{action} {operation}"):
+        return getattr(client, operation)(**kwargs)
+
+
+def condition_failed(exc: BaseException) -> bool:
+    """Whether a `StorageError` (from `call` or `storage_errors`) is a refused ConditionExpression."""
+    return error_code(exc.__cause__) == CONDITIONAL_CHECK_FAILED if exc.__cause__ is not None else False
+
+
 #: BatchGetItem's limit of keys per request.
 BATCH_GET_KEYS: Final = 100
 

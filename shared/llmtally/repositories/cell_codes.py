@@ -22,11 +22,11 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from llmtally.errors import StorageError
+from llmtally.repositories._dynamodb import call, condition_failed
 
 DICTIONARY_PK_PREFIX: Final = "D#"
 CELL_SK_PREFIX: Final = "c#"
 NEXT_SK: Final = "#next"
-_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 
 
 #: Per (endpoint, table): tenant → cell → code. Process-wide: codes never change once written, so
@@ -100,8 +100,6 @@ class CellCodes:
             return dict(self._codes[user_id])
 
     def _assign(self, user_id: str, cell: str) -> None:
-        from botocore.exceptions import ClientError
-
         pk = {"S": DICTIONARY_PK_PREFIX + user_id}
         response = self._call(
             "update_item",
@@ -122,8 +120,7 @@ class CellCodes:
                 ExpressionAttributeValues={":code": {"N": str(code)}},
             )
         except StorageError as exc:
-            cause = exc.__cause__
-            if not (isinstance(cause, ClientError) and cause.response["Error"].get("Code") == _CONDITION_FAILED):
+            if not condition_failed(exc):
                 raise
             self._load(user_id)  # claimed by another writer (or our own earlier attempt): its code wins
             return
@@ -131,11 +128,4 @@ class CellCodes:
             self._codes.setdefault(user_id, {})[cell] = code
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(self._client, operation)(**kwargs)
-        except ClientError as exc:
-            raise StorageError(f"cell dictionary {operation} failed: {exc.response['Error'].get('Code')}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"cell dictionary {operation} failed: {type(exc).__name__}") from exc
+        return call(self._client, "cell dictionary", operation, **kwargs)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from llmtally.errors import StorageError
-from llmtally.repositories._dynamodb import batch_get, deserialize, error_code
+from llmtally.repositories._dynamodb import batch_get, call, deserialize, error_code
 from llmtally.repositories.rollups import CHECKPOINT_PK_PREFIX, MAX_TRANSACTION_ITEMS, RollupItem
 from llmtally.rollups import ROLLUP_PK_PREFIX, RollupKey
 from llmtally.settings import Settings, get_settings
@@ -133,11 +133,4 @@ class LegacyRollupRepository:
             raise StorageError(f"migration transaction failed: {type(exc).__name__}") from exc
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(self._client, operation)(**kwargs)
-        except ClientError as exc:
-            raise StorageError(f"legacy rollups {operation} failed: {error_code(exc)}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"legacy rollups {operation} failed: {type(exc).__name__}") from exc
+        return call(self._client, "legacy rollups", operation, **kwargs)

@@ -40,7 +40,7 @@ from llmtally.packing import (
     sum_cells,
     whole_item_dimension,
 )
-from llmtally.repositories._dynamodb import batch_get
+from llmtally.repositories._dynamodb import batch_get, call, condition_failed
 from llmtally.repositories.cell_codes import CellCodes
 from llmtally.rollups import (
     COUNTER_FIELDS,
@@ -56,7 +56,6 @@ SEQUENCE_WIDTH: Final = 40
 #: DynamoDB's TransactWriteItems limit.
 MAX_TRANSACTION_ITEMS: Final = 100
 _QUERY_THREADS: Final = 8
-_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 
 
 #: The most counter attributes one UpdateItem ADDs (an expression is at most 4 KB: "#a123 :a123, "
@@ -248,15 +247,12 @@ class RollupRepository:
 
     def _write_marked(self, write: MarkedDelta, attribute: str, *, below: str = "", equal: str = "") -> bool:
         """One conditional UpdateItem; False when the mark's condition refused it."""
-        from botocore.exceptions import ClientError
-
         update = self._delta_update(write.key, write.attributes, write.requests)["Update"]
         self._mark(update, attribute, write.last, below=below, equal=equal)
         try:
             self._call("update_item", **update)
         except StorageError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ClientError) and cause.response["Error"].get("Code") == _CONDITION_FAILED:
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -291,8 +287,6 @@ class RollupRepository:
     def advance_checkpoint(self, advance: CheckpointAdvance) -> bool:
         """Move a tenant's checkpoint forward to `advance.last` (never back). False if it was already
         there or beyond (an earlier attempt's): with marked writes that is no conflict."""
-        from botocore.exceptions import ClientError
-
         try:
             self._call(
                 "update_item",
@@ -307,8 +301,7 @@ class RollupRepository:
                 },
             )
         except StorageError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ClientError) and cause.response["Error"].get("Code") == _CONDITION_FAILED:
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -473,14 +466,7 @@ class RollupRepository:
         return [PackedItem.from_raw(item, cells) for item in raw]
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(self._client, operation)(**kwargs)
-        except ClientError as exc:
-            raise StorageError(f"rollups {operation} failed: {exc.response['Error'].get('Code')}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"rollups {operation} failed: {type(exc).__name__}") from exc
+        return call(self._client, "rollups", operation, **kwargs)
 
 
 def _run_query(user_id: str, tag_key: str, run: BucketRun, consistent: bool) -> dict[str, Any]:
