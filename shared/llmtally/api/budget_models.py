@@ -25,6 +25,16 @@ from llmtally.money import nanos_to_usd, usd_to_nanos
 MAX_LIMIT_USD = Decimal(1_000_000)
 
 
+#: A budget's strict switch (tenant and tag budgets alike).
+StrictMode = Annotated[
+    StrictBool,
+    Field(
+        description="With block or switch: reserve each call's worst-case cost before it runs "
+        "(docs/budgets.md, strict mode); refused with notify."
+    ),
+]
+
+
 class BudgetUpdate(BaseModel):
     """PUT /api/llm-settings/{userId}/budget: the whole budget (replaced), and optionally the Slack webhook."""
 
@@ -43,13 +53,7 @@ class BudgetUpdate(BaseModel):
     ] = list(DEFAULT_THRESHOLDS)
     action: BudgetAction = BudgetAction.NOTIFY
     switchTo: SwitchTarget | None = None
-    strict: Annotated[
-        StrictBool,
-        Field(
-            description="With block or switch: reserve each call's worst-case cost before it runs "
-            "(docs/budgets.md, strict mode); refused with notify."
-        ),
-    ] = False
+    strict: StrictMode = False
     slackWebhookUrl: Annotated[
         SecretStr | None,
         Field(max_length=512, description="A Slack incoming-webhook URL; stored as a secret, never returned."),
@@ -103,13 +107,7 @@ class TagBudgetUpdate(BaseModel):
     ] = list(DEFAULT_THRESHOLDS)
     action: BudgetAction = BudgetAction.NOTIFY
     switchTo: SwitchTarget | None = None
-    strict: Annotated[
-        StrictBool,
-        Field(
-            description="With block or switch: reserve each call's worst-case cost before it runs "
-            "(docs/budgets.md, strict mode); refused with notify."
-        ),
-    ] = False
+    strict: StrictMode = False
 
     @field_validator("timezone")
     @classmethod
